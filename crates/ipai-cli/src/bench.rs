@@ -1,0 +1,280 @@
+//! `ipai bench`: load benchmark of a running system (SPEC §3 ingest path).
+//!
+//! Posts signed events over loopback at full concurrency (throughput), then at half that
+//! rate (latency), calls the same `integration.ingest_event` SQL natively with the same
+//! concurrency (the raw baseline), reads the host's peak RSS, prints a table and writes a
+//! JSON report. It is a benchmark, not a test: it asserts nothing about speed.
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use ipai_core::signature::sign;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Ingest URL of the running system.
+    #[arg(long, default_value = "http://127.0.0.1:3000/odoo-webhook")]
+    pub url: String,
+    /// The system's odoo_webhook_secret.
+    #[arg(
+        long,
+        env = "SPIN_VARIABLE_ODOO_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub secret: String,
+    /// Database for the raw SQL baseline (the same one the system writes to).
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Requests in the throughput phase (and SQL calls in the baseline).
+    #[arg(long, default_value_t = 4000)]
+    pub requests: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Seconds of the fixed-rate latency phase.
+    #[arg(long, default_value_t = 5)]
+    pub latency_seconds: u64,
+    /// PID of the host process, for its peak RSS (VmHWM).
+    #[arg(long)]
+    pub host_pid: Option<u32>,
+    /// Name of the runtime under test, added as a suffix to keys when not "local".
+    #[arg(long, default_value = "local")]
+    pub runtime: String,
+    /// Report file; an existing report is merged into.
+    #[arg(long, default_value = "target/bench/report.json")]
+    pub out: PathBuf,
+}
+
+fn event_body(i: usize, run: &str) -> String {
+    json!({
+        "event_type": "expense.submitted",
+        "aggregate_type": "expense",
+        "aggregate_id": format!("bench-{run}-{i}"),
+        "payload": {"expense_id": i, "employee_code": "E-0001", "amount": 1250.5,
+                    "currency": "PHP", "status": "submit", "description": "bench"}
+    })
+    .to_string()
+}
+
+async fn post_one(
+    client: &reqwest::Client,
+    args: &BenchArgs,
+    i: usize,
+    run: &str,
+) -> Result<Duration> {
+    let body = event_body(i, run);
+    let ts = chrono::Utc::now().timestamp_millis().to_string();
+    let sig = sign(&args.secret, &ts, body.as_bytes());
+    let start = Instant::now();
+    let resp = client
+        .post(&args.url)
+        .header("content-type", "application/json")
+        .header("x-ipai-timestamp", &ts)
+        .header("x-ipai-signature", sig)
+        .header("x-idempotency-key", format!("bench-{run}-{i}"))
+        .body(body)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let _ = resp.bytes().await?;
+    if status != 202 {
+        bail!("ingest answered {status}");
+    }
+    Ok(start.elapsed())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx].as_secs_f64() * 1000.0
+}
+
+/// Full-concurrency phase: returns (requests/s, latencies).
+async fn throughput(args: &BenchArgs, run: &str, n: usize) -> Result<(f64, Vec<Duration>)> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, next, args, run) =
+            (client.clone(), next.clone(), args.clone(), run.to_string());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(lat);
+                }
+                lat.push(post_one(&client, &args, i, &run).await?);
+            }
+        }));
+    }
+    let mut all = Vec::with_capacity(n);
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((n as f64 / start.elapsed().as_secs_f64(), all))
+}
+
+/// Fixed-rate phase (open loop): latencies at `rate` requests/s.
+async fn fixed_rate(args: &BenchArgs, run: &str, rate: f64, seconds: u64) -> Result<Vec<Duration>> {
+    let client = reqwest::Client::new();
+    let total = (rate * seconds as f64) as usize;
+    let interval = Duration::from_secs_f64(1.0 / rate.max(1.0));
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(total);
+    for i in 0..total {
+        let due = start + interval * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let (client, args, run) = (client.clone(), args.clone(), run.to_string());
+        tasks.push(tokio::spawn(async move {
+            post_one(&client, &args, i, &run).await
+        }));
+    }
+    let mut lat = Vec::with_capacity(total);
+    for t in tasks {
+        lat.push(t.await??);
+    }
+    Ok(lat)
+}
+
+/// The same SQL, called natively with the same concurrency: the ceiling ingest is measured against.
+async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let n = args.requests;
+    let mut clients = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, conn) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls)
+            .await
+            .context("baseline: cannot connect")?;
+        tokio::spawn(conn);
+        clients.push(client);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients {
+        let (next, run) = (next.clone(), run.to_string());
+        tasks.push(tokio::spawn(async move {
+            let stmt = client
+                .prepare(
+                    "SELECT id::text, duplicate, conflict FROM integration.ingest_event($1, $2, $3, $4::text::jsonb, $5, $6, $7::text::timestamptz, $8)",
+                )
+                .await?;
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<_, anyhow::Error>(());
+                }
+                let body = event_body(i, &run);
+                let v: Value = serde_json::from_str(&body)?;
+                let sha = ipai_core::signature::sign("baseline", "0", body.as_bytes());
+                let none: Option<String> = None;
+                client
+                    .query_one(
+                        &stmt,
+                        &[&"expense.submitted", &"expense", &format!("sql-{run}-{i}"),
+                          &v["payload"].to_string(), &format!("sql-{run}-{i}"), &sha, &none, &"bench"],
+                    )
+                    .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+pub async fn run(args: BenchArgs) -> Result<()> {
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+    println!("bench: warming up against {}", args.url);
+    throughput(&args, &format!("{run}w"), 200.min(args.requests)).await?;
+
+    let (rps, _) = throughput(&args, &format!("{run}t"), args.requests).await?;
+    println!(
+        "bench: ingest at concurrency {}: {rps:.0} req/s",
+        args.concurrency
+    );
+    let mut lat = fixed_rate(&args, &format!("{run}l"), rps / 2.0, args.latency_seconds).await?;
+    lat.sort();
+    let (p50, p99) = (percentile(&lat, 0.50), percentile(&lat, 0.99));
+    println!(
+        "bench: at {:.0} req/s (half peak): p50 {p50:.2} ms, p99 {p99:.2} ms",
+        rps / 2.0
+    );
+    let baseline = sql_baseline(&args, &run).await?;
+    println!(
+        "bench: raw ingest_event SQL at concurrency {}: {baseline:.0} calls/s",
+        args.concurrency
+    );
+    let rss = args.host_pid.and_then(peak_rss_mb);
+
+    let suffix = if args.runtime == "local" {
+        String::new()
+    } else {
+        format!("_{}", args.runtime)
+    };
+    let mut report: Value = std::fs::read_to_string(&args.out)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let obj = report.as_object_mut().context("report is an object")?;
+    obj.insert(format!("ingest_rps{suffix}"), json!(round2(rps)));
+    obj.insert(format!("ingest_p50_ms{suffix}"), json!(round2(p50)));
+    obj.insert(format!("ingest_p99_ms{suffix}"), json!(round2(p99)));
+    obj.insert(
+        format!("ingest_baseline_sql_rps{suffix}"),
+        json!(round2(baseline)),
+    );
+    obj.insert(
+        format!("ingest_vs_baseline_pct{suffix}"),
+        json!(round2(100.0 * rps / baseline)),
+    );
+    if let Some(rss) = rss {
+        obj.insert(format!("host_peak_rss_mb{suffix}"), json!(round2(rss)));
+    }
+    obj.insert("concurrency".into(), json!(args.concurrency));
+    obj.insert("requests".into(), json!(args.requests));
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
+
+    println!();
+    println!("| metric ({}) | value | goal |", args.runtime);
+    println!("|---|---|---|");
+    println!("| ingest_rps | {rps:.0} | ≥ 50% of baseline |");
+    println!("| ingest_baseline_sql_rps | {baseline:.0} | |");
+    println!(
+        "| ingest / baseline | {:.0}% | ≥ 50% |",
+        100.0 * rps / baseline
+    );
+    println!("| ingest_p50_ms (at half peak) | {p50:.2} | |");
+    println!("| ingest_p99_ms (at half peak) | {p99:.2} | ≤ 20 |");
+    match rss {
+        Some(r) => println!("| host_peak_rss_mb | {r:.1} | ≤ 150 |"),
+        None => println!("| host_peak_rss_mb | n/a | ≤ 150 |"),
+    }
+    println!("report: {}", args.out.display());
+    Ok(())
+}

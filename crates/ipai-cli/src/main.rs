@@ -1,0 +1,42 @@
+//! `ipai`: the operator's command line for the IPAI bus.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/ipai?sslmode=disable";
+
+#[derive(Parser)]
+#[command(name = "ipai", version, about = "Operate the IPAI integration bus")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the database if missing and apply pending migrations.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+        database_url: String,
+        #[arg(long, default_value = "migrations")]
+        dir: PathBuf,
+    },
+    /// Load benchmark: ingest throughput and latency against a running system.
+    Bench(ipai_cli::bench::BenchArgs),
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Migrate { database_url, dir } => {
+            let n = ipai_cli::migrate::migrate(&database_url, &dir).await?;
+            println!(
+                "migrations: {n} applied to {}",
+                ipai_cli::migrate::redact(&database_url)
+            );
+        }
+        Command::Bench(args) => ipai_cli::bench::run(args).await?,
+    }
+    Ok(())
+}

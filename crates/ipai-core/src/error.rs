@@ -1,0 +1,149 @@
+//! Every way an ingest request can fail, mapped to its HTTP status and machine code in one
+//! place (the Svix pattern), so components never invent statuses of their own.
+
+use serde_json::json;
+
+/// A rejected or failed ingest request. The `Display` text is the human sentence sent to
+/// the client; it never contains a secret or a signature.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IngestError {
+    #[error("method {0} is not allowed; use POST")]
+    MethodNotAllowed(String),
+    #[error("body is {0} bytes; the limit is {1} bytes")]
+    PayloadTooLarge(usize, usize),
+    #[error("content-type must be application/json, got {0:?}")]
+    UnsupportedMediaType(String),
+    #[error("header {0} is required")]
+    MissingHeader(&'static str),
+    #[error("x-idempotency-key must be 1-255 printable ASCII characters")]
+    InvalidIdempotencyKey,
+    #[error("request is not signed: {0} is missing")]
+    MissingSignature(&'static str),
+    #[error("timestamp header is not a whole number")]
+    InvalidTimestamp,
+    #[error("timestamp is {0} s away from the server clock; the tolerance is 300 s")]
+    StaleTimestamp(i64),
+    #[error("signature does not match any configured secret")]
+    InvalidSignature,
+    #[error("body is not valid JSON: {0}")]
+    InvalidJson(String),
+    #[error("field {0} is required")]
+    MissingField(&'static str),
+    #[error("field {0} must be {1}")]
+    InvalidField(&'static str, &'static str),
+    #[error("unknown event type {0:?}")]
+    UnknownEventType(String),
+    #[error("event type {event_type} needs aggregate_type {expected:?}, got {got:?}")]
+    AggregateTypeMismatch {
+        event_type: String,
+        expected: &'static str,
+        got: String,
+    },
+    #[error("aggregate_id must be a non-empty string or an integer")]
+    InvalidAggregateId,
+    #[error("occurred_at must be an RFC 3339 date-time")]
+    InvalidOccurredAt,
+    #[error("idempotency key was already used with a different body (event {0})")]
+    IdempotencyConflict(String),
+    #[error("the event store is unreachable; retry later")]
+    DatabaseUnavailable,
+    #[error("server is misconfigured: {0}")]
+    Misconfigured(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl IngestError {
+    /// The HTTP status of SPEC §3's outcome table.
+    pub fn status(&self) -> u16 {
+        use IngestError::*;
+        match self {
+            MethodNotAllowed(_) => 405,
+            PayloadTooLarge(..) => 413,
+            UnsupportedMediaType(_) => 415,
+            MissingHeader(_) | InvalidIdempotencyKey => 400,
+            MissingSignature(_) | InvalidTimestamp | StaleTimestamp(_) | InvalidSignature => 401,
+            InvalidJson(_) | MissingField(_) | InvalidField(..) => 400,
+            UnknownEventType(_) | AggregateTypeMismatch { .. } | InvalidAggregateId => 422,
+            InvalidOccurredAt => 422,
+            IdempotencyConflict(_) => 409,
+            DatabaseUnavailable => 503,
+            Misconfigured(_) | Internal(_) => 500,
+        }
+    }
+
+    /// The stable machine code clients may switch on.
+    pub fn code(&self) -> &'static str {
+        use IngestError::*;
+        match self {
+            MethodNotAllowed(_) => "method_not_allowed",
+            PayloadTooLarge(..) => "payload_too_large",
+            UnsupportedMediaType(_) => "unsupported_media_type",
+            MissingHeader(_) => "missing_header",
+            InvalidIdempotencyKey => "invalid_idempotency_key",
+            MissingSignature(_) => "missing_signature",
+            InvalidTimestamp => "invalid_timestamp",
+            StaleTimestamp(_) => "stale_timestamp",
+            InvalidSignature => "invalid_signature",
+            InvalidJson(_) => "invalid_json",
+            MissingField(_) => "missing_field",
+            InvalidField(..) => "invalid_field",
+            UnknownEventType(_) => "unknown_event_type",
+            AggregateTypeMismatch { .. } => "aggregate_type_mismatch",
+            InvalidAggregateId => "invalid_aggregate_id",
+            InvalidOccurredAt => "invalid_occurred_at",
+            IdempotencyConflict(_) => "idempotency_conflict",
+            DatabaseUnavailable => "database_unavailable",
+            Misconfigured(_) => "misconfigured",
+            Internal(_) => "internal_error",
+        }
+    }
+
+    /// Extra response headers: `Allow` for 405, `Retry-After` when the client should retry.
+    pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
+        match self {
+            IngestError::MethodNotAllowed(_) => vec![("allow", "POST")],
+            IngestError::DatabaseUnavailable | IngestError::Internal(_) => {
+                vec![("retry-after", "5")]
+            }
+            _ => vec![],
+        }
+    }
+
+    /// The JSON error body: `{"error": code, "message": sentence}`.
+    pub fn body(&self) -> Vec<u8> {
+        json!({"error": self.code(), "message": self.to_string()})
+            .to_string()
+            .into_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_follow_the_outcome_table() {
+        assert_eq!(IngestError::MethodNotAllowed("GET".into()).status(), 405);
+        assert_eq!(IngestError::PayloadTooLarge(1, 0).status(), 413);
+        assert_eq!(
+            IngestError::UnsupportedMediaType("text/plain".into()).status(),
+            415
+        );
+        assert_eq!(IngestError::InvalidSignature.status(), 401);
+        assert_eq!(IngestError::StaleTimestamp(301).status(), 401);
+        assert_eq!(IngestError::MissingField("payload").status(), 400);
+        assert_eq!(IngestError::UnknownEventType("x.y".into()).status(), 422);
+        assert_eq!(IngestError::IdempotencyConflict("id".into()).status(), 409);
+        assert_eq!(IngestError::DatabaseUnavailable.status(), 503);
+    }
+
+    #[test]
+    fn error_body_has_code_and_message_and_retry_after_when_retriable() {
+        let e = IngestError::DatabaseUnavailable;
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"], "database_unavailable");
+        assert!(v["message"].as_str().unwrap().contains("retry"));
+        assert_eq!(e.headers(), vec![("retry-after", "5")]);
+    }
+}

@@ -1,0 +1,17 @@
+//! Spin-free logic of the IPAI integration bus.
+//!
+//! Everything a component needs to decide — which events exist and where they go, how a
+//! request is authenticated, what a valid envelope is, and which HTTP status each failure
+//! maps to — lives here, so it is unit-tested natively and the components stay thin
+//! adapters over Spin's APIs.
+
+pub mod envelope;
+pub mod error;
+pub mod ingest;
+pub mod signature;
+pub mod taxonomy;
+
+pub use envelope::Envelope;
+pub use error::IngestError;
+pub use ingest::{check_request, IngestConfig, IngestRequest, ValidEvent};
+pub use taxonomy::{Domain, ROUTES};

@@ -1,0 +1,205 @@
+//! The loaded application: engine, pre-instantiated components, their variables and
+//! outbound permissions, and the per-instance state every import reads from.
+
+use crate::manifest::{Manifest, RouteSpec};
+use crate::outbound::AllowedHosts;
+use crate::postgres::{PgPools, PgState};
+use crate::router::Router;
+use crate::variables::{AppVariables, ComponentVariables, VariablesState};
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::body::HyperOutgoingBody;
+use wasmtime_wasi_http::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
+use wasmtime_wasi_http::{HttpResult, WasiHttpCtx, WasiHttpView};
+
+/// Everything the host knows about one component.
+pub struct LoadedComponent {
+    pub id: String,
+    pub pre: wasmtime::component::InstancePre<InstanceState>,
+    pub allowed: Arc<AllowedHosts>,
+    pub variables: Arc<ComponentVariables>,
+}
+
+pub struct App {
+    pub engine: Engine,
+    pub components: HashMap<String, Arc<LoadedComponent>>,
+    pub router: Router,
+    pub variables: Arc<AppVariables>,
+    pub pg_pools: Arc<PgPools>,
+    pub manifest: Manifest,
+}
+
+/// Per-instance (per-request) state.
+pub struct InstanceState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    table: ResourceTable,
+    pg: PgState,
+    vars: VariablesState,
+    allowed: Arc<AllowedHosts>,
+    component: String,
+}
+
+impl WasiView for InstanceState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for InstanceState {
+    fn ctx(&mut self) -> &mut WasiHttpCtx {
+        &mut self.http
+    }
+
+    fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    fn send_request(
+        &mut self,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HttpResult<HostFutureIncomingResponse> {
+        let url = request.uri().to_string();
+        if !self.allowed.allows_url(&url) {
+            eprintln!(
+                "[{}] Outbound network destination not allowed: {url}; add it to allowed_outbound_hosts",
+                self.component
+            );
+            return Err(ErrorCode::HttpRequestDenied.into());
+        }
+        Ok(wasmtime_wasi_http::types::default_send_request(
+            request, config,
+        ))
+    }
+}
+
+fn engine() -> Result<Engine> {
+    let mut config = Config::new();
+    config.async_support(true);
+    config.wasm_component_model(true);
+    Engine::new(&config)
+}
+
+/// Compiles a component, reusing a previous compilation of the same bytes by this engine.
+fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
+    let bytes = std::fs::read(path).with_context(|| {
+        format!(
+            "cannot read component {} (run the build first)",
+            path.display()
+        )
+    })?;
+    let mut h = Sha256::new();
+    h.update(&bytes);
+    let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut engine_hash);
+    h.update(std::hash::Hasher::finish(&engine_hash).to_le_bytes());
+    let cached = cache_dir.join(format!("{}.cwasm", hex::encode(h.finalize())));
+    if cached.exists() {
+        // SAFETY: the file was written by `precompile_component` of an engine with the same
+        // compatibility hash, in a cache folder only this host writes.
+        if let Ok(c) = unsafe { Component::deserialize_file(engine, &cached) } {
+            return Ok(c);
+        }
+    }
+    let compiled = engine.precompile_component(&bytes)?;
+    if std::fs::create_dir_all(cache_dir).is_ok() {
+        let tmp = cached.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &compiled).is_ok() {
+            let _ = std::fs::rename(&tmp, &cached);
+        }
+    }
+    // SAFETY: `compiled` was produced just above by this engine.
+    unsafe { Component::deserialize(engine, &compiled) }
+}
+
+impl App {
+    /// Loads `spin.toml`, resolves variables (refusing to start on a missing required one,
+    /// as `spin up` does) and pre-instantiates every component.
+    pub fn load(
+        manifest_path: &Path,
+        env: impl Fn(&str) -> Option<String>,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self> {
+        let manifest = Manifest::load(manifest_path)?;
+        let variables = Arc::new(AppVariables::resolve(&manifest, env)?);
+        let engine = engine()?;
+        let cache_dir =
+            cache_dir.unwrap_or_else(|| manifest.base_dir.join("target/spin-host-cache"));
+
+        let mut linker: Linker<InstanceState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::add_only_http_to_linker_async(&mut linker)?;
+        crate::postgres::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.pg)?;
+        crate::variables::add_to_linker(&mut linker, |s: &mut InstanceState| &mut s.vars)?;
+
+        let mut components = HashMap::new();
+        for (id, decl) in &manifest.component {
+            let hosts = decl
+                .allowed_outbound_hosts
+                .iter()
+                .map(|h| variables.expand(h))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("component {id}: allowed_outbound_hosts"))?;
+            let allowed =
+                Arc::new(AllowedHosts::parse(&hosts).with_context(|| format!("component {id}"))?);
+            let component = load_component(&engine, &manifest.source_path(decl), &cache_dir)
+                .with_context(|| format!("component {id}"))?;
+            let pre = linker.instantiate_pre(&component).with_context(|| {
+                format!("component {id} imports something this host does not provide")
+            })?;
+            components.insert(
+                id.clone(),
+                Arc::new(LoadedComponent {
+                    id: id.clone(),
+                    pre,
+                    allowed,
+                    variables: Arc::new(ComponentVariables::new(id, decl.variables.clone())),
+                }),
+            );
+        }
+        let router = Router::new(manifest.trigger.http.iter().filter_map(|t| match &t.route {
+            RouteSpec::Path(p) => Some((p.as_str(), t.component.as_str())),
+            RouteSpec::Private { .. } => None,
+        }));
+        Ok(Self {
+            engine,
+            components,
+            router,
+            variables,
+            pg_pools: Arc::new(PgPools::new()),
+            manifest,
+        })
+    }
+
+    /// Fresh per-instance state for `component`.
+    pub fn instance_state(&self, component: &LoadedComponent) -> InstanceState {
+        let allowed = component.allowed.clone();
+        let pg_allowed = allowed.clone();
+        InstanceState {
+            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            http: WasiHttpCtx::new(),
+            table: ResourceTable::new(),
+            pg: PgState::new(
+                self.pg_pools.clone(),
+                Arc::new(move |address: &str| pg_allowed.allows_url(address)),
+            ),
+            vars: VariablesState {
+                app: self.variables.clone(),
+                component: component.variables.clone(),
+            },
+            allowed,
+            component: component.id.clone(),
+        }
+    }
+}

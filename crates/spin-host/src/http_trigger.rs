@@ -1,0 +1,181 @@
+//! The HTTP trigger: accepts connections, routes each request with Spin's rules, adds the
+//! headers Spin gives a component (`spin-full-url`, `spin-path-info`, …) and runs one fresh
+//! component instance per request. A trap before the response is a 500 with an empty
+//! body; no route is a 404 with an empty body — both as in Spin.
+
+use crate::app::App;
+use anyhow::Result;
+use bytes::Bytes;
+use http_body_util::BodyExt;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use wasmtime::Store;
+use wasmtime_wasi_http::bindings::http::types::Scheme;
+use wasmtime_wasi_http::bindings::Proxy;
+use wasmtime_wasi_http::body::HyperOutgoingBody;
+use wasmtime_wasi_http::io::TokioIo;
+use wasmtime_wasi_http::WasiHttpView;
+
+type Resp = hyper::Response<HyperOutgoingBody>;
+
+fn empty(status: u16) -> Resp {
+    let body = http_body_util::Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let mut r = hyper::Response::new(body);
+    *r.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    r
+}
+
+fn text(body: &'static str) -> Resp {
+    let body = http_body_util::Full::new(Bytes::from_static(body.as_bytes()))
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    hyper::Response::new(body)
+}
+
+/// Serves the app on `listener` until the process ends.
+pub async fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
+    loop {
+        let (stream, client) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("accept failed: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let app = app.clone();
+                async move { handle(app, req, client).await }
+            });
+            if let Err(e) = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                if !e.is_incomplete_message() {
+                    eprintln!("connection from {client}: {e}");
+                }
+            }
+        });
+    }
+}
+
+async fn handle(
+    app: Arc<App>,
+    req: hyper::Request<hyper::body::Incoming>,
+    client: SocketAddr,
+) -> Result<Resp, std::convert::Infallible> {
+    let path = req.uri().path().to_string();
+    if let Some(well_known) = path.strip_prefix("/.well-known/spin/") {
+        return Ok(if well_known == "health" {
+            text("OK")
+        } else {
+            empty(404)
+        });
+    }
+    let Some(route) = app.router.route(&path) else {
+        return Ok(empty(404));
+    };
+    match run_component(&app, req, &route, client).await {
+        Ok(resp) => Ok(resp),
+        Err(e) => {
+            eprintln!("Component error while handling request: {e:?}");
+            Ok(empty(500))
+        }
+    }
+}
+
+/// Runs `route.component` for one request and returns its response.
+async fn run_component(
+    app: &App,
+    mut req: hyper::Request<hyper::body::Incoming>,
+    route: &crate::router::RouteMatch,
+    client: SocketAddr,
+) -> Result<Resp> {
+    let component = app
+        .components
+        .get(&route.component)
+        .ok_or_else(|| anyhow::anyhow!("unknown component {}", route.component))?
+        .clone();
+
+    // Headers Spin adds for the guest.
+    let host = req
+        .headers()
+        .get(hyper::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+        .to_string();
+    let path_and_query = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
+    let full_url = format!("http://{host}{path_and_query}");
+    let mut spin_headers = vec![
+        ("spin-path-info".to_string(), route.path_info.clone()),
+        ("spin-full-url".to_string(), full_url.clone()),
+        ("spin-matched-route".to_string(), route.raw_route.clone()),
+        ("spin-base-path".to_string(), "/".to_string()),
+        (
+            "spin-raw-component-route".to_string(),
+            route.raw_route.clone(),
+        ),
+        (
+            "spin-component-route".to_string(),
+            route.route_or_prefix().to_string(),
+        ),
+        ("spin-client-addr".to_string(), client.to_string()),
+    ];
+    for (name, value) in &route.named {
+        spin_headers.push((
+            format!("spin-path-match-{}", name.to_ascii_lowercase()),
+            value.clone(),
+        ));
+    }
+    let headers = req.headers_mut();
+    headers.remove(hyper::header::CONNECTION);
+    for (k, v) in spin_headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            hyper::header::HeaderValue::from_str(&v),
+        ) {
+            headers.insert(k, v);
+        }
+    }
+    *req.uri_mut() = full_url.parse()?;
+
+    let mut store = Store::new(&app.engine, app.instance_state(&component));
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let wasi_req = store.data_mut().new_incoming_request(Scheme::Http, req)?;
+    let out = store.data_mut().new_response_outparam(sender)?;
+    let pre = component.pre.clone();
+
+    // The instance runs in its own task so it may go on working after it has responded
+    // (spin-sdk's "send a response then continue processing").
+    let task = tokio::spawn(async move {
+        let instance = pre.instantiate_async(&mut store).await?;
+        let proxy = Proxy::new(&mut store, &instance)?;
+        proxy
+            .wasi_http_incoming_handler()
+            .call_handle(&mut store, wasi_req, out)
+            .await
+    });
+
+    match receiver.await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(code)) => anyhow::bail!("guest reported error {code:?}"),
+        Err(_) => match task.await {
+            Ok(Ok(())) => anyhow::bail!("guest never invoked `response-outparam::set`"),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
+    }
+}

@@ -1,0 +1,25 @@
+# Shared defaults for make targets. Sourced, not run.
+# DATABASE_URL: local PostgreSQL; Spin needs ?sslmode=disable for a server without a
+# CA-signed certificate, so a loopback URL without sslmode gets it added.
+DATABASE_URL="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/ipai?sslmode=disable}"
+case "$DATABASE_URL" in
+  *sslmode=*) ;;
+  *://*@127.0.0.1[:/]*|*://127.0.0.1[:/]*|*://*@localhost[:/]*|*://localhost[:/]*)
+    case "$DATABASE_URL" in *\?*) DATABASE_URL="$DATABASE_URL&sslmode=disable" ;; *) DATABASE_URL="$DATABASE_URL?sslmode=disable" ;; esac ;;
+esac
+export DATABASE_URL
+# host:port of DATABASE_URL, for allowed_outbound_hosts.
+DB_HOST="$(printf '%s' "$DATABASE_URL" | sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*).*#\2#')"
+case "$DB_HOST" in *:*) ;; *) DB_HOST="$DB_HOST:5432" ;; esac
+export SPIN_VARIABLE_DB_URL="${SPIN_VARIABLE_DB_URL:-$DATABASE_URL}"
+export SPIN_VARIABLE_DB_HOST="${SPIN_VARIABLE_DB_HOST:-$DB_HOST}"
+# Development secret: override with SPIN_VARIABLE_ODOO_WEBHOOK_SECRET in any real setup.
+export SPIN_VARIABLE_ODOO_WEBHOOK_SECRET="${SPIN_VARIABLE_ODOO_WEBHOOK_SECRET:-dev-secret-change-me}"
+LISTEN="${LISTEN:-127.0.0.1:3000}"
+export LISTEN
+
+# The Spin CLI to use, if any: SPIN_BIN, else `spin` on PATH.
+find_spin() {
+  if [ -n "${SPIN_BIN:-}" ] && [ -x "$SPIN_BIN" ]; then echo "$SPIN_BIN"; return; fi
+  command -v spin 2>/dev/null || true
+}

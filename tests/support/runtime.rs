@@ -1,0 +1,210 @@
+//! Starts the whole application under a Spin runtime for a test: the local host
+//! (`ipai-spin-host`, always) or the real Spin CLI (`IPAI_RUNTIME=spin`). Both are given
+//! the same `spin.toml`, the same `SPIN_VARIABLE_*` environment and a free loopback port.
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The development secret the tests sign with.
+pub const TEST_SECRET: &str = "test-secret-rotated,test-secret";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    Local,
+    Spin,
+}
+
+impl Runtime {
+    /// The runtime this test run targets: `IPAI_RUNTIME=spin|local` (default local).
+    pub fn from_env() -> Self {
+        match std::env::var("IPAI_RUNTIME").as_deref() {
+            Ok("spin") => Runtime::Spin,
+            _ => Runtime::Local,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Runtime::Local => "local",
+            Runtime::Spin => "spin",
+        }
+    }
+
+    fn command(self) -> Result<Command> {
+        let root = crate::workspace_root();
+        Ok(match self {
+            Runtime::Local => {
+                let bin = std::env::var("IPAI_SPIN_HOST")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|_| root.join("target/release/ipai-spin-host"));
+                if !bin.exists() {
+                    bail!("{} is missing: run `make build` first", bin.display());
+                }
+                let mut c = Command::new(bin);
+                c.arg("up");
+                c
+            }
+            Runtime::Spin => {
+                let bin = std::env::var("SPIN_BIN").unwrap_or_else(|_| "spin".into());
+                let mut c = Command::new(bin);
+                c.arg("up");
+                c
+            }
+        })
+    }
+}
+
+/// A running system; killed (with its whole process group) when dropped.
+pub struct System {
+    pub runtime: Runtime,
+    pub base_url: String,
+    pub log: PathBuf,
+    child: Child,
+}
+
+/// The variables a test system gets unless the test overrides them.
+pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("db_url".into(), db_url.to_string());
+    v.insert("db_host".into(), "127.0.0.1:5432".into());
+    v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
+    v.insert(
+        "standard_webhooks_secret".into(),
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+    );
+    v
+}
+
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+impl System {
+    /// Starts the app with `variables` (names as in spin.toml; absent = unset).
+    pub fn start(runtime: Runtime, variables: &BTreeMap<String, String>) -> Result<Self> {
+        Self::start_with(
+            runtime,
+            variables,
+            &crate::workspace_root().join("spin.toml"),
+        )
+    }
+
+    pub fn start_with(
+        runtime: Runtime,
+        variables: &BTreeMap<String, String>,
+        manifest: &std::path::Path,
+    ) -> Result<Self> {
+        let port = free_port()?;
+        let logs = crate::workspace_root().join("target/test-logs");
+        std::fs::create_dir_all(&logs)?;
+        let log = logs.join(format!("{}-{port}.log", runtime.name()));
+        let out = std::fs::File::create(&log)?;
+        let mut cmd = runtime.command()?;
+        cmd.arg("--from")
+            .arg(manifest)
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .current_dir(crate::workspace_root())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out);
+        for (k, _) in std::env::vars() {
+            if k.starts_with("SPIN_VARIABLE_") {
+                cmd.env_remove(k);
+            }
+        }
+        for (k, v) in variables {
+            cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
+        }
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", runtime.name()))?;
+        let mut sys = System {
+            runtime,
+            base_url: format!("http://127.0.0.1:{port}"),
+            log,
+            child,
+        };
+        sys.wait_ready(port)?;
+        Ok(sys)
+    }
+
+    fn wait_ready(&mut self, port: u16) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited with {status} before serving:\n{}",
+                    self.runtime.name(),
+                    self.output()
+                );
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!(
+            "{} did not listen within 60 s:\n{}",
+            self.runtime.name(),
+            self.output()
+        )
+    }
+
+    /// Waits for the process to exit by itself (for start-up refusal tests).
+    pub fn wait_exit(
+        runtime: Runtime,
+        variables: &BTreeMap<String, String>,
+        manifest: &std::path::Path,
+    ) -> Result<(i32, String)> {
+        match Self::start_with(runtime, variables, manifest) {
+            Ok(_) => bail!("{} started although it should have refused", runtime.name()),
+            Err(e) => {
+                let text = format!("{e:#}");
+                let code = text
+                    .split("exited with exit status: ")
+                    .nth(1)
+                    .and_then(|s| s.split_whitespace().next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1);
+                Ok((code, text))
+            }
+        }
+    }
+
+    /// Everything the runtime printed so far.
+    pub fn output(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the runtime (SIGKILL to the whole process group).
+    pub fn kill(&mut self) {
+        let pid = self.child.id() as i32;
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for System {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,52 @@
+//! Builds requests to ingest the way Odoo signs them (SPEC §3).
+
+use ipai_core::signature::sign;
+use serde_json::Value;
+
+/// One request to ingest, with every header under the test's control.
+#[derive(Debug, Clone)]
+pub struct EventRequest {
+    pub body: Vec<u8>,
+    pub headers: Vec<(String, String)>,
+}
+
+/// A correctly signed request for `body` with idempotency key `key`.
+pub fn signed_request(secret: &str, key: &str, body: &Value) -> EventRequest {
+    let body = body.to_string().into_bytes();
+    let ts = chrono::Utc::now().timestamp_millis().to_string();
+    let sig = sign(secret, &ts, &body);
+    EventRequest {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("x-ipai-timestamp".into(), ts),
+            ("x-ipai-signature".into(), sig),
+            ("x-idempotency-key".into(), key.into()),
+        ],
+        body,
+    }
+}
+
+impl EventRequest {
+    pub fn set(mut self, name: &str, value: &str) -> Self {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    pub fn without(mut self, name: &str) -> Self {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self
+    }
+
+    pub async fn post(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+    ) -> reqwest::Result<reqwest::Response> {
+        let mut req = client.post(url).body(self.body.clone());
+        for (k, v) in &self.headers {
+            req = req.header(k, v);
+        }
+        req.send().await
+    }
+}
