@@ -9,6 +9,7 @@ CARGO ?= cargo
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@scripts/ensure-postgres.sh
+	@python3 -c 'import pytest, mcp, standardwebhooks, prometheus_client, requests' 2>/dev/null || python3 -m pip install -q -r requirements-dev.txt
 
 ## build: every component (.wasm) and the native binaries (local host, ipai CLI)
 build: components host

@@ -25,6 +25,7 @@
 //!   `IPAI_PG_EMPTY_RESULT=allow`) returns the columns and no rows, as the fixed Spin does.
 
 mod convert;
+mod errors;
 mod tls;
 
 use std::collections::HashMap;
@@ -164,7 +165,7 @@ impl PgState {
     fn ensure_address_allowed(&self, address: &str) -> Result<(), Error> {
         let config: tokio_postgres::Config = address
             .parse()
-            .map_err(|e: tokio_postgres::Error| Error::ConnectionFailed(e.to_string()))?;
+            .map_err(|e| Error::ConnectionFailed(errors::pg_display(&e)))?;
         let ports = config.get_ports();
         for (i, host) in config.get_hosts().iter().enumerate() {
             match host {
@@ -227,7 +228,7 @@ impl PgState {
             .pools
             .get(address)
             .await
-            .map_err(|e| Error::ConnectionFailed(format!("{e:?}")))?;
+            .map_err(|e| Error::ConnectionFailed(errors::debug_text(&e)))?;
         let rep = self.push_connection(client)?;
         Ok(Resource::new_own(rep))
     }
@@ -303,7 +304,7 @@ async fn run_query(
     empty_result: EmptyResultPolicy,
 ) -> Result<RowSet, Error> {
     let params =
-        convert::to_sql_parameters(params).map_err(|e| Error::BadParameter(format!("{e:?}")))?;
+        convert::to_sql_parameters(params).map_err(|e| Error::BadParameter(errors::debug_text(&e)))?;
     let prepared = client.prepare(statement).await.map_err(query_failed)?;
     let stream = client
         .query_raw(&prepared, params)
@@ -319,7 +320,7 @@ async fn run_query(
             columns = Some(columns_of(row.columns()));
         }
         let values = convert::convert_row(&row)
-            .map_err(|e| rewrapped(Error::QueryFailed(QueryError::Text(format!("{e:?}")))))?;
+            .map_err(|e| rewrapped(Error::QueryFailed(QueryError::Text(errors::debug_text(&e)))))?;
         size += values.iter().map(convert::memory_size).sum::<usize>();
         if size > MAX_RESULT_BYTES {
             return Err(Error::QueryFailed(QueryError::Text(format!(
@@ -363,7 +364,7 @@ async fn run_execute(
     params: &[ParameterValue],
 ) -> Result<u64, Error> {
     let params = convert::to_sql_parameters(params)
-        .map_err(|e| Error::ValueConversionFailed(format!("{e:?}")))?;
+        .map_err(|e| Error::ValueConversionFailed(errors::debug_text(&e)))?;
     let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
         params.iter().map(|p| p.as_ref() as _).collect();
     client.execute(statement, &refs).await.map_err(query_failed)
