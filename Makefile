@@ -1,6 +1,6 @@
 # IPAI integration bus. `make up` runs it, `make test` tests it. See README.md.
 SHELL := /bin/bash
-COMPONENTS := ingest
+COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler
 CARGO ?= cargo
 
 .PHONY: setup build components host migrate up test test-unit test-e2e lint fmt bench clean

@@ -23,3 +23,6 @@ find_spin() {
   if [ -n "${SPIN_BIN:-}" ] && [ -x "$SPIN_BIN" ]; then echo "$SPIN_BIN"; return; fi
   command -v spin 2>/dev/null || true
 }
+export SPIN_VARIABLE_DISPATCH_TOKEN="${SPIN_VARIABLE_DISPATCH_TOKEN:-dev-dispatch-token-change-me}"
+export SPIN_VARIABLE_PUBLIC_BASE_URL="${SPIN_VARIABLE_PUBLIC_BASE_URL:-http://$LISTEN}"
+export SPIN_VARIABLE_HANDLER_BASE_URL="${SPIN_VARIABLE_HANDLER_BASE_URL:-http://$LISTEN}"

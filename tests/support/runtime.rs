@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 /// The development secret the tests sign with.
 pub const TEST_SECRET: &str = "test-secret-rotated,test-secret";
+/// The dispatch token test systems get.
+pub const TEST_DISPATCH_TOKEN: &str = "test-dispatch-token";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
@@ -72,6 +74,7 @@ pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     v.insert("db_url".into(), db_url.to_string());
     v.insert("db_host".into(), "127.0.0.1:5432".into());
     v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
+    v.insert("dispatch_token".into(), TEST_DISPATCH_TOKEN.into());
     v.insert(
         "standard_webhooks_secret".into(),
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
@@ -118,7 +121,14 @@ impl System {
                 cmd.env_remove(k);
             }
         }
-        for (k, v) in variables {
+        let own_origin = format!("http://127.0.0.1:{port}");
+        let mut variables = variables.clone();
+        for name in ["public_base_url", "handler_base_url"] {
+            variables
+                .entry(name.to_string())
+                .or_insert_with(|| own_origin.clone());
+        }
+        for (k, v) in &variables {
             cmd.env(format!("SPIN_VARIABLE_{}", k.to_ascii_uppercase()), v);
         }
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);

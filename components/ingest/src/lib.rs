@@ -3,15 +3,17 @@
 //! A thin Spin adapter: it gathers the request, lets `ipai_core::check_request` decide,
 //! stores an accepted event with one call to the SQL function `integration.ingest_event`
 //! (outbox row + audit row, atomically, idempotent), and maps every failure to the status
-//! `ipai_core::IngestError` defines.
+//! `ipai_core::IngestError` defines. After answering Odoo it kicks a dispatch run, so a
+//! new event is delivered in milliseconds rather than at the next cron tick.
 
-use futures::{SinkExt, StreamExt};
 use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
 use ipai_core::{check_request, IngestConfig, IngestError, IngestRequest, ValidEvent};
-use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use ipai_spin::http::{headers, method, read_body, respond_json, BodyError};
+use ipai_spin::vars;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use spin_sdk::pg4::{self, Connection, DbValue, ParameterValue};
-use spin_sdk::variables;
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
+use std::time::Duration;
 
 /// One accepted request's outcome.
 struct Stored {
@@ -21,67 +23,48 @@ struct Stored {
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    let (status, body, extra) = match ingest(req).await {
-        Ok(s) if s.duplicate => (
-            200,
-            format!(r#"{{"id":"{}","status":"duplicate"}}"#, s.id),
-            vec![],
-        ),
-        Ok(s) => (
-            202,
-            format!(r#"{{"id":"{}","status":"queued"}}"#, s.id),
-            vec![],
-        ),
+    match ingest(req).await {
+        Ok(s) if s.duplicate => {
+            let body = format!(r#"{{"id":"{}","status":"duplicate"}}"#, s.id);
+            respond_json(out, 200, body.into_bytes(), &[]).await
+        }
+        Ok(s) => {
+            let body = format!(r#"{{"id":"{}","status":"queued"}}"#, s.id);
+            respond_json(out, 202, body.into_bytes(), &[]).await;
+            // Odoo has its answer; now start delivery (cron remains the safety net).
+            kick_dispatch().await;
+        }
         Err(e) => {
             if e.status() >= 500 {
                 eprintln!("ingest: {} {}: {}", e.status(), e.code(), e);
             }
-            let headers = e
+            let extra: Vec<(&str, String)> = e
                 .headers()
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .map(|(k, v)| (k, v.to_string()))
                 .collect();
-            (
-                e.status(),
-                String::from_utf8_lossy(&e.body()).into_owned(),
-                headers,
-            )
+            respond_json(out, e.status(), e.body(), &extra).await
         }
-    };
-    respond(out, status, body, extra).await;
-}
-
-async fn respond(out: ResponseOutparam, status: u16, body: String, extra: Vec<(String, String)>) {
-    let mut headers = vec![("content-type".to_string(), b"application/json".to_vec())];
-    headers.extend(extra.into_iter().map(|(k, v)| (k, v.into_bytes())));
-    let response =
-        OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
-    let _ = response.set_status_code(status);
-    let mut sink = response.take_body();
-    out.set(response);
-    if let Err(e) = sink.send(body.into_bytes()).await {
-        eprintln!("ingest: could not write the response body: {e:?}");
     }
 }
 
 async fn ingest(req: IncomingRequest) -> Result<Stored, IngestError> {
-    let method = req.method().to_string();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect();
+    let method = method(&req);
+    let headers = headers(&req);
     let content_length = headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .map(|(_, v)| v.as_str());
     check_preamble(&method, content_length)?;
-    let body = read_body_limited(req).await?;
+    let body = read_body(req, MAX_BODY_BYTES).await.map_err(|e| match e {
+        BodyError::TooLarge(n) => IngestError::PayloadTooLarge(n, MAX_BODY_BYTES),
+        BodyError::Read(msg) => IngestError::InvalidJson(msg),
+    })?;
 
     let config = IngestConfig {
-        odoo_webhook_secret: variable("odoo_webhook_secret")?,
-        standard_webhooks_secret: variables::get("standard_webhooks_secret").unwrap_or_default(),
+        odoo_webhook_secret: vars::required("odoo_webhook_secret")
+            .map_err(IngestError::Misconfigured)?,
+        standard_webhooks_secret: vars::optional("standard_webhooks_secret").unwrap_or_default(),
     };
     let request = IngestRequest {
         method,
@@ -89,32 +72,7 @@ async fn ingest(req: IncomingRequest) -> Result<Stored, IngestError> {
         body,
     };
     let event = check_request(&request, &config, now_ms())?;
-    store(&event).await
-}
-
-/// Reads the body, stopping as soon as it exceeds the limit.
-async fn read_body_limited(req: IncomingRequest) -> Result<Vec<u8>, IngestError> {
-    let mut body = Vec::new();
-    let mut stream = req.into_body_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk
-            .map_err(|e| IngestError::InvalidJson(format!("could not read the body: {e:?}")))?;
-        body.extend_from_slice(&chunk);
-        if body.len() > MAX_BODY_BYTES {
-            return Err(IngestError::PayloadTooLarge(body.len(), MAX_BODY_BYTES));
-        }
-    }
-    Ok(body)
-}
-
-fn variable(name: &str) -> Result<String, IngestError> {
-    match variables::get(name) {
-        Ok(v) if !v.trim().is_empty() => Ok(v),
-        Ok(_) => Err(IngestError::Misconfigured(format!(
-            "variable {name} is empty"
-        ))),
-        Err(e) => Err(IngestError::Misconfigured(format!("variable {name}: {e}"))),
-    }
+    store(&event)
 }
 
 fn now_ms() -> i64 {
@@ -124,9 +82,9 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
-fn db_error(e: pg4::PgError) -> IngestError {
+fn db_error(e: PgError) -> IngestError {
     match e {
-        pg4::PgError::ConnectionFailed(msg) => {
+        PgError::ConnectionFailed(msg) => {
             eprintln!("ingest: database connection failed: {msg}");
             IngestError::DatabaseUnavailable
         }
@@ -138,9 +96,9 @@ const INGEST_SQL: &str = "SELECT id::text AS id, duplicate, conflict \
      FROM integration.ingest_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8)";
 
 /// Stores the event with one round trip to `integration.ingest_event`.
-async fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
+fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
     let e = &event.envelope;
-    let db_url = variable("db_url")?;
+    let db_url = vars::required("db_url").map_err(IngestError::Misconfigured)?;
     let conn = Connection::open(&db_url).map_err(db_error)?;
     let payload =
         serde_json::to_vec(&e.payload).map_err(|err| IngestError::Internal(err.to_string()))?;
@@ -173,4 +131,36 @@ async fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
         return Err(IngestError::IdempotencyConflict(id));
     }
     Ok(Stored { id, duplicate })
+}
+
+/// Asks the dispatcher for a run: by service chaining where available, else over HTTP
+/// to `public_base_url`. Failures are only logged: the event is safe in the outbox and
+/// the cron trigger will deliver it.
+async fn kick_dispatch() {
+    if vars::optional("dispatch_kick").as_deref() == Some("off") {
+        return;
+    }
+    let Ok(token) = vars::required("dispatch_token") else {
+        eprintln!("ingest: dispatch kick skipped: variable dispatch_token is not set");
+        return;
+    };
+    let url = match vars::optional("service_chaining").as_deref().map(str::trim) {
+        Some("off") | Some("false") => match vars::optional("public_base_url") {
+            Some(base) => format!("{}/dispatch", base.trim_end_matches('/')),
+            None => {
+                eprintln!("ingest: dispatch kick skipped: variable public_base_url is not set");
+                return;
+            }
+        },
+        _ => "http://dispatcher.spin.internal/dispatch".to_string(),
+    };
+    let headers = [("authorization", format!("Bearer {token}"))];
+    match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
+        Ok((200, _)) => {}
+        Ok((status, body)) => eprintln!(
+            "ingest: dispatch kick answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
+        Err(e) => eprintln!("ingest: dispatch kick failed: {e}"),
+    }
 }

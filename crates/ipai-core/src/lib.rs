@@ -5,8 +5,11 @@
 //! maps to — lives here, so it is unit-tested natively and the components stay thin
 //! adapters over Spin's APIs.
 
+pub mod auth;
+pub mod dispatch;
 pub mod envelope;
 pub mod error;
+pub mod handler;
 pub mod ingest;
 pub mod signature;
 pub mod taxonomy;

@@ -36,6 +36,14 @@ pub struct App {
     pub manifest: Manifest,
 }
 
+/// Which trigger started an instance: only HTTP-triggered instances may use service
+/// chaining (the cron plugin does not support it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TriggerKind {
+    Http,
+    Cron,
+}
+
 /// Per-instance (per-request) state.
 pub struct InstanceState {
     wasi: WasiCtx,
@@ -45,6 +53,8 @@ pub struct InstanceState {
     vars: VariablesState,
     allowed: Arc<AllowedHosts>,
     component: String,
+    trigger: TriggerKind,
+    app: std::sync::Weak<App>,
 }
 
 impl WasiView for InstanceState {
@@ -71,12 +81,36 @@ impl WasiHttpView for InstanceState {
         config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
         let url = request.uri().to_string();
+        let chaining_target = request
+            .uri()
+            .host()
+            .and_then(|h| h.strip_suffix(crate::outbound::SERVICE_CHAINING_SUFFIX))
+            .map(str::to_string);
+        if chaining_target.is_some() && self.trigger != TriggerKind::Http {
+            eprintln!(
+                "[{}] service chaining is only available to HTTP-triggered components: {url}",
+                self.component
+            );
+            return Err(ErrorCode::HttpRequestDenied.into());
+        }
         if !self.allowed.allows_url(&url) {
             eprintln!(
                 "[{}] Outbound network destination not allowed: {url}; add it to allowed_outbound_hosts",
                 self.component
             );
             return Err(ErrorCode::HttpRequestDenied.into());
+        }
+        if let Some(target) = chaining_target {
+            let Some(app) = self.app.upgrade() else {
+                return Err(ErrorCode::InternalError(Some("app is shutting down".into())).into());
+            };
+            let handle = wasmtime_wasi::runtime::spawn(async move {
+                Ok(
+                    crate::http_trigger::chain(app, &target, request, config.between_bytes_timeout)
+                        .await,
+                )
+            });
+            return Ok(HostFutureIncomingResponse::pending(handle));
         }
         Ok(wasmtime_wasi_http::types::default_send_request(
             request, config,
@@ -168,6 +202,16 @@ impl App {
                 }),
             );
         }
+        for t in &manifest.trigger.cron {
+            if components
+                .get(&t.component)
+                .is_some_and(|c: &Arc<LoadedComponent>| c.allowed.mentions_service_chaining())
+            {
+                anyhow::bail!(
+                    "This application requires the following features that are not available in this version of the 'cron' trigger: local_service_chaining"
+                );
+            }
+        }
         let router = Router::new(manifest.trigger.http.iter().filter_map(|t| match &t.route {
             RouteSpec::Path(p) => Some((p.as_str(), t.component.as_str())),
             RouteSpec::Private { .. } => None,
@@ -182,8 +226,12 @@ impl App {
         })
     }
 
-    /// Fresh per-instance state for `component`.
-    pub fn instance_state(&self, component: &LoadedComponent) -> InstanceState {
+    /// Fresh per-instance state for `component`, started by `trigger`.
+    pub fn instance_state(
+        self: &Arc<Self>,
+        component: &LoadedComponent,
+        trigger: TriggerKind,
+    ) -> InstanceState {
         let allowed = component.allowed.clone();
         let pg_allowed = allowed.clone();
         InstanceState {
@@ -200,6 +248,8 @@ impl App {
             },
             allowed,
             component: component.id.clone(),
+            trigger,
+            app: Arc::downgrade(self),
         }
     }
 }

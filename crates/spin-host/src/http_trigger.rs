@@ -93,13 +93,58 @@ async fn handle(
     }
 }
 
+/// Service chaining: runs component `target` in-process for a request another
+/// component sent to `http://<target>.spin.internal/...`, as Spin does (the callee sees
+/// `spin-matched-route: /...`, the whole path as `spin-path-info`, client `0.0.0.0:0`).
+pub async fn chain(
+    app: Arc<App>,
+    target: &str,
+    request: hyper::Request<HyperOutgoingBody>,
+    between_bytes_timeout: std::time::Duration,
+) -> Result<
+    wasmtime_wasi_http::types::IncomingResponse,
+    wasmtime_wasi_http::bindings::http::types::ErrorCode,
+> {
+    use wasmtime_wasi_http::bindings::http::types::ErrorCode;
+    if !app.components.contains_key(target) {
+        return Err(ErrorCode::DestinationNotFound);
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let body = http_body_util::Full::new(bytes)
+        .map_err(|never: std::convert::Infallible| -> hyper::Error { match never {} });
+    parts.headers.remove(hyper::header::HOST);
+    let path = parts.uri.path().to_string();
+    let route = crate::router::RouteMatch {
+        component: target.to_string(),
+        raw_route: "/...".into(),
+        path_info: path,
+        named: vec![],
+    };
+    let req = hyper::Request::from_parts(parts, body);
+    match run_component(&app, req, &route, SocketAddr::from(([0, 0, 0, 0], 0))).await {
+        Ok(resp) => Ok(wasmtime_wasi_http::types::IncomingResponse {
+            resp,
+            worker: None,
+            between_bytes_timeout,
+        }),
+        Err(e) => {
+            eprintln!("Component error while handling chained request to {target}: {e:?}");
+            Err(ErrorCode::InternalError(Some(format!("{target}: {e}"))))
+        }
+    }
+}
+
 /// Runs `route.component` for one request and returns its response.
-async fn run_component(
-    app: &App,
-    mut req: hyper::Request<hyper::body::Incoming>,
+async fn run_component<B>(
+    app: &Arc<App>,
+    mut req: hyper::Request<B>,
     route: &crate::router::RouteMatch,
     client: SocketAddr,
-) -> Result<Resp> {
+) -> Result<Resp>
+where
+    B: hyper::body::Body<Data = Bytes, Error = hyper::Error> + Send + 'static,
+{
     let component = app
         .components
         .get(&route.component)
@@ -152,7 +197,10 @@ async fn run_component(
     }
     *req.uri_mut() = full_url.parse()?;
 
-    let mut store = Store::new(&app.engine, app.instance_state(&component));
+    let mut store = Store::new(
+        &app.engine,
+        app.instance_state(&component, crate::app::TriggerKind::Http),
+    );
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let wasi_req = store.data_mut().new_incoming_request(Scheme::Http, req)?;
     let out = store.data_mut().new_response_outparam(sender)?;

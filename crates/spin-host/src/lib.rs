@@ -6,6 +6,7 @@
 //! no Spin CLI is installed. It knows only the manifest and the WIT, never a component.
 
 pub mod app;
+pub mod cron;
 pub mod http_trigger;
 pub mod manifest;
 pub mod outbound;

@@ -32,6 +32,14 @@ async fn main() -> Result<()> {
             std::process::exit(1);
         }
     };
+    let schedules = match ipai_spin_host::cron::validate(&app) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            eprintln!("A trigger exited unexpectedly: cron");
+            std::process::exit(1);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(&listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -42,5 +50,6 @@ async fn main() -> Result<()> {
             println!("  {}: http://{}{}", t.component, listener.local_addr()?, p);
         }
     }
+    ipai_spin_host::cron::spawn(app.clone(), schedules);
     ipai_spin_host::http_trigger::serve(app, listener).await
 }

@@ -25,8 +25,13 @@ fn display(e: &(dyn StdError + 'static)) -> String {
     if let Some(pg) = e.downcast_ref::<tokio_postgres::Error>() {
         return pg_display(pg);
     }
-    if let Some(deadpool_postgres::PoolError::Backend(pg)) = e.downcast_ref::<deadpool_postgres::PoolError>() {
-        return format!("Error occurred while creating a new object: {}", pg_display(pg));
+    if let Some(deadpool_postgres::PoolError::Backend(pg)) =
+        e.downcast_ref::<deadpool_postgres::PoolError>()
+    {
+        return format!(
+            "Error occurred while creating a new object: {}",
+            pg_display(pg)
+        );
     }
     e.to_string()
 }
@@ -79,7 +84,10 @@ mod tests {
     fn matches_anyhow_debug_layout() {
         let one: anyhow::Result<()> = Err(Leaf).context("top");
         let one = one.unwrap_err();
-        assert_eq!(debug_text(&one), "top\n\nCaused by:\n    leaf line 1\n    line 2");
+        assert_eq!(
+            debug_text(&one),
+            "top\n\nCaused by:\n    leaf line 1\n    line 2"
+        );
         let two = one.context("outer");
         assert_eq!(
             debug_text(&two),
@@ -87,15 +95,22 @@ mod tests {
         );
         assert_eq!(debug_text(&anyhow::anyhow!("just this")), "just this");
         // without a backtrace, this is exactly anyhow's own format
-        if std::env::var_os("RUST_BACKTRACE").is_none() && std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        if std::env::var_os("RUST_BACKTRACE").is_none()
+            && std::env::var_os("RUST_LIB_BACKTRACE").is_none()
+        {
             assert_eq!(debug_text(&two), format!("{two:?}"));
         }
     }
 
     #[test]
     fn tokio_postgres_errors_carry_their_cause() {
-        let e = "postgres://127.0.0.1:notaport/db".parse::<tokio_postgres::Config>().unwrap_err();
-        assert_eq!(pg_display(&e), "invalid connection string: invalid value for option `port`");
+        let e = "postgres://127.0.0.1:notaport/db"
+            .parse::<tokio_postgres::Config>()
+            .unwrap_err();
+        assert_eq!(
+            pg_display(&e),
+            "invalid connection string: invalid value for option `port`"
+        );
         let any = anyhow::Error::new(e).context("parsing");
         assert_eq!(
             debug_text(&any),

@@ -24,6 +24,8 @@
 //!   text saying so instead of hanging; [`EmptyResultPolicy::Columns`] (or
 //!   `IPAI_PG_EMPTY_RESULT=allow`) returns the columns and no rows, as the fixed Spin does.
 
+#![allow(clippy::result_large_err)] // the WIT error variant (db-error) is large by design
+
 mod convert;
 mod errors;
 mod tls;
@@ -303,8 +305,8 @@ async fn run_query(
     params: &[ParameterValue],
     empty_result: EmptyResultPolicy,
 ) -> Result<RowSet, Error> {
-    let params =
-        convert::to_sql_parameters(params).map_err(|e| Error::BadParameter(errors::debug_text(&e)))?;
+    let params = convert::to_sql_parameters(params)
+        .map_err(|e| Error::BadParameter(errors::debug_text(&e)))?;
     let prepared = client.prepare(statement).await.map_err(query_failed)?;
     let stream = client
         .query_raw(&prepared, params)

@@ -8,9 +8,11 @@
 //! address, and offers `tls-server-end-point` channel binding as native-tls does, so SCRAM
 //! authentication negotiates `SCRAM-SHA-256-PLUS` where the server offers it.
 //!
-//! Error texts differ from OpenSSL's: an untrusted certificate reads
-//! `invalid peer certificate: UnknownIssuer` here where Spin says
-//! `... certificate verify failed ...`.
+//! Error texts differ from OpenSSL's. Against the local self-signed server this host says
+//! `... error performing TLS handshake: invalid peer certificate: UnknownIssuer` where Spin
+//! 4.0.2 said `... error performing TLS handshake: error:0A000086:SSL
+//! routines:tls_post_process_server_certificate:certificate verify failed:...: (IP address
+//! mismatch)`; both are `ConnectionFailed` from `open`.
 
 use std::future::Future;
 use std::io;

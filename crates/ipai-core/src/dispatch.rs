@@ -1,0 +1,284 @@
+//! The dispatcher's decisions, free of Spin: where an event goes, what the handler is
+//! sent, how a handler's answer becomes ack or fail, the run's settings and its summary.
+//! The queue itself is the SQL contract (`claim_outbox`, `ack_outbox`, `fail_outbox`).
+
+use crate::taxonomy::{domain_of, Domain};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// How much of a failed handler's body is kept in `last_error`.
+pub const ERROR_BODY_BYTES: usize = 500;
+
+/// An event as `claim_outbox` hands it out, and as the handler receives it (the envelope).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventEnvelope {
+    pub id: String,
+    pub seq: i64,
+    pub event_type: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub payload: Value,
+    pub idempotency_key: String,
+    pub source: String,
+    pub occurred_at: Option<String>,
+    pub created_at: String,
+    /// 1 for the first delivery.
+    pub attempt: i32,
+}
+
+impl EventEnvelope {
+    pub fn domain(&self) -> Option<&'static Domain> {
+        domain_of(&self.event_type)
+    }
+}
+
+/// How the dispatcher reaches handler components.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// Spin local service chaining: `http://<handler>.spin.internal` (HTTP-triggered only).
+    Chaining,
+    /// Plain HTTP to the handlers' public, token-protected routes under this origin
+    /// (Fermyon Cloud, or any runtime without chaining).
+    Http { base_url: String },
+}
+
+impl Transport {
+    /// `service_chaining` = "on" | "off"; `handler_base_url` is used when off.
+    pub fn from_settings(service_chaining: &str, handler_base_url: &str) -> Result<Self, String> {
+        match service_chaining.trim() {
+            "" | "on" | "true" => Ok(Transport::Chaining),
+            "off" | "false" => {
+                let base = handler_base_url.trim().trim_end_matches('/');
+                if !(base.starts_with("http://") || base.starts_with("https://")) {
+                    return Err(format!(
+                        "variable handler_base_url must be an http(s) origin when service_chaining is off, got {base:?}"
+                    ));
+                }
+                Ok(Transport::Http {
+                    base_url: base.to_string(),
+                })
+            }
+            other => Err(format!(
+                "variable service_chaining must be \"on\" or \"off\", got {other:?}"
+            )),
+        }
+    }
+
+    /// The URL of `domain`'s handler route.
+    pub fn handler_url(&self, domain: &Domain) -> String {
+        match self {
+            Transport::Chaining => format!(
+                "http://{}.spin.internal/handlers/{}",
+                domain.handler, domain.name
+            ),
+            Transport::Http { base_url } => format!("{base_url}/handlers/{}", domain.name),
+        }
+    }
+}
+
+/// What happens to a claimed event after its delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ack,
+    /// `fail_outbox` with this error text.
+    Fail(String),
+}
+
+/// A handler's HTTP answer: 2xx acks, anything else fails with the status and the start
+/// of the body.
+pub fn outcome_of_response(status: u16, body: &[u8]) -> Outcome {
+    if (200..300).contains(&status) {
+        return Outcome::Ack;
+    }
+    let cut = truncate_utf8(body, ERROR_BODY_BYTES);
+    let text = String::from_utf8_lossy(cut);
+    let text = text.trim();
+    if text.is_empty() {
+        Outcome::Fail(format!("HTTP {status}"))
+    } else {
+        Outcome::Fail(format!("HTTP {status}: {text}"))
+    }
+}
+
+fn truncate_utf8(bytes: &[u8], max: usize) -> &[u8] {
+    if bytes.len() <= max {
+        return bytes;
+    }
+    let mut end = max;
+    // Step back to a UTF-8 boundary so the stored error stays valid text.
+    while end > 0 && (bytes[end] & 0b1100_0000) == 0b1000_0000 {
+        end -= 1;
+    }
+    &bytes[..end]
+}
+
+/// Settings of one dispatch run, read from Spin variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DispatchSettings {
+    pub batch_size: i32,
+    pub budget_ms: u64,
+    pub delivery_timeout_ms: u64,
+    pub lock_timeout_s: i64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        Self {
+            batch_size: 50,
+            budget_ms: 20_000,
+            delivery_timeout_ms: 10_000,
+            lock_timeout_s: 600,
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
+    name: &str,
+    raw: Option<String>,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, String> {
+    match raw.as_deref().map(str::trim) {
+        None | Some("") => Ok(default),
+        Some(v) => match v.parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(n),
+            _ => Err(format!(
+                "variable {name} must be a number from {min} to {max}, got {v:?}"
+            )),
+        },
+    }
+}
+
+impl DispatchSettings {
+    /// Reads the settings through `get` (a Spin variable lookup); unset means default.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let d = Self::default();
+        Ok(Self {
+            batch_size: parse_num(
+                "dispatch_batch_size",
+                get("dispatch_batch_size"),
+                d.batch_size,
+                1,
+                500,
+            )?,
+            budget_ms: parse_num(
+                "dispatch_budget_ms",
+                get("dispatch_budget_ms"),
+                d.budget_ms,
+                100,
+                600_000,
+            )?,
+            delivery_timeout_ms: parse_num(
+                "delivery_timeout_ms",
+                get("delivery_timeout_ms"),
+                d.delivery_timeout_ms,
+                100,
+                300_000,
+            )?,
+            lock_timeout_s: parse_num(
+                "outbox_lock_timeout_s",
+                get("outbox_lock_timeout_s"),
+                d.lock_timeout_s,
+                1,
+                86_400,
+            )?,
+        })
+    }
+}
+
+/// What one run did; returned by `POST /dispatch` and logged by the cron trigger.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub claimed: u32,
+    pub done: u32,
+    pub failed: u32,
+    pub dead: u32,
+    pub batches: u32,
+    pub ms: u64,
+}
+
+impl RunSummary {
+    /// Records the status `fail_outbox` returned (`failed`, `dead`, or NULL when the row
+    /// had already left `processing`).
+    pub fn record_fail(&mut self, new_status: Option<&str>) {
+        match new_status {
+            Some("dead") => self.dead += 1,
+            Some(_) => self.failed += 1,
+            None => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::taxonomy::ROUTES;
+
+    #[test]
+    fn two_hundreds_ack_and_everything_else_fails_with_status_and_body_start() {
+        assert_eq!(outcome_of_response(200, b"ok"), Outcome::Ack);
+        assert_eq!(outcome_of_response(204, b""), Outcome::Ack);
+        assert_eq!(
+            outcome_of_response(503, b""),
+            Outcome::Fail("HTTP 503".into())
+        );
+        assert_eq!(
+            outcome_of_response(301, b"moved"),
+            Outcome::Fail("HTTP 301: moved".into())
+        );
+        let long = "é".repeat(400); // 800 bytes
+        let Outcome::Fail(msg) = outcome_of_response(500, long.as_bytes()) else {
+            panic!()
+        };
+        assert!(msg.len() <= "HTTP 500: ".len() + ERROR_BODY_BYTES);
+        assert!(msg.ends_with('é'));
+    }
+
+    #[test]
+    fn handlers_are_reached_by_chaining_or_under_the_http_base_url() {
+        let expense = &ROUTES[0];
+        assert_eq!(
+            Transport::from_settings("on", "")
+                .unwrap()
+                .handler_url(expense),
+            "http://expense-handler.spin.internal/handlers/expense"
+        );
+        let http = Transport::from_settings("off", "https://bus.example.com/").unwrap();
+        assert_eq!(
+            http.handler_url(&ROUTES[2]),
+            "https://bus.example.com/handlers/finance"
+        );
+        assert!(Transport::from_settings("off", "")
+            .unwrap_err()
+            .contains("handler_base_url"));
+        assert!(Transport::from_settings("maybe", "")
+            .unwrap_err()
+            .contains("service_chaining"));
+    }
+
+    #[test]
+    fn settings_default_and_reject_out_of_range_values_naming_the_variable() {
+        assert_eq!(
+            DispatchSettings::from_lookup(|_| None).unwrap(),
+            DispatchSettings::default()
+        );
+        let s =
+            DispatchSettings::from_lookup(|k| (k == "outbox_lock_timeout_s").then(|| "2".into()))
+                .unwrap();
+        assert_eq!(s.lock_timeout_s, 2);
+        let err =
+            DispatchSettings::from_lookup(|k| (k == "dispatch_batch_size").then(|| "0".into()))
+                .unwrap_err();
+        assert!(err.contains("dispatch_batch_size"));
+    }
+
+    #[test]
+    fn the_summary_counts_fail_outcomes_by_the_status_sql_returned() {
+        let mut s = RunSummary::default();
+        s.record_fail(Some("failed"));
+        s.record_fail(Some("dead"));
+        s.record_fail(None);
+        assert_eq!((s.failed, s.dead), (1, 1));
+    }
+}

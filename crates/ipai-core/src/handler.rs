@@ -1,0 +1,130 @@
+//! What every domain handler does before its domain logic: authenticate the dispatcher
+//! (bearer `dispatch_token`) and parse the event envelope. Errors map to statuses here.
+
+use crate::auth::bearer_matches;
+use crate::dispatch::EventEnvelope;
+use serde_json::json;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HandlerError {
+    #[error("method {0} is not allowed; use POST")]
+    MethodNotAllowed(String),
+    #[error("missing or wrong bearer token")]
+    Unauthorized,
+    #[error("invalid event envelope: {0}")]
+    InvalidEnvelope(String),
+    #[error("event type {event_type} does not belong to the {handler} handler")]
+    WrongHandler { event_type: String, handler: String },
+    #[error("server is misconfigured: {0}")]
+    Misconfigured(String),
+    /// A side effect failed; the dispatcher retries the event later.
+    #[error("{0}")]
+    Upstream(String),
+}
+
+impl HandlerError {
+    pub fn status(&self) -> u16 {
+        match self {
+            HandlerError::MethodNotAllowed(_) => 405,
+            HandlerError::Unauthorized => 401,
+            HandlerError::InvalidEnvelope(_) => 400,
+            HandlerError::WrongHandler { .. } => 422,
+            HandlerError::Misconfigured(_) => 500,
+            HandlerError::Upstream(_) => 502,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            HandlerError::MethodNotAllowed(_) => "method_not_allowed",
+            HandlerError::Unauthorized => "unauthorized",
+            HandlerError::InvalidEnvelope(_) => "invalid_envelope",
+            HandlerError::WrongHandler { .. } => "wrong_handler",
+            HandlerError::Misconfigured(_) => "misconfigured",
+            HandlerError::Upstream(_) => "upstream_failed",
+        }
+    }
+
+    pub fn body(&self) -> Vec<u8> {
+        json!({"error": self.code(), "message": self.to_string()})
+            .to_string()
+            .into_bytes()
+    }
+}
+
+/// Authenticates and parses a handler request for the handler component `handler`.
+pub fn accept_envelope(
+    handler: &str,
+    method: &str,
+    authorization: Option<&str>,
+    dispatch_token: &str,
+    body: &[u8],
+) -> Result<EventEnvelope, HandlerError> {
+    if !method.eq_ignore_ascii_case("POST") {
+        return Err(HandlerError::MethodNotAllowed(method.to_string()));
+    }
+    if !bearer_matches(authorization, dispatch_token) {
+        return Err(HandlerError::Unauthorized);
+    }
+    let envelope: EventEnvelope =
+        serde_json::from_slice(body).map_err(|e| HandlerError::InvalidEnvelope(e.to_string()))?;
+    match envelope.domain() {
+        Some(d) if d.handler == handler => Ok(envelope),
+        _ => Err(HandlerError::WrongHandler {
+            event_type: envelope.event_type,
+            handler: handler.to_string(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(event_type: &str) -> Vec<u8> {
+        json!({"id": "e1", "seq": 1, "event_type": event_type, "aggregate_type": "expense",
+               "aggregate_id": "42", "payload": {}, "idempotency_key": "k", "source": "odoo",
+               "occurred_at": null, "created_at": "2026-11-26T05:00:00Z", "attempt": 1})
+        .to_string()
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_valid_envelope_with_the_token_is_accepted() {
+        let e = accept_envelope(
+            "expense-handler",
+            "POST",
+            Some("Bearer t"),
+            "t",
+            &body("expense.paid"),
+        )
+        .unwrap();
+        assert_eq!(e.attempt, 1);
+    }
+
+    #[test]
+    fn token_method_shape_and_domain_are_checked() {
+        let b = body("expense.paid");
+        assert_eq!(
+            accept_envelope("expense-handler", "POST", None, "t", &b)
+                .unwrap_err()
+                .status(),
+            401
+        );
+        assert_eq!(
+            accept_envelope("expense-handler", "GET", Some("Bearer t"), "t", &b)
+                .unwrap_err()
+                .status(),
+            405
+        );
+        assert_eq!(
+            accept_envelope("expense-handler", "POST", Some("Bearer t"), "t", b"{}")
+                .unwrap_err()
+                .status(),
+            400
+        );
+        let wrong =
+            accept_envelope("asset-handler", "POST", Some("Bearer t"), "t", &b).unwrap_err();
+        assert_eq!(wrong.code(), "wrong_handler");
+    }
+}

@@ -1,0 +1,58 @@
+//! The receiving half every domain handler shares: read the dispatcher's request,
+//! authenticate it, parse the envelope (`ipai_core::handler`), and answer in one shape.
+
+use crate::http::{header, method, read_body, respond_json};
+use crate::vars;
+use ipai_core::dispatch::EventEnvelope;
+use ipai_core::handler::{accept_envelope, HandlerError};
+use serde_json::json;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+/// Largest envelope a handler reads (ingest caps bodies at 256 KiB).
+const MAX_ENVELOPE_BYTES: usize = 512 * 1024;
+
+/// Authenticates and parses a request for handler component `handler`.
+pub async fn receive(req: IncomingRequest, handler: &str) -> Result<EventEnvelope, HandlerError> {
+    let method = method(&req);
+    let auth = header(&req, "authorization");
+    let token = vars::required("dispatch_token").map_err(HandlerError::Misconfigured)?;
+    if !method.eq_ignore_ascii_case("POST") {
+        return Err(HandlerError::MethodNotAllowed(method));
+    }
+    let body = read_body(req, MAX_ENVELOPE_BYTES)
+        .await
+        .map_err(|e| HandlerError::InvalidEnvelope(e.to_string()))?;
+    accept_envelope(handler, &method, auth.as_deref(), &token, &body)
+}
+
+/// What a handler did with an event it accepted.
+pub enum Handled {
+    /// Side effects done (or already done earlier).
+    Done(Vec<String>),
+    /// Deliberately ignored, with the reason.
+    Skipped(String),
+}
+
+/// Answers the dispatcher: 2xx acks the event, anything else makes it retry later.
+pub async fn answer(
+    out: ResponseOutparam,
+    event_id: Option<&str>,
+    result: Result<Handled, HandlerError>,
+) {
+    match result {
+        Ok(Handled::Done(effects)) => {
+            let body = json!({"status": "done", "event_id": event_id, "effects": effects});
+            respond_json(out, 200, body.to_string().into_bytes(), &[]).await
+        }
+        Ok(Handled::Skipped(reason)) => {
+            let body = json!({"status": format!("skipped: {reason}"), "event_id": event_id});
+            respond_json(out, 200, body.to_string().into_bytes(), &[]).await
+        }
+        Err(e) => {
+            if e.status() >= 500 {
+                eprintln!("handler: event {}: {e}", event_id.unwrap_or("?"));
+            }
+            respond_json(out, e.status(), e.body(), &[]).await
+        }
+    }
+}
