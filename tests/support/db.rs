@@ -40,6 +40,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The outbox status of event `id`.
+    pub async fn status(&self, id: &str) -> String {
+        self.client
+            .query_one(
+                "SELECT status FROM integration.outbox WHERE id::text = $1",
+                &[&id],
+            )
+            .await
+            .map(|r| r.get::<_, String>(0))
+            .unwrap_or_else(|e| format!("<no row: {e}>"))
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();

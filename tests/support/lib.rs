@@ -2,6 +2,8 @@
 //! runtime (the local host, or the real `spin` CLI), and signed requests.
 
 pub mod db;
+pub mod fake_http;
+pub mod manifest;
 pub mod runtime;
 pub mod signing;
 
@@ -34,15 +36,74 @@ impl Fixture {
     pub async fn with(
         edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
     ) -> anyhow::Result<Self> {
+        Self::with_manifest(workspace_root().join("spin.toml"), edit).await
+    }
+
+    /// Like `with`, running another manifest (see `manifest::variant`).
+    pub async fn with_manifest(
+        manifest: std::path::PathBuf,
+        edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+    ) -> anyhow::Result<Self> {
         let db = TestDb::new().await?;
         let mut vars = runtime::default_variables(&db.url);
         edit(&mut vars);
         let rt = Runtime::from_env();
-        let sys = tokio::task::spawn_blocking(move || System::start(rt, &vars)).await??;
+        let sys =
+            tokio::task::spawn_blocking(move || System::start_with(rt, &vars, &manifest)).await??;
         Ok(Self {
             db,
             sys,
             http: reqwest::Client::new(),
         })
+    }
+}
+
+impl Fixture {
+    /// `POST /dispatch` with the test token; returns the run summary.
+    pub async fn dispatch(&self) -> serde_json::Value {
+        let resp = self
+            .http
+            .post(self.sys.url("/dispatch"))
+            .bearer_auth(runtime::TEST_DISPATCH_TOKEN)
+            .send()
+            .await
+            .expect("POST /dispatch");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.expect("dispatch summary is JSON");
+        assert_eq!(status, 200, "dispatch failed: {body}");
+        body
+    }
+
+    /// Posts a correctly signed event; returns its outbox id.
+    pub async fn ingest(&self, key: &str, event: &serde_json::Value) -> String {
+        let secret = runtime::TEST_SECRET.split(',').nth(1).unwrap_or_default();
+        let resp = signed_request(secret, key, event)
+            .post(&self.http, &self.sys.url("/odoo-webhook"))
+            .await
+            .expect("POST /odoo-webhook");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.expect("ingest answer is JSON");
+        assert!(
+            status == 202 || status == 200,
+            "ingest answered {status}: {body}"
+        );
+        body["id"].as_str().unwrap_or_default().to_string()
+    }
+
+    /// Polls until the outbox row `id` has `status` (or `timeout`); returns the last status.
+    pub async fn wait_status(
+        &self,
+        id: &str,
+        status: &str,
+        timeout: std::time::Duration,
+    ) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let current = self.db.status(id).await;
+            if current == status || std::time::Instant::now() >= deadline {
+                return current;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
     }
 }

@@ -1,0 +1,168 @@
+//! A loopback HTTP server standing in for an external service (a domain handler,
+//! Mattermost, an email API, Google, Odoo): it records every request exactly as received
+//! and answers as the test tells it — a status and body, after an optional delay.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// One request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Reply {
+    status: u16,
+    body: String,
+    delay: Duration,
+}
+
+struct State {
+    requests: Vec<Recorded>,
+    reply: Reply,
+}
+
+/// The running fake; stops when dropped.
+pub struct FakeServer {
+    pub url: String,
+    state: Arc<Mutex<State>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeServer {
+    /// Starts on a free loopback port, answering 200 `{"ok":true}`.
+    pub async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake server");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let state = Arc::new(Mutex::new(State {
+            requests: Vec::new(),
+            reply: Reply {
+                status: 200,
+                body: r#"{"ok":true}"#.into(),
+                delay: Duration::ZERO,
+            },
+        }));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let st = st.clone();
+                        async move {
+                            let (parts, body) = req.into_parts();
+                            let body = body
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let reply = {
+                                let mut s = st.lock().expect("fake state");
+                                s.requests.push(Recorded {
+                                    method: parts.method.to_string(),
+                                    path: parts
+                                        .uri
+                                        .path_and_query()
+                                        .map(|p| p.to_string())
+                                        .unwrap_or_default(),
+                                    headers: parts
+                                        .headers
+                                        .iter()
+                                        .map(|(k, v)| {
+                                            (
+                                                k.to_string(),
+                                                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                                            )
+                                        })
+                                        .collect(),
+                                    body: body.to_vec(),
+                                    at: Instant::now(),
+                                });
+                                s.reply.clone()
+                            };
+                            if !reply.delay.is_zero() {
+                                tokio::time::sleep(reply.delay).await;
+                            }
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(reply.body)));
+                            *resp.status_mut() = hyper::StatusCode::from_u16(reply.status)
+                                .unwrap_or(hyper::StatusCode::OK);
+                            resp.headers_mut().insert(
+                                "content-type",
+                                hyper::header::HeaderValue::from_static("application/json"),
+                            );
+                            Ok::<_, std::convert::Infallible>(resp)
+                        }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Self { url, state, task }
+    }
+
+    /// From now on, answer `status` with `body`.
+    pub fn respond_with(&self, status: u16, body: &str) {
+        let mut s = self.state.lock().expect("fake state");
+        s.reply.status = status;
+        s.reply.body = body.to_string();
+    }
+
+    /// From now on, wait `delay` before answering.
+    pub fn delay(&self, delay: Duration) {
+        self.state.lock().expect("fake state").reply.delay = delay;
+    }
+
+    /// Every request so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.lock().expect("fake state").requests.clone()
+    }
+
+    /// Waits until at least `n` requests arrived (or `timeout`), returning them all.
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.requests();
+            if got.len() >= n || Instant::now() >= deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
