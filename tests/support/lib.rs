@@ -24,6 +24,8 @@ pub struct Fixture {
     pub db: TestDb,
     pub sys: System,
     pub http: reqwest::Client,
+    vars: std::collections::BTreeMap<String, String>,
+    manifest: std::path::PathBuf,
 }
 
 impl Fixture {
@@ -48,17 +50,44 @@ impl Fixture {
         let mut vars = runtime::default_variables(&db.url);
         edit(&mut vars);
         let rt = Runtime::from_env();
-        let sys =
-            tokio::task::spawn_blocking(move || System::start_with(rt, &vars, &manifest)).await??;
+        let (v, m) = (vars.clone(), manifest.clone());
+        let sys = tokio::task::spawn_blocking(move || System::start_with(rt, &v, &m)).await??;
         Ok(Self {
             db,
             sys,
             http: reqwest::Client::new(),
+            vars,
+            manifest,
         })
     }
 }
 
 impl Fixture {
+    /// Kills the running system (SIGKILL) and starts a new one on the same database.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.sys.kill();
+        let (v, m, rt) = (self.vars.clone(), self.manifest.clone(), self.sys.runtime);
+        self.sys = tokio::task::spawn_blocking(move || System::start_with(rt, &v, &m)).await??;
+        Ok(())
+    }
+
+    /// `POST /dispatch` with the test token; returns the HTTP status and the body.
+    pub async fn try_dispatch(&self) -> (u16, serde_json::Value) {
+        match self
+            .http
+            .post(self.sys.url("/dispatch"))
+            .bearer_auth(runtime::TEST_DISPATCH_TOKEN)
+            .send()
+            .await
+        {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+            }
+            Err(e) => (0, serde_json::Value::String(e.to_string())),
+        }
+    }
+
     /// `POST /dispatch` with the test token; returns the run summary.
     pub async fn dispatch(&self) -> serde_json::Value {
         let resp = self

@@ -102,6 +102,16 @@ impl System {
         variables: &BTreeMap<String, String>,
         manifest: &std::path::Path,
     ) -> Result<Self> {
+        let (mut sys, port) = Self::spawn(runtime, variables, manifest)?;
+        sys.wait_ready(port)?;
+        Ok(sys)
+    }
+
+    fn spawn(
+        runtime: Runtime,
+        variables: &BTreeMap<String, String>,
+        manifest: &std::path::Path,
+    ) -> Result<(Self, u16)> {
         let port = free_port()?;
         let logs = crate::workspace_root().join("target/test-logs");
         std::fs::create_dir_all(&logs)?;
@@ -135,14 +145,15 @@ impl System {
         let child = cmd
             .spawn()
             .with_context(|| format!("starting {}", runtime.name()))?;
-        let mut sys = System {
-            runtime,
-            base_url: format!("http://127.0.0.1:{port}"),
-            log,
-            child,
-        };
-        sys.wait_ready(port)?;
-        Ok(sys)
+        Ok((
+            System {
+                runtime,
+                base_url: format!("http://127.0.0.1:{port}"),
+                log,
+                child,
+            },
+            port,
+        ))
     }
 
     fn wait_ready(&mut self, port: u16) -> Result<()> {
@@ -167,25 +178,27 @@ impl System {
         )
     }
 
-    /// Waits for the process to exit by itself (for start-up refusal tests).
-    pub fn wait_exit(
+    /// Starts the runtime expecting it to refuse the app: waits (up to 60 s) for it to
+    /// exit by itself — it may listen briefly first, as `spin up` does before a trigger
+    /// fails — and returns (exit code, everything it printed).
+    pub fn expect_exit(
         runtime: Runtime,
         variables: &BTreeMap<String, String>,
         manifest: &std::path::Path,
     ) -> Result<(i32, String)> {
-        match Self::start_with(runtime, variables, manifest) {
-            Ok(_) => bail!("{} started although it should have refused", runtime.name()),
-            Err(e) => {
-                let text = format!("{e:#}");
-                let code = text
-                    .split("exited with exit status: ")
-                    .nth(1)
-                    .and_then(|s| s.split_whitespace().next())
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(-1);
-                Ok((code, text))
+        let (mut sys, _) = Self::spawn(runtime, variables, manifest)?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if let Some(status) = sys.child.try_wait()? {
+                return Ok((status.code().unwrap_or(-1), sys.output()));
             }
+            std::thread::sleep(Duration::from_millis(50));
         }
+        bail!(
+            "{} kept running although it should have refused:\n{}",
+            runtime.name(),
+            sys.output()
+        )
     }
 
     /// Everything the runtime printed so far.

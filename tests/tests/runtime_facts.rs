@@ -1,0 +1,156 @@
+//! The observed behaviour of Spin 4.0.2 and its cron plugin (shared/TOOLCHAIN.md), pinned
+//! on whichever runtime `IPAI_RUNTIME` selects, so the local host cannot drift from Spin.
+
+use ipai_tests::runtime::default_variables;
+use ipai_tests::{manifest, signed_request, Fixture, Runtime, System, TestDb};
+use serde_json::json;
+use std::time::Duration;
+
+fn expense() -> serde_json::Value {
+    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": "1",
+           "payload": {"status": "submit"}})
+}
+
+/// Starts `manifest` with `vars` and expects the runtime to refuse: (exit code, output).
+async fn refused(
+    manifest: std::path::PathBuf,
+    edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+) -> (i32, String) {
+    let db = TestDb::new().await.unwrap();
+    let mut vars = default_variables(&db.url);
+    edit(&mut vars);
+    tokio::task::spawn_blocking(move || System::expect_exit(Runtime::from_env(), &vars, &manifest))
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seven_field_cron_expression_stops_start_up_with_parse_schedule() {
+    let m = manifest::variant(|t| {
+        t.replace(
+            r#"cron_expression = "*/5 * * * * *""#,
+            r#"cron_expression = "*/5 * * * * * *""#,
+        )
+    });
+    let (code, out) = refused(m, |_| {}).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("ParseSchedule"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_component_listing_a_spin_internal_host_is_refused() {
+    let m = manifest::variant(|t| {
+        t.replace(
+            r#"allowed_outbound_hosts = ["{{ public_base_url }}"]"#,
+            r#"allowed_outbound_hosts = ["{{ public_base_url }}", "http://dispatcher.spin.internal"]"#,
+        )
+    });
+    let (code, out) = refused(m, |_| {}).await;
+    assert_ne!(code, 0);
+    assert!(out.contains("local_service_chaining"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_required_variable_refuses_to_start_naming_it() {
+    let m = ipai_tests::workspace_root().join("spin.toml");
+    let (code, out) = refused(m, |v| {
+        v.remove("dispatch_token");
+    })
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("no provider resolved required variable(s)") && out.contains("dispatch_token"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sslmode_disable_the_local_self_signed_server_is_refused_as_503() {
+    let f = Fixture::with(|v| {
+        let url = v["db_url"].replace("?sslmode=disable", "");
+        v.insert("db_url".into(), url);
+    })
+    .await
+    .unwrap();
+    let resp = signed_request("test-secret", "k", &expense())
+        .post(&f.http, &f.sys.url("/odoo-webhook"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(f.db.count("outbox").await, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = f.sys.output().to_lowercase();
+    assert!(
+        out.contains("certificate"),
+        "the log should name the TLS failure:\n{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbound_hosts_match_literally_so_localhost_is_denied_when_127_0_0_1_is_allowed() {
+    let f = Fixture::with(|v| {
+        let url = v["db_url"].replace("127.0.0.1", "localhost");
+        v.insert("db_url".into(), url);
+    })
+    .await
+    .unwrap();
+    let resp = signed_request("test-secret", "k", &expense())
+        .post(&f.http, &f.sys.url("/odoo-webhook"))
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 503);
+    assert_eq!(f.db.count("outbox").await, 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = f.sys.output();
+    assert!(
+        out.contains("address postgres://localhost:5432 is not permitted"),
+        "{out}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_route_is_404_from_outside_yet_reachable_by_chaining() {
+    let m = manifest::variant(|t| {
+        t.replace(
+            r#"route = "/handlers/expense""#,
+            "route = { private = true }",
+        )
+    });
+    let f = Fixture::with_manifest(m, |_| {}).await.unwrap();
+    let r = f
+        .http
+        .post(f.sys.url("/handlers/expense"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(
+        r.bytes().await.unwrap().is_empty(),
+        "Spin's 404 has an empty body"
+    );
+    let id = f.ingest("k-private", &expense()).await;
+    assert_eq!(
+        f.wait_status(&id, "done", Duration::from_secs(15)).await,
+        "done",
+        "{}",
+        f.sys.output()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_path_is_an_empty_404_and_the_well_known_health_answers_ok() {
+    let f = Fixture::new().await.unwrap();
+    let r = f.http.get(f.sys.url("/nope")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.bytes().await.unwrap().is_empty());
+    let r = f
+        .http
+        .get(f.sys.url("/.well-known/spin/health"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().await.unwrap(), "OK");
+}
