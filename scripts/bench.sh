@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # `make bench`: runs `ipai bench` against the system under each available runtime (the
-# local host always; real Spin when a CLI is found), each on a fresh database, and leaves
-# the merged report in target/bench/report.json.
+# local host always; real Spin when a CLI is found), each phase on a fresh database:
+#   ingest   — kick off, so only ingest runs: throughput, latency at half peak, raw SQL baseline
+#   dispatch — kick on, handlers = a trivial loopback handler in the bench process:
+#              pending→done throughput and end-to-end latency at a fixed rate
+# The merged report is target/bench/report.json. BENCH_ARGS adds flags to every phase.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -12,25 +15,42 @@ rm -f "$REPORT"
 SPIN="$(find_spin)"
 RUNTIMES="local"; [ -n "$SPIN" ] && RUNTIMES="local spin"
 
-for rt in $RUNTIMES; do
-  DB="ipai_bench_$(date +%s)_$rt"
-  URL="$SERVER/$DB?sslmode=disable"
-  target/release/ipai migrate --database-url "$URL" >/dev/null
-  PORT=$((39000 + RANDOM % 1000))
-  export SPIN_VARIABLE_DB_URL="$URL" SPIN_VARIABLE_DB_HOST="127.0.0.1:5432"
-  export SPIN_VARIABLE_ODOO_WEBHOOK_SECRET="bench-secret"
-  if [ "$rt" = spin ]; then CMD=("$SPIN" up --from spin.toml --listen "127.0.0.1:$PORT")
-  else CMD=(target/release/ipai-spin-host up --from spin.toml --listen "127.0.0.1:$PORT"); fi
-  "${CMD[@]}" > "target/test-logs/bench-$rt.log" 2>&1 &
-  PID=$!
-  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+run_phase() { # runtime phase
+  local rt=$1 phase=$2
+  local db="ipai_bench_$(date +%s)_${rt}_${phase}"
+  local url="$SERVER/$db?sslmode=disable"
+  local port=$((39000 + RANDOM % 500)) hport=$((39500 + RANDOM % 400))
+  target/release/ipai migrate --database-url "$url" >/dev/null
+  local -a env=(
+    SPIN_VARIABLE_DB_URL="$url" SPIN_VARIABLE_DB_HOST="127.0.0.1:5432"
+    SPIN_VARIABLE_ODOO_WEBHOOK_SECRET=bench-secret SPIN_VARIABLE_DISPATCH_TOKEN=bench-token
+    SPIN_VARIABLE_PUBLIC_BASE_URL="http://127.0.0.1:$port"
+  )
+  if [ "$phase" = ingest ]; then
+    env+=(SPIN_VARIABLE_DISPATCH_KICK=off)
+  else
+    env+=(SPIN_VARIABLE_SERVICE_CHAINING=off SPIN_VARIABLE_HANDLER_BASE_URL="http://127.0.0.1:$hport")
+  fi
+  local -a cmd
+  if [ "$rt" = spin ]; then cmd=("$SPIN" up --from spin.toml --listen "127.0.0.1:$port")
+  else cmd=(target/release/ipai-spin-host up --from spin.toml --listen "127.0.0.1:$port"); fi
+  env "${env[@]}" "${cmd[@]}" > "target/test-logs/bench-$rt-$phase.log" 2>&1 &
+  local pid=$!
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   set +e
-  target/release/ipai bench --runtime "$rt" --url "http://127.0.0.1:$PORT/odoo-webhook" \
-    --secret bench-secret --database-url "$URL" --host-pid "$PID" --out "$REPORT" ${BENCH_ARGS:-}
-  rc=$?
+  target/release/ipai bench --phase "$phase" --runtime "$rt" --url "http://127.0.0.1:$port/odoo-webhook" \
+    --secret bench-secret --dispatch-token bench-token --handler-port "$hport" \
+    --database-url "$url" --host-pid "$pid" --out "$REPORT" ${BENCH_ARGS:-}
+  local rc=$?
   set -e
-  kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true
-  psql "$SERVER/postgres" -q -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
-  [ $rc -eq 0 ] || { echo "bench under $rt failed (log: target/test-logs/bench-$rt.log)" >&2; exit $rc; }
+  kill -TERM -- "$pid" 2>/dev/null || true; pkill -P "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true
+  psql "$SERVER/postgres" -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  [ $rc -eq 0 ] || { echo "bench $phase under $rt failed (log: target/test-logs/bench-$rt-$phase.log)" >&2; exit $rc; }
+}
+
+for rt in $RUNTIMES; do
+  echo "== runtime: $rt"
+  run_phase "$rt" ingest
+  run_phase "$rt" dispatch
 done
 echo; echo "== $REPORT"; cat "$REPORT"

@@ -44,12 +44,37 @@ pub struct BenchArgs {
     /// Name of the runtime under test, added as a suffix to keys when not "local".
     #[arg(long, default_value = "local")]
     pub runtime: String,
+    /// `ingest` (throughput, latency, raw SQL baseline) or `dispatch` (pending → done
+    /// throughput, end-to-end latency; the system must deliver to --handler-port).
+    #[arg(long, default_value = "ingest")]
+    pub phase: String,
+    /// Port of the trivial handler the bench serves for the dispatch phase (the system's
+    /// handler_base_url must be http://127.0.0.1:<port>, service_chaining off).
+    #[arg(long, default_value_t = 39999)]
+    pub handler_port: u16,
+    /// The system's dispatch_token (dispatch phase).
+    #[arg(
+        long,
+        env = "SPIN_VARIABLE_DISPATCH_TOKEN",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub dispatch_token: String,
+    /// Events preloaded for the dispatch throughput measurement.
+    #[arg(long, default_value_t = 5000)]
+    pub preload: usize,
+    /// Events per second of the end-to-end latency phase.
+    #[arg(long, default_value_t = 100.0)]
+    pub e2e_rate: f64,
+    /// Seconds of the end-to-end latency phase.
+    #[arg(long, default_value_t = 30)]
+    pub e2e_seconds: u64,
     /// Report file; an existing report is merged into.
     #[arg(long, default_value = "target/bench/report.json")]
     pub out: PathBuf,
 }
 
-fn event_body(i: usize, run: &str) -> String {
+pub(crate) fn event_body(i: usize, run: &str) -> String {
     json!({
         "event_type": "expense.submitted",
         "aggregate_type": "expense",
@@ -60,12 +85,22 @@ fn event_body(i: usize, run: &str) -> String {
     .to_string()
 }
 
-async fn post_one(
+pub(crate) async fn post_one(
     client: &reqwest::Client,
     args: &BenchArgs,
     i: usize,
     run: &str,
 ) -> Result<Duration> {
+    post_event(client, args, i, run).await.map(|(d, _)| d)
+}
+
+/// Posts one signed event; returns its latency and outbox id.
+pub(crate) async fn post_event(
+    client: &reqwest::Client,
+    args: &BenchArgs,
+    i: usize,
+    run: &str,
+) -> Result<(Duration, String)> {
     let body = event_body(i, run);
     let ts = chrono::Utc::now().timestamp_millis().to_string();
     let sig = sign(&args.secret, &ts, body.as_bytes());
@@ -80,14 +115,15 @@ async fn post_one(
         .send()
         .await?;
     let status = resp.status().as_u16();
-    let _ = resp.bytes().await?;
+    let elapsed = start.elapsed();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status != 202 {
-        bail!("ingest answered {status}");
+        bail!("ingest answered {status}: {body}");
     }
-    Ok(start.elapsed())
+    Ok((elapsed, body["id"].as_str().unwrap_or_default().to_string()))
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -193,7 +229,7 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
-fn peak_rss_mb(pid: u32) -> Option<f64> {
+pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -205,6 +241,37 @@ fn round2(x: f64) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> Result<()> {
+    match args.phase.as_str() {
+        "ingest" => ingest_phase(args).await,
+        "dispatch" => crate::bench_dispatch::dispatch_phase(args).await,
+        other => bail!("unknown phase {other:?}: use ingest or dispatch"),
+    }
+}
+
+/// Merges `entries` (keys suffixed with `_<runtime>` unless local) into the report file.
+pub fn merge_report(args: &BenchArgs, entries: &[(&str, f64)]) -> Result<()> {
+    let suffix = if args.runtime == "local" {
+        String::new()
+    } else {
+        format!("_{}", args.runtime)
+    };
+    let mut report: Value = std::fs::read_to_string(&args.out)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(Value::is_object)
+        .unwrap_or_else(|| json!({}));
+    let obj = report.as_object_mut().context("report is an object")?;
+    for (k, v) in entries {
+        obj.insert(format!("{k}{suffix}"), json!(round2(*v)));
+    }
+    if let Some(dir) = args.out.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
+    Ok(())
+}
+
+async fn ingest_phase(args: BenchArgs) -> Result<()> {
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
     println!("bench: warming up against {}", args.url);
     throughput(&args, &format!("{run}w"), 200.min(args.requests)).await?;
@@ -227,38 +294,17 @@ pub async fn run(args: BenchArgs) -> Result<()> {
         args.concurrency
     );
     let rss = args.host_pid.and_then(peak_rss_mb);
-
-    let suffix = if args.runtime == "local" {
-        String::new()
-    } else {
-        format!("_{}", args.runtime)
-    };
-    let mut report: Value = std::fs::read_to_string(&args.out)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .filter(Value::is_object)
-        .unwrap_or_else(|| json!({}));
-    let obj = report.as_object_mut().context("report is an object")?;
-    obj.insert(format!("ingest_rps{suffix}"), json!(round2(rps)));
-    obj.insert(format!("ingest_p50_ms{suffix}"), json!(round2(p50)));
-    obj.insert(format!("ingest_p99_ms{suffix}"), json!(round2(p99)));
-    obj.insert(
-        format!("ingest_baseline_sql_rps{suffix}"),
-        json!(round2(baseline)),
-    );
-    obj.insert(
-        format!("ingest_vs_baseline_pct{suffix}"),
-        json!(round2(100.0 * rps / baseline)),
-    );
+    let mut entries = vec![
+        ("ingest_rps", rps),
+        ("ingest_p50_ms", p50),
+        ("ingest_p99_ms", p99),
+        ("ingest_baseline_sql_rps", baseline),
+        ("ingest_vs_baseline_pct", 100.0 * rps / baseline),
+    ];
     if let Some(rss) = rss {
-        obj.insert(format!("host_peak_rss_mb{suffix}"), json!(round2(rss)));
+        entries.push(("host_peak_rss_mb", rss));
     }
-    obj.insert("concurrency".into(), json!(args.concurrency));
-    obj.insert("requests".into(), json!(args.requests));
-    if let Some(dir) = args.out.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    std::fs::write(&args.out, serde_json::to_string_pretty(&report)? + "\n")?;
+    merge_report(&args, &entries)?;
 
     println!();
     println!("| metric ({}) | value | goal |", args.runtime);

@@ -1,5 +1,11 @@
 //! Library side of the `ipai` command, shared with the end-to-end tests: applying the
-//! migrations and the load benchmark.
+//! migrations, the load benchmark, sample events and signed sending (`send`), and the
+//! outbox operations (`ops`: status, dead-letter queue).
 
 pub mod bench;
+pub mod bench_dispatch;
+pub mod loopback;
 pub mod migrate;
+pub mod ops;
+pub mod samples;
+pub mod send;

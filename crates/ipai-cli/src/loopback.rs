@@ -56,10 +56,15 @@ pub struct FakeServer {
 impl FakeServer {
     /// Starts on a free loopback port, answering 200 `{"ok":true}`.
     pub async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
+        Self::start_on("127.0.0.1:0")
             .await
-            .expect("bind fake server");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
+            .expect("bind a loopback port")
+    }
+
+    /// Starts on `addr` (e.g. `127.0.0.1:4100`).
+    pub async fn start_on(addr: &str) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
             reply: Reply {
@@ -128,7 +133,7 @@ impl FakeServer {
                 });
             }
         });
-        Self { url, state, task }
+        Ok(Self { url, state, task })
     }
 
     /// From now on, answer `status` with `body`.
