@@ -1,9 +1,9 @@
 # IPAI integration bus. `make up` runs it, `make test` tests it. See README.md.
 SHELL := /bin/bash
-COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler
+COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp
 CARGO ?= cargo
 
-.PHONY: setup build components host migrate up test test-unit test-e2e lint fmt bench clean
+.PHONY: setup build components host migrate up test spin-cli lint fmt bench clean
 
 ## setup: toolchain target + a running local PostgreSQL
 setup:
@@ -28,15 +28,19 @@ migrate: setup host
 up: setup build
 	@scripts/up.sh
 
-## test: every test — unit, SQL and end-to-end under the local host, then under real Spin
-## when a spin CLI is available (SPIN_BIN or PATH)
+## test: every test — unit and SQL tests, then the end-to-end suites under the local host and
+## again under real Spin when a Spin CLI is available (SPIN_BIN, PATH, or `make spin-cli`)
 test: setup build
-	$(CARGO) test --release --workspace
-	@. scripts/env.sh; SPIN="$$(find_spin)"; \
-	if [ -n "$$SPIN" ]; then \
-	  echo "== end-to-end suites under real Spin ($$SPIN)"; \
-	  SPIN_BIN="$$SPIN" IPAI_RUNTIME=spin $(CARGO) test --release -p ipai-tests --tests; \
-	else echo "== Spin leg skipped: no spin CLI found (set SPIN_BIN or put spin on PATH)"; fi
+	$(CARGO) test --release --workspace --exclude ipai-tests
+	scripts/test-e2e.sh local
+	scripts/test-e2e.sh spin
+
+## spin-cli: unpack the Spin 4.0.2 + cron plugin bundle from ../shared/spin (if present) into target/
+spin-cli:
+	@b=$$(ls ../shared/spin/spin-*-linux-amd64.tar.xz 2>/dev/null | head -n1); \
+	if [ -z "$$b" ]; then echo "no ../shared/spin bundle"; \
+	elif ls target/spin-cli/spin-*/bin/spin >/dev/null 2>&1; then echo "Spin CLI: $$(ls target/spin-cli/spin-*/bin/spin)"; \
+	else mkdir -p target/spin-cli && tar -xJf "$$b" -C target/spin-cli && echo "Spin CLI: $$(ls target/spin-cli/spin-*/bin/spin)"; fi
 
 ## lint: formatting and clippy (native crates and wasm components)
 lint:

@@ -12,7 +12,7 @@ SERVER="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 REPORT=target/bench/report.json
 mkdir -p target/bench target/test-logs
 rm -f "$REPORT"
-SPIN="$(find_spin)"
+SPIN="$(find_spin_any)"
 RUNTIMES="local"; [ -n "$SPIN" ] && RUNTIMES="local spin"
 
 run_phase() { # runtime phase

@@ -23,6 +23,17 @@ find_spin() {
   if [ -n "${SPIN_BIN:-}" ] && [ -x "$SPIN_BIN" ]; then echo "$SPIN_BIN"; return; fi
   command -v spin 2>/dev/null || true
 }
+
+# For tests and benchmarks also the bundle `make spin-cli` unpacks from ../shared/spin.
+find_spin_any() {
+  local s; s="$(find_spin)"
+  if [ -z "$s" ]; then s="$(ls target/spin-cli/spin-*/bin/spin 2>/dev/null | head -n1 || true)"; fi
+  echo "$s"
+}
 export SPIN_VARIABLE_DISPATCH_TOKEN="${SPIN_VARIABLE_DISPATCH_TOKEN:-dev-dispatch-token-change-me}"
+# MCP: development bearer token, and the read-only role on the same database.
+export SPIN_VARIABLE_MCP_TOKEN="${SPIN_VARIABLE_MCP_TOKEN:-dev-mcp-token-change-me}"
+DATABASE_URL_READONLY="${DATABASE_URL_READONLY:-$(printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1integration_reader@#')}"
+export SPIN_VARIABLE_DB_URL_READONLY="${SPIN_VARIABLE_DB_URL_READONLY:-$DATABASE_URL_READONLY}"
 export SPIN_VARIABLE_PUBLIC_BASE_URL="${SPIN_VARIABLE_PUBLIC_BASE_URL:-http://$LISTEN}"
 export SPIN_VARIABLE_HANDLER_BASE_URL="${SPIN_VARIABLE_HANDLER_BASE_URL:-http://$LISTEN}"
