@@ -24,6 +24,15 @@ enum Command {
     },
     /// Load benchmark: ingest throughput and latency against a running system.
     Bench(ipai_cli::bench::BenchArgs),
+    /// Send signed sample events to ingest (the seed's test-webhook.py): ✅/❌ per event.
+    Send(ipai_cli::send::SendArgs),
+    /// Outbox counts per status, oldest pending age and recent failures.
+    Status(ipai_cli::ops::StatusArgs),
+    /// The dead-letter queue: list dead events, requeue them.
+    Dlq {
+        #[command(subcommand)]
+        command: ipai_cli::ops::DlqCommand,
+    },
 }
 
 #[tokio::main]
@@ -37,6 +46,13 @@ async fn main() -> Result<()> {
             );
         }
         Command::Bench(args) => ipai_cli::bench::run(args).await?,
+        Command::Send(args) => {
+            if !ipai_cli::send::run(args).await? {
+                std::process::exit(1);
+            }
+        }
+        Command::Status(args) => ipai_cli::ops::status(args).await?,
+        Command::Dlq { command } => ipai_cli::ops::dlq(command).await?,
     }
     Ok(())
 }
