@@ -201,9 +201,14 @@ async fn run(cfg: &Config) -> Result<RunSummary, RunError> {
         summary.batches += 1;
         summary.claimed += batch.len() as u32;
         let outcomes = join_all(batch.iter().map(|e| deliver(cfg, e))).await;
+        let mut acked = Vec::new();
         for (event, outcome) in batch.iter().zip(outcomes) {
-            record(&conn, event, outcome, &mut summary)?;
+            match outcome {
+                Outcome::Ack => acked.push(Some(event.id.clone())),
+                Outcome::Fail(error) => fail(&conn, event, error, &mut summary)?,
+            }
         }
+        summary.done += ack_all(&conn, acked)?;
         if timer::passed(deadline) {
             break;
         }
@@ -212,36 +217,47 @@ async fn run(cfg: &Config) -> Result<RunSummary, RunError> {
     Ok(summary)
 }
 
-fn record(
+/// Acks every delivered event of a batch in one round trip (`ack_outbox` per id).
+fn ack_all(conn: &Connection, ids: Vec<Option<String>>) -> Result<u32, RunError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let rows = conn
+        .query(
+            "SELECT count(*) FILTER (WHERE acked) FROM unnest($1::text[]) AS t(id), \
+             LATERAL integration.ack_outbox(t.id::uuid) AS acked",
+            &[ParameterValue::ArrayStr(ids)],
+        )
+        .map_err(db)?;
+    match rows.rows.first().and_then(|r| r.first()) {
+        Some(DbValue::Int64(n)) => Ok(*n as u32),
+        other => Err(RunError::Database(format!("ack_outbox returned {other:?}"))),
+    }
+}
+
+fn fail(
     conn: &Connection,
     event: &EventEnvelope,
-    outcome: Outcome,
+    error: String,
     summary: &mut RunSummary,
 ) -> Result<(), RunError> {
-    let id = ParameterValue::Str(event.id.clone());
-    match outcome {
-        Outcome::Ack => {
-            conn.query("SELECT integration.ack_outbox($1::text::uuid)", &[id])
-                .map_err(db)?;
-            summary.done += 1;
-        }
-        Outcome::Fail(error) => {
-            eprintln!(
-                "dispatcher: event {} ({}) attempt {} failed: {error}",
-                event.id, event.event_type, event.attempt
-            );
-            let rows = conn
-                .query(
-                    "SELECT integration.fail_outbox($1::text::uuid, $2::text)",
-                    &[id, ParameterValue::Str(error)],
-                )
-                .map_err(db)?;
-            let status = match rows.rows.first().and_then(|r| r.first()) {
-                Some(DbValue::Str(s)) => Some(s.as_str()),
-                _ => None,
-            };
-            summary.record_fail(status);
-        }
-    }
+    eprintln!(
+        "dispatcher: event {} ({}) attempt {} failed: {error}",
+        event.id, event.event_type, event.attempt
+    );
+    let rows = conn
+        .query(
+            "SELECT integration.fail_outbox($1::text::uuid, $2::text)",
+            &[
+                ParameterValue::Str(event.id.clone()),
+                ParameterValue::Str(error),
+            ],
+        )
+        .map_err(db)?;
+    let status = match rows.rows.first().and_then(|r| r.first()) {
+        Some(DbValue::Str(s)) => Some(s.as_str()),
+        _ => None,
+    };
+    summary.record_fail(status);
     Ok(())
 }
