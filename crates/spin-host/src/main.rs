@@ -51,5 +51,12 @@ async fn main() -> Result<()> {
         }
     }
     ipai_spin_host::cron::spawn(app.clone(), schedules);
-    ipai_spin_host::http_trigger::serve(app, listener).await
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        r = ipai_spin_host::http_trigger::serve(app, listener) => r,
+        // Exit at once on a signal, like `spin up`: in-flight instances are abandoned
+        // (their events stay claimed until the lock timeout, then are redelivered).
+        _ = tokio::signal::ctrl_c() => std::process::exit(0),
+        _ = term.recv() => std::process::exit(0),
+    }
 }
