@@ -32,6 +32,7 @@ up: setup build
 ## again under real Spin when a Spin CLI is available (SPIN_BIN, PATH, or `make spin-cli`)
 test: setup build
 	$(CARGO) test --release --workspace --exclude ipai-tests
+	python3 -m pytest -q odoo
 	scripts/test-e2e.sh local
 	scripts/test-e2e.sh spin
 

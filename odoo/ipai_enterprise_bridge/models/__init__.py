@@ -1,0 +1,5 @@
+from . import ipai_event_queue
+from . import hr_expense
+from . import account_payment_register
+from . import ipai_asset_booking
+from . import project

@@ -1,0 +1,165 @@
+"""Equipment bookings (the seed's "maintenance.equipment + custom module") and the
+asset.* events (SPEC §4, aggregate = booking).
+
+* ``action_reserve``  -> asset.reserved
+* ``action_checkout`` -> asset.checked_out
+* ``action_checkin``  -> asset.checked_in
+* cron ``_cron_ipai_overdue`` -> asset.overdue, once per escalation level (1 employee,
+  2 + manager, 3 + IT admin) of a booking checked out past its end.
+"""
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+from ..utils.payloads import days_overdue, escalation_level, parse_thresholds
+
+PARAM_ESCALATION = "ipai.asset.escalation_days"
+
+
+class IpaiAssetBooking(models.Model):
+    _name = "ipai.asset.booking"
+    _description = "Equipment Booking"
+    _inherit = ["mail.thread"]
+    _order = "start desc, id desc"
+
+    name = fields.Char(required=True, copy=False, readonly=True, default=lambda self: _("New"))
+    equipment_id = fields.Many2one("maintenance.equipment", string="Equipment", required=True, tracking=True)
+    employee_id = fields.Many2one(
+        "hr.employee",
+        string="Employee",
+        required=True,
+        tracking=True,
+        default=lambda self: self.env.user.employee_id,
+    )
+    start = fields.Datetime(required=True, tracking=True)
+    end = fields.Datetime(required=True, tracking=True)
+    location = fields.Char(help="Where the equipment is picked up or used; defaults to the equipment's location.")
+    state = fields.Selection(
+        selection=[
+            ("draft", "Draft"),
+            ("reserved", "Reserved"),
+            ("checked_out", "Checked Out"),
+            ("checked_in", "Checked In"),
+            ("cancelled", "Cancelled"),
+        ],
+        default="draft",
+        required=True,
+        tracking=True,
+        copy=False,
+    )
+    checked_out_at = fields.Datetime(readonly=True, copy=False)
+    checked_in_at = fields.Datetime(readonly=True, copy=False)
+    ipai_overdue_level = fields.Integer(
+        string="Overdue escalation level",
+        readonly=True,
+        copy=False,
+        help="Highest asset.overdue escalation level already emitted (0 = none).",
+    )
+    company_id = fields.Many2one("res.company", default=lambda self: self.env.company, required=True)
+
+    @api.constrains("start", "end")
+    def _check_dates(self):
+        for booking in self:
+            if booking.start and booking.end and booking.end <= booking.start:
+                raise ValidationError(_("A booking must end after it starts."))
+
+    @api.constrains("equipment_id", "start", "end", "state")
+    def _check_overlap(self):
+        for booking in self.filtered(lambda b: b.state in ("reserved", "checked_out")):
+            clash = self.search_count(
+                [
+                    ("id", "!=", booking.id),
+                    ("equipment_id", "=", booking.equipment_id.id),
+                    ("state", "in", ("reserved", "checked_out")),
+                    ("start", "<", booking.end),
+                    ("end", ">", booking.start),
+                ]
+            )
+            if clash:
+                raise ValidationError(_("%s is already booked for part of this period.", booking.equipment_id.display_name))
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            if not vals.get("name") or vals["name"] == _("New"):
+                vals["name"] = self.env["ir.sequence"].next_by_code("ipai.asset.booking") or _("New")
+        return super().create(vals_list)
+
+    # --------------------------------------------------------------------------- events
+
+    def _ipai_facts(self):
+        self.ensure_one()
+        employee = self.employee_id.sudo()
+        equipment = self.equipment_id.sudo()
+        return {
+            "booking_id": self.id,
+            "asset_id": equipment.id,
+            "asset_name": equipment.name,
+            "asset_code": equipment.serial_no or "",
+            "employee_id": employee.id,
+            "employee_name": employee.name,
+            "employee_email": employee.work_email or False,
+            "manager_email": employee.parent_id.work_email or False,
+            "start": self.start,
+            "end": self.end,
+            "location": self.location or equipment.location or "",
+            "status": self.state,
+        }
+
+    def _ipai_emit(self, event_type, discriminator=None, **event_fields):
+        queue = self.env["ipai.event.queue"]
+        for booking in self:
+            facts = booking._ipai_facts()
+            facts.update(event_fields)
+            queue.enqueue(event_type, booking.id, facts, record=booking, discriminator=discriminator)
+
+    # -------------------------------------------------------------------------- actions
+
+    def _ipai_require_state(self, allowed, action):
+        wrong = self.filtered(lambda b: b.state not in allowed)
+        if wrong:
+            raise UserError(_("Cannot %(action)s booking(s) %(names)s in their current state.",
+                              action=action, names=", ".join(wrong.mapped("name"))))
+
+    def action_reserve(self):
+        self._ipai_require_state(("draft",), _("reserve"))
+        self.write({"state": "reserved"})
+        self._ipai_emit("asset.reserved")
+        return True
+
+    def action_checkout(self):
+        self._ipai_require_state(("draft", "reserved"), _("check out"))
+        self.write({"state": "checked_out", "checked_out_at": fields.Datetime.now()})
+        self._ipai_emit("asset.checked_out")
+        return True
+
+    def action_checkin(self):
+        self._ipai_require_state(("checked_out",), _("check in"))
+        self.write({"state": "checked_in", "checked_in_at": fields.Datetime.now()})
+        self._ipai_emit("asset.checked_in")
+        return True
+
+    def action_cancel(self):
+        self._ipai_require_state(("draft", "reserved"), _("cancel"))
+        self.write({"state": "cancelled"})
+        return True
+
+    # ----------------------------------------------------------------------------- cron
+
+    @api.model
+    def _cron_ipai_overdue(self):
+        """asset.overdue for checked-out bookings past their end, once per escalation level."""
+        now = fields.Datetime.now()
+        thresholds = parse_thresholds(self.env["ir.config_parameter"].sudo().get_param(PARAM_ESCALATION, "1,3,7"))
+        for booking in self.sudo().search([("state", "=", "checked_out"), ("end", "<", now)]):
+            days = days_overdue(booking.end, now)
+            level = escalation_level(days, thresholds)
+            if level <= booking.ipai_overdue_level:
+                continue
+            booking._ipai_emit(
+                "asset.overdue",
+                discriminator="L%d" % level,
+                escalation_level=level,
+                days_overdue=days,
+            )
+            booking.write({"ipai_overdue_level": level})
