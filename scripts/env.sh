@@ -37,3 +37,7 @@ DATABASE_URL_READONLY="${DATABASE_URL_READONLY:-$(printf '%s' "$DATABASE_URL" | 
 export SPIN_VARIABLE_DB_URL_READONLY="${SPIN_VARIABLE_DB_URL_READONLY:-$DATABASE_URL_READONLY}"
 export SPIN_VARIABLE_PUBLIC_BASE_URL="${SPIN_VARIABLE_PUBLIC_BASE_URL:-http://$LISTEN}"
 export SPIN_VARIABLE_HANDLER_BASE_URL="${SPIN_VARIABLE_HANDLER_BASE_URL:-http://$LISTEN}"
+# Handlers and approvals (docs/handlers.md): development signing key for the Mattermost
+# buttons; the outside services (Mattermost, Resend, Google, Odoo) stay unconfigured
+# unless SPIN_VARIABLE_* say otherwise, and events needing them wait and retry.
+export SPIN_VARIABLE_MATTERMOST_ACTION_SECRET="${SPIN_VARIABLE_MATTERMOST_ACTION_SECRET:-dev-mattermost-action-secret-change-me}"

@@ -6,6 +6,8 @@ pub mod db;
 pub use ipai_cli::loopback as fake_http;
 pub mod manifest;
 pub mod runtime;
+pub mod scripted;
+pub mod services;
 pub mod signing;
 
 pub use db::TestDb;
@@ -70,6 +72,16 @@ impl Fixture {
         let (v, m, rt) = (self.vars.clone(), self.manifest.clone(), self.sys.runtime);
         self.sys = tokio::task::spawn_blocking(move || System::start_with(rt, &v, &m)).await??;
         Ok(())
+    }
+
+    /// Kills the running system and starts a new one on the same database with the
+    /// variables changed by `edit` (e.g. a variable an operator has just set).
+    pub async fn restart_with(
+        &mut self,
+        edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
+    ) -> anyhow::Result<()> {
+        edit(&mut self.vars);
+        self.restart().await
     }
 
     /// `POST /dispatch` with the test token; returns the HTTP status and the body.

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 pub const TEST_SECRET: &str = "test-secret-rotated,test-secret";
 /// The dispatch token test systems get.
 pub const TEST_DISPATCH_TOKEN: &str = "test-dispatch-token";
+/// The key test systems sign Mattermost button contexts with.
+pub const TEST_ACTION_SECRET: &str = "test-mattermost-action-secret";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runtime {
@@ -75,6 +77,9 @@ pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     v.insert("db_host".into(), "127.0.0.1:5432".into());
     v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
     v.insert("dispatch_token".into(), TEST_DISPATCH_TOKEN.into());
+    // Handlers and approvals (docs/handlers.md): the signing secret is required; the
+    // outside services are pointed at loopback fakes by the tests that use them.
+    v.insert("mattermost_action_secret".into(), TEST_ACTION_SECRET.into());
     v.insert(
         "standard_webhooks_secret".into(),
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),

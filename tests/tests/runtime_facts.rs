@@ -6,9 +6,10 @@ use ipai_tests::{manifest, signed_request, Fixture, Runtime, System, TestDb};
 use serde_json::json;
 use std::time::Duration;
 
+/// An event the real expense handler completes without outside services (a dashboard write).
 fn expense() -> serde_json::Value {
-    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": "1",
-           "payload": {"status": "submit"}})
+    json!({"event_type": "expense.paid", "aggregate_type": "expense", "aggregate_id": "1",
+           "payload": {"status": "done"}})
 }
 
 /// Starts `manifest` with `vars` and expects the runtime to refuse: (exit code, output).

@@ -1,23 +1,12 @@
-//! finance-handler: receives the dispatcher's finance events (private route, reached by service
-//! chaining, or `/handlers/finance` with the dispatch token where chaining is unavailable).
-//!
-//! Until the domain logic lands (the handlers issue) it acknowledges every valid
-//! envelope, so the pipeline runs end to end; bad tokens and envelopes are rejected.
+//! finance-handler: the finance domain's side effects (SPEC §7). Reached by service chaining from
+//! the dispatcher, or on `/handlers/finance` with the dispatch token where chaining is
+//! unavailable. The logic is `ipai_effects::plan` (what each event does), executed by
+//! `ipai_handlers` (Odoo look-ups, dashboards, at-most-once side effects).
 
-use ipai_spin::handler::{answer, receive, Handled};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    match receive(req, "finance-handler").await {
-        Ok(event) => {
-            let effects = vec![format!(
-                "received {} for {} {}",
-                event.event_type, event.aggregate_type, event.aggregate_id
-            )];
-            answer(out, Some(&event.id), Ok(Handled::Done(effects))).await
-        }
-        Err(e) => answer(out, None, Err(e)).await,
-    }
+    ipai_handlers::serve(req, out, "finance-handler").await
 }

@@ -1,0 +1,73 @@
+//! The side-effect ledger's SQL (`migrations/20261126000400_handler_deliveries.sql`):
+//! claim before performing, finish after. Every query returns exactly one row (Spin 4.0.2
+//! never returns from a query without rows).
+
+/// `(decision, detail)` for `(event_id, channel, target, lease_s)`.
+pub const CLAIM_SQL: &str = "SELECT c.decision, coalesce(c.detail, '') \
+    FROM integration.claim_delivery($1::text::uuid, $2::text, $3::text, $4::int4) c";
+
+/// Records the outcome: `(event_id, channel, target, status, response_code, detail)`.
+pub const FINISH_SQL: &str = "SELECT integration.finish_delivery($1::text::uuid, $2::text, \
+    $3::text, $4::text, $5::int4, $6::text)";
+
+/// Whether a delivery is already done: `(event_id, channel, target)` → one boolean row.
+pub const IS_DONE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM integration.deliveries \
+    WHERE event_id = $1::text::uuid AND channel = $2::text AND target = $3::text \
+    AND status IN ('sent', 'skipped'))";
+
+/// Links an Odoo record to an external object: `(model, id, system, external_id, event_id)`.
+pub const ID_MAP_SQL: &str = "INSERT INTO integration.id_map \
+    (odoo_model, odoo_id, system, external_id, event_id) \
+    VALUES ($1::text, $2::text, $3::text, $4::text, $5::text::uuid) \
+    ON CONFLICT (odoo_model, odoo_id, system) DO UPDATE \
+    SET external_id = EXCLUDED.external_id, event_id = EXCLUDED.event_id";
+
+/// A cached OAuth token valid for at least `margin_s` more seconds, or `''`:
+/// `(name, margin_s)`.
+pub const TOKEN_GET_SQL: &str = "SELECT integration.cached_oauth_token($1::text, $2::int4)";
+
+/// Stores a token: `(name, access_token, expires_in_s)`.
+pub const TOKEN_PUT_SQL: &str =
+    "INSERT INTO integration.oauth_tokens (name, access_token, expires_at) \
+    VALUES ($1::text, $2::text, now() + make_interval(secs => $3::int8)) \
+    ON CONFLICT (name) DO UPDATE SET access_token = EXCLUDED.access_token, \
+    expires_at = EXCLUDED.expires_at";
+
+/// How long a claimed ('pending') delivery belongs to its claimant: after this a new
+/// attempt may perform it again (the claimant is presumed dead).
+pub const LEASE_S: i32 = 60;
+
+/// What `claim_delivery` decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Perform it now.
+    Send,
+    /// Already performed; the recorded detail.
+    Done(String),
+    /// Someone else is performing it right now.
+    Busy,
+}
+
+impl Claim {
+    pub fn parse(decision: &str, detail: &str) -> Result<Self, String> {
+        match decision {
+            "send" => Ok(Claim::Send),
+            "done" => Ok(Claim::Done(detail.to_string())),
+            "busy" => Ok(Claim::Busy),
+            other => Err(format!("claim_delivery returned {other:?}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claims_parse() {
+        assert_eq!(Claim::parse("send", "").unwrap(), Claim::Send);
+        assert_eq!(Claim::parse("done", "x").unwrap(), Claim::Done("x".into()));
+        assert_eq!(Claim::parse("busy", "").unwrap(), Claim::Busy);
+        assert!(Claim::parse("?", "").is_err());
+    }
+}

@@ -1,0 +1,290 @@
+//! Odoo's external JSON-RPC API (`POST {odoo_url}/jsonrpc`), Odoo 17/18:
+//! `common.authenticate(db, login, api_key, {})` → uid, then
+//! `object.execute_kw(db, uid, api_key, model, method, args, kwargs)`.
+//! Look-ups use `web_read` with a nested specification, so an approver or reviewer is one
+//! round trip; the write-backs are `hr.expense.sheet.action_approve_expense_sheets` and the
+//! addon's `hr.expense.sheet.ipai_refuse(reason)` (the refuse wizard's logic, RPC-callable).
+
+use serde_json::{json, Value};
+
+/// Credentials for `execute_kw`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub db: String,
+    pub uid: i64,
+    pub api_key: String,
+}
+
+/// The JSON-RPC body calling `service.method(args)`.
+pub fn call(service: &str, method: &str, args: Value, id: u64) -> Value {
+    json!({"jsonrpc": "2.0", "method": "call",
+           "params": {"service": service, "method": method, "args": args}, "id": id})
+}
+
+/// `common.authenticate(db, login, api_key, {})`.
+pub fn authenticate(db: &str, login: &str, api_key: &str) -> Value {
+    call("common", "authenticate", json!([db, login, api_key, {}]), 1)
+}
+
+/// `object.execute_kw(db, uid, api_key, model, method, args, kwargs)`.
+pub fn execute_kw(s: &Session, model: &str, method: &str, args: Value, kwargs: Value) -> Value {
+    call(
+        "object",
+        "execute_kw",
+        json!([s.db, s.uid, s.api_key, model, method, args, kwargs]),
+        2,
+    )
+}
+
+/// The fields read of a user (approver, reviewer).
+fn user_spec() -> Value {
+    json!({"fields": {"name": {}, "login": {}, "email": {}}})
+}
+
+/// An expense line's report and the report's manager (`hr.expense.sheet.user_id`, the
+/// approver Odoo assigns): `hr.expense.web_read([id], {sheet_id: {name, user_id: {...}}})`.
+pub fn expense_approver_lookup(s: &Session, expense_id: i64) -> Value {
+    execute_kw(
+        s,
+        "hr.expense",
+        "web_read",
+        json!([[expense_id]]),
+        json!({"specification": {"sheet_id": {"fields": {"name": {}, "user_id": user_spec()}}}}),
+    )
+}
+
+/// A user by id: `res.users.web_read([id], {name, login, email})`.
+pub fn user_lookup(s: &Session, user_id: i64) -> Value {
+    execute_kw(
+        s,
+        "res.users",
+        "web_read",
+        json!([[user_id]]),
+        json!({"specification": {"name": {}, "login": {}, "email": {}}}),
+    )
+}
+
+/// Approve the report (Odoo 18 `hr.expense.sheet.action_approve_expense_sheets`).
+pub fn approve_sheet(s: &Session, sheet_id: i64) -> Value {
+    execute_kw(
+        s,
+        "hr.expense.sheet",
+        "action_approve_expense_sheets",
+        json!([[sheet_id]]),
+        json!({}),
+    )
+}
+
+/// Refuse the report with a reason (the addon's `ipai_refuse`, which runs the refuse
+/// wizard's checks and `_do_refuse`).
+pub fn refuse_sheet(s: &Session, sheet_id: i64, reason: &str) -> Value {
+    execute_kw(
+        s,
+        "hr.expense.sheet",
+        "ipai_refuse",
+        json!([[sheet_id], reason]),
+        json!({}),
+    )
+}
+
+/// A JSON-RPC answer: `result`, or the server's error message (Odoo answers HTTP 200
+/// with `{"error": {"message", "data": {"name", "message"}}}` for exceptions).
+pub fn parse_response(body: &[u8]) -> Result<Value, String> {
+    let v: Value = serde_json::from_slice(body)
+        .map_err(|_| "Odoo did not answer JSON-RPC (is odoo_url right?)".to_string())?;
+    if let Some(err) = v.get("error").filter(|e| !e.is_null()) {
+        let name = err["data"]["name"].as_str().unwrap_or_default();
+        let msg = err["data"]["message"]
+            .as_str()
+            .or_else(|| err["message"].as_str())
+            .unwrap_or("unknown error");
+        return Err(if name.is_empty() {
+            format!("Odoo error: {msg}")
+        } else {
+            format!("Odoo error {name}: {msg}")
+        });
+    }
+    v.get("result")
+        .cloned()
+        .ok_or_else(|| "Odoo answered neither result nor error".to_string())
+}
+
+/// `authenticate`'s result: the uid, or `false` for a wrong login/key.
+pub fn parse_uid(result: &Value) -> Result<i64, String> {
+    result.as_i64().filter(|uid| *uid > 0).ok_or_else(|| {
+        "Odoo rejected odoo_user / odoo_api_key (authenticate returned false)".to_string()
+    })
+}
+
+/// A person found in Odoo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Person {
+    pub id: Option<i64>,
+    pub name: Option<String>,
+    pub login: Option<String>,
+    pub email: Option<String>,
+}
+
+impl Person {
+    fn from_value(v: &Value) -> Option<Self> {
+        let obj = v.as_object()?;
+        let s = |k: &str| {
+            obj.get(k)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let p = Person {
+            id: obj.get("id").and_then(Value::as_i64),
+            name: s("name"),
+            login: s("login"),
+            email: s("email"),
+        };
+        (p.id.is_some() || p.name.is_some()).then_some(p)
+    }
+
+    /// The Mattermost username: the local part of the email, else of the login when it is
+    /// an address, else the login itself.
+    pub fn handle(&self) -> Option<String> {
+        self.email
+            .as_deref()
+            .and_then(crate::fields::handle_of_email)
+            .or_else(|| {
+                self.login
+                    .as_deref()
+                    .and_then(crate::fields::handle_of_email)
+            })
+            .or_else(|| {
+                self.login
+                    .as_deref()
+                    .filter(|l| {
+                        l.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+                    })
+                    .map(str::to_ascii_lowercase)
+            })
+    }
+}
+
+/// The report and approver from `expense_approver_lookup`'s result:
+/// `[{"id": 1042, "sheet_id": {"id": 310, "name": "...", "user_id": {...} | false}}]`.
+pub fn parse_expense_approver(result: &Value) -> (Option<i64>, Option<Person>) {
+    let sheet = &result[0]["sheet_id"];
+    (sheet["id"].as_i64(), Person::from_value(&sheet["user_id"]))
+}
+
+/// The user from `user_lookup`'s result: `[{"id", "name", "login", "email"}]`.
+pub fn parse_user(result: &Value) -> Option<Person> {
+    Person::from_value(&result[0])
+}
+
+/// What an approve call's result means: `true`/`null` = done; an action dictionary = Odoo
+/// wants a person to confirm something first (e.g. the duplicate-expense wizard).
+pub fn approve_outcome(result: &Value) -> Result<(), String> {
+    match result {
+        Value::Object(action) if action.contains_key("type") => Err(format!(
+            "Odoo asks for a confirmation in its UI first ({}): open the report in Odoo",
+            action
+                .get("res_model")
+                .and_then(Value::as_str)
+                .unwrap_or("a wizard")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Link to a record's form view (works on Odoo 16–18).
+pub fn record_url(odoo_url: &str, model: &str, id: &str) -> String {
+    format!(
+        "{}/web#id={id}&model={model}&view_type=form",
+        odoo_url.trim_end_matches('/')
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s() -> Session {
+        Session {
+            db: "prod".into(),
+            uid: 2,
+            api_key: "k".into(),
+        }
+    }
+
+    #[test]
+    fn request_bodies_follow_execute_kw() {
+        assert_eq!(
+            authenticate("prod", "bus@x.com", "k"),
+            json!({"jsonrpc": "2.0", "method": "call", "id": 1,
+                   "params": {"service": "common", "method": "authenticate", "args": ["prod", "bus@x.com", "k", {}]}})
+        );
+        let a = approve_sheet(&s(), 310);
+        assert_eq!(
+            a["params"]["args"],
+            json!([
+                "prod",
+                2,
+                "k",
+                "hr.expense.sheet",
+                "action_approve_expense_sheets",
+                [[310]],
+                {}
+            ])
+        );
+        let r = refuse_sheet(&s(), 310, "No receipt");
+        assert_eq!(r["params"]["args"][4], "ipai_refuse");
+        assert_eq!(r["params"]["args"][5], json!([[310], "No receipt"]));
+        let l = expense_approver_lookup(&s(), 1042);
+        assert_eq!(l["params"]["args"][3], "hr.expense");
+        assert_eq!(l["params"]["args"][4], "web_read");
+        assert_eq!(
+            l["params"]["args"][6]["specification"]["sheet_id"]["fields"]["user_id"]["fields"]
+                ["login"],
+            json!({})
+        );
+        assert_eq!(user_lookup(&s(), 9)["params"]["args"][5], json!([[9]]));
+    }
+
+    #[test]
+    fn answers_errors_and_people_are_parsed() {
+        assert_eq!(
+            parse_response(br#"{"jsonrpc":"2.0","id":1,"result":7}"#).unwrap(),
+            json!(7)
+        );
+        let err = parse_response(
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":200,"message":"Odoo Server Error","data":{"name":"odoo.exceptions.UserError","message":"You cannot approve your own expenses"}}}"#,
+        )
+        .unwrap_err();
+        assert!(err.contains("UserError") && err.contains("own expenses"));
+        assert!(parse_response(b"<html>").is_err());
+        assert_eq!(parse_uid(&json!(2)).unwrap(), 2);
+        assert!(parse_uid(&json!(false)).is_err());
+        let (sheet, approver) = parse_expense_approver(&json!([{"id": 1042, "sheet_id": {
+            "id": 310, "name": "Nov", "user_id": {"id": 5, "name": "Maria Santos", "login": "maria", "email": "Maria.Santos@example.com"}}}]));
+        assert_eq!(sheet, Some(310));
+        let approver = approver.unwrap();
+        assert_eq!(approver.handle().as_deref(), Some("maria.santos"));
+        let (_, none) =
+            parse_expense_approver(&json!([{"id": 1, "sheet_id": {"id": 3, "user_id": false}}]));
+        assert_eq!(none, None);
+        let login_only = Person {
+            login: Some("Ana".into()),
+            ..Person::default()
+        };
+        assert_eq!(login_only.handle().as_deref(), Some("ana"));
+        assert!(approve_outcome(&json!(true)).is_ok());
+        assert!(approve_outcome(&Value::Null).is_ok());
+        assert!(approve_outcome(
+            &json!({"type": "ir.actions.act_window", "res_model": "hr.expense.approve.duplicate"})
+        )
+        .unwrap_err()
+        .contains("duplicate"));
+        assert_eq!(
+            record_url("https://odoo.x/", "project.task", "7"),
+            "https://odoo.x/web#id=7&model=project.task&view_type=form"
+        );
+    }
+}

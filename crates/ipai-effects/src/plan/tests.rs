@@ -1,0 +1,350 @@
+use super::*;
+use crate::mattermost::ActionContext;
+use serde_json::json;
+
+fn ev(event_type: &str, payload: Value) -> EventEnvelope {
+    EventEnvelope {
+        id: "0b6c3f3e-1111-4a4a-9c9c-000000000001".into(),
+        seq: 1,
+        event_type: event_type.into(),
+        aggregate_type: "x".into(),
+        aggregate_id: "1042".into(),
+        payload,
+        idempotency_key: "k".into(),
+        source: "odoo".into(),
+        occurred_at: None,
+        created_at: "2026-11-24 03:30:01+00".into(),
+        attempt: 1,
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        public_base_url: Some("https://bus.example.com".into()),
+        odoo_url: Some("https://odoo.example.com".into()),
+        finance_channel: Some("finance".into()),
+        it_admin_email: Some("it@example.com".into()),
+        finance_director_email: Some("director@example.com".into()),
+        action_secret: Some("s3cret".into()),
+    }
+}
+
+fn expense_payload() -> Value {
+    json!({"expense_id": 1042, "employee_name": "Juan dela Cruz", "employee_code": "E-0042",
+           "employee_email": "juan.delacruz@example.com", "amount": 1250.5, "currency": "PHP",
+           "description": "Client lunch", "date": "2026-11-20", "category": "Meals",
+           "sheet_id": 310, "status": "submit"})
+}
+
+fn booking(extra: Value) -> Value {
+    let mut p = json!({"booking_id": 501, "asset_id": 12, "asset_name": "Projector", "asset_code": "PRJ-12",
+        "employee_name": "Juan", "employee_email": "juan@example.com", "manager_email": "maria@example.com",
+        "start": "2026-11-27T01:00:00Z", "end": "2026-11-27T09:00:00Z", "location": "Makati", "status": "reserved"});
+    if let (Some(a), Value::Object(b)) = (p.as_object_mut(), extra) {
+        a.extend(b);
+    }
+    p
+}
+
+fn task(extra: Value) -> Value {
+    let mut p = json!({"task_id": 7001, "name": "BIR 1601-C October", "project": "Close",
+        "bir_form": "1601-C", "period": "2026-10", "deadline": "2026-11-10",
+        "responsible_emails": ["ana.reyes@example.com", "jose.garcia@example.com"], "reviewer_id": 3,
+        "stage": "For Review", "status": "01_in_progress"});
+    if let (Some(a), Value::Object(b)) = (p.as_object_mut(), extra) {
+        a.extend(b);
+    }
+    p
+}
+
+fn mm(plan: &Plan) -> Vec<(&str, &Value)> {
+    plan.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Mattermost { target, body } => Some((target.as_str(), body)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn emails(plan: &Plan) -> Vec<(&str, &Email)> {
+    plan.effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Email { target, email } => Some((target.as_str(), email)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_event_type_of_the_taxonomy_has_a_plan() {
+    for t in ipai_core::taxonomy::all_event_types() {
+        let payload = if t.starts_with("expense") {
+            expense_payload()
+        } else if t.starts_with("asset") {
+            booking(json!({"escalation_level": 1, "days_overdue": 1}))
+        } else {
+            task(json!({"days_overdue": 1}))
+        };
+        let p = plan(&ev(t, payload), &settings(), &Found::default()).unwrap();
+        assert!(p.skip_reason().is_none(), "{t} does nothing: {:?}", p.notes);
+    }
+}
+
+#[test]
+fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
+    let e = ev("expense.submitted", expense_payload());
+    assert_eq!(
+        lookup_for(&e),
+        Some((
+            Lookup::ExpenseApprover { expense_id: 1042 },
+            MATTERMOST,
+            APPROVAL_TARGET
+        ))
+    );
+    let found = Found {
+        sheet_id: Some(310),
+        person: Some(Person {
+            id: Some(5),
+            name: Some("Maria Santos".into()),
+            login: Some("maria".into()),
+            email: Some("maria.santos@example.com".into()),
+        }),
+    };
+    let p = plan(&e, &settings(), &found).unwrap();
+    let posts = mm(&p);
+    assert_eq!(posts.len(), 1);
+    let (target, body) = posts[0];
+    assert_eq!(target, APPROVAL_TARGET);
+    assert_eq!(body["channel"], "@maria.santos");
+    let att = &body["attachments"][0];
+    assert_eq!(
+        att["title_link"],
+        "https://odoo.example.com/web#id=310&model=hr.expense.sheet&view_type=form"
+    );
+    let actions = att["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 2);
+    assert_eq!(
+        actions[0]["integration"]["url"],
+        "https://bus.example.com/mattermost/actions"
+    );
+    let approve = ActionContext::verify(&actions[0]["integration"]["context"], "s3cret").unwrap();
+    assert_eq!(approve.decision, Decision::Approve);
+    assert_eq!(
+        (approve.sheet_id.as_str(), approve.expense_id.as_str()),
+        ("310", "1042")
+    );
+    assert_eq!(approve.event_id, e.id);
+    let refuse = ActionContext::verify(&actions[1]["integration"]["context"], "s3cret").unwrap();
+    assert_eq!(refuse.decision, Decision::Refuse);
+    assert!(att["fields"].to_string().contains("PHP 1,250.50"));
+}
+
+#[test]
+fn without_an_approver_the_request_goes_to_the_finance_channel_and_without_a_secret_it_fails() {
+    let e = ev("expense.submitted", expense_payload());
+    let p = plan(&e, &settings(), &Found::default()).unwrap();
+    assert_eq!(mm(&p)[0].1["channel"], "finance");
+    let mut s = settings();
+    s.action_secret = None;
+    let err = plan(&e, &s, &Found::default()).unwrap_err();
+    assert!(err.to_string().contains("mattermost_action_secret"));
+    assert!(err
+        .to_string()
+        .contains("SPIN_VARIABLE_MATTERMOST_ACTION_SECRET"));
+    // No report at all: no buttons, no secret needed.
+    let mut payload = expense_payload();
+    payload.as_object_mut().unwrap().remove("sheet_id");
+    let p = plan(&ev("expense.submitted", payload), &s, &Found::default()).unwrap();
+    assert!(mm(&p)[0].1["attachments"][0].get("actions").is_none());
+}
+
+#[test]
+fn approved_queues_and_tells_finance_rejected_and_paid_dm_the_employee() {
+    let p = plan(
+        &ev("expense.approved", expense_payload()),
+        &settings(),
+        &Found::default(),
+    )
+    .unwrap();
+    assert_eq!(p.statements.len(), 1);
+    assert!(p.statements[0].sql.contains("payment_queue"));
+    assert_eq!(mm(&p)[0].1["channel"], "finance");
+    let mut r = expense_payload();
+    r["reason"] = json!("No receipt");
+    let p = plan(&ev("expense.rejected", r), &settings(), &Found::default()).unwrap();
+    let (target, body) = mm(&p)[0];
+    assert_eq!(target, "@juan.delacruz");
+    assert_eq!(body["channel"], "@juan.delacruz");
+    assert!(body["attachments"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("No receipt"));
+    assert!(p.statements[0].sql.starts_with("DELETE"));
+    let p = plan(
+        &ev("expense.paid", expense_payload()),
+        &settings(),
+        &Found::default(),
+    )
+    .unwrap();
+    assert!(p.statements[0].sql.contains("'paid'"));
+    assert_eq!(mm(&p)[0].0, "@juan.delacruz");
+    let mut no_mail = expense_payload();
+    no_mail["employee_email"] = json!(false);
+    let p = plan(&ev("expense.paid", no_mail), &settings(), &Found::default()).unwrap();
+    assert!(mm(&p).is_empty() && p.notes[0].contains("employee_email"));
+    assert!(p.skip_reason().is_none(), "the dashboard still changes");
+}
+
+#[test]
+fn asset_reserved_emails_the_employee_and_books_the_calendar() {
+    let p = plan(
+        &ev("asset.reserved", booking(json!({}))),
+        &settings(),
+        &Found::default(),
+    )
+    .unwrap();
+    assert_eq!(p.statements.len(), 1);
+    let mails = emails(&p);
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].1.to, vec!["juan@example.com"]);
+    assert!(mails[0].1.cc.is_empty());
+    assert!(mails[0].1.subject.contains("Projector (PRJ-12)"));
+    assert!(mails[0].1.html.contains("2026-11-27 01:00 UTC"));
+    let cal: Vec<_> = p
+        .effects
+        .iter()
+        .filter(|e| e.channel() == CALENDAR)
+        .collect();
+    assert_eq!(cal.len(), 1);
+    assert_eq!(cal[0].target(), "booking/501");
+    for t in ["asset.checked_out", "asset.checked_in"] {
+        let p = plan(&ev(t, booking(json!({}))), &settings(), &Found::default()).unwrap();
+        assert_eq!((p.statements.len(), p.effects.len()), (1, 0));
+    }
+    let p = plan(
+        &ev("asset.checked_in", json!({"booking_id": 1})),
+        &settings(),
+        &Found::default(),
+    )
+    .unwrap();
+    assert!(p.skip_reason().unwrap().contains("asset_id"));
+}
+
+#[test]
+fn asset_overdue_escalates_by_level() {
+    let cc = |level: i64| {
+        let p = plan(
+            &ev(
+                "asset.overdue",
+                booking(json!({"escalation_level": level, "days_overdue": 4})),
+            ),
+            &settings(),
+            &Found::default(),
+        )
+        .unwrap();
+        let m = emails(&p);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].1.to, vec!["juan@example.com"]);
+        assert!(m[0].1.subject.contains(&format!("level {level}")));
+        m[0].1.cc.clone()
+    };
+    assert!(cc(1).is_empty());
+    assert_eq!(cc(2), vec!["maria@example.com"]);
+    assert_eq!(cc(3), vec!["maria@example.com", "it@example.com"]);
+    let mut s = settings();
+    s.it_admin_email = None;
+    let lvl3 = ev("asset.overdue", booking(json!({"escalation_level": 3})));
+    assert!(plan(&lvl3, &s, &Found::default())
+        .unwrap_err()
+        .to_string()
+        .contains("it_admin_email"));
+    let lvl2 = ev("asset.overdue", booking(json!({"escalation_level": 2})));
+    assert!(
+        plan(&lvl2, &s, &Found::default()).is_ok(),
+        "level 2 needs no IT admin"
+    );
+}
+
+#[test]
+fn finance_events_update_ppm_and_bir_dashboards() {
+    for t in ["finance_task.created", "finance_task.in_progress"] {
+        let p = plan(&ev(t, task(json!({}))), &settings(), &Found::default()).unwrap();
+        assert_eq!((p.statements.len(), p.effects.len()), (1, 0));
+        assert!(p.statements[0].sql.contains("ppm_tasks"));
+    }
+    for t in ["finance_task.approved", "finance_task.filed"] {
+        let p = plan(&ev(t, task(json!({}))), &settings(), &Found::default()).unwrap();
+        assert_eq!(p.statements.len(), 2);
+        assert!(p.statements[1].sql.contains("bir_compliance"));
+    }
+    let p = plan(
+        &ev("finance_task.approved", task(json!({"bir_form": false}))),
+        &settings(),
+        &Found::default(),
+    )
+    .unwrap();
+    assert_eq!(p.statements.len(), 1);
+}
+
+#[test]
+fn finance_submitted_dms_the_reviewer_with_a_link() {
+    let e = ev("finance_task.submitted", task(json!({})));
+    assert_eq!(
+        lookup_for(&e),
+        Some((Lookup::User { user_id: 3 }, MATTERMOST, REVIEW_TARGET))
+    );
+    let found = Found {
+        sheet_id: None,
+        person: Some(Person {
+            id: Some(3),
+            name: Some("Rosa".into()),
+            login: Some("rosa@example.com".into()),
+            email: None,
+        }),
+    };
+    let p = plan(&e, &settings(), &found).unwrap();
+    let (target, body) = mm(&p)[0];
+    assert_eq!(target, REVIEW_TARGET);
+    assert_eq!(body["channel"], "@rosa");
+    assert_eq!(
+        body["attachments"][0]["title_link"],
+        "https://odoo.example.com/web#id=7001&model=project.task&view_type=form"
+    );
+    let no_reviewer = ev(
+        "finance_task.submitted",
+        task(json!({"reviewer_id": false})),
+    );
+    assert_eq!(lookup_for(&no_reviewer), None);
+}
+
+#[test]
+fn finance_overdue_alerts_responsibles_and_after_three_days_the_director() {
+    let targets = |days: i64| {
+        let p = plan(
+            &ev("finance_task.overdue", task(json!({"days_overdue": days}))),
+            &settings(),
+            &Found::default(),
+        )
+        .unwrap();
+        mm(&p)
+            .iter()
+            .map(|(t, _)| t.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(targets(3), vec!["@ana.reyes", "@jose.garcia"]);
+    assert_eq!(
+        targets(4),
+        vec!["@ana.reyes", "@jose.garcia", "director:@director"]
+    );
+    let mut s = settings();
+    s.finance_director_email = None;
+    let e4 = ev("finance_task.overdue", task(json!({"days_overdue": 4})));
+    assert!(plan(&e4, &s, &Found::default())
+        .unwrap_err()
+        .to_string()
+        .contains("finance_director_email"));
+    let e3 = ev("finance_task.overdue", task(json!({"days_overdue": 3})));
+    assert!(plan(&e3, &s, &Found::default()).is_ok());
+}

@@ -1,0 +1,167 @@
+//! The handlers' database calls over Spin's pg4: dashboard statements, the deliveries
+//! ledger, id_map and the OAuth token cache. Every `query` returns exactly one row.
+
+use ipai_core::handler::HandlerError;
+use ipai_effects::dashboard::Statement;
+use ipai_effects::deliveries::{self, Claim};
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
+
+/// A database failure: the event is retried later.
+pub fn db_error(e: PgError) -> HandlerError {
+    HandlerError::Upstream(format!("database: {e:?}"))
+}
+
+fn text(s: &str) -> ParameterValue {
+    ParameterValue::Str(s.to_string())
+}
+
+fn opt(s: &Option<String>) -> ParameterValue {
+    match s {
+        Some(v) => ParameterValue::Str(v.clone()),
+        None => ParameterValue::DbNull,
+    }
+}
+
+/// Opens the connection named by `db_url`.
+pub fn open() -> Result<Connection, HandlerError> {
+    let url = ipai_spin::vars::required("db_url").map_err(HandlerError::Misconfigured)?;
+    Connection::open(&url).map_err(db_error)
+}
+
+/// Runs a dashboard statement.
+pub fn run(conn: &Connection, st: &Statement) -> Result<(), HandlerError> {
+    let params: Vec<ParameterValue> = st.params.iter().map(opt).collect();
+    conn.execute(st.sql, &params).map(|_| ()).map_err(db_error)
+}
+
+fn first(rows: &spin_sdk::pg4::RowSet) -> Option<&[DbValue]> {
+    rows.rows.first().map(|r| r.as_slice())
+}
+
+/// Claims side effect `(event_id, channel, target)` (see `claim_delivery`).
+pub fn claim(
+    conn: &Connection,
+    event_id: &str,
+    channel: &str,
+    target: &str,
+) -> Result<Claim, HandlerError> {
+    let rows = conn
+        .query(
+            deliveries::CLAIM_SQL,
+            &[
+                text(event_id),
+                text(channel),
+                text(target),
+                ParameterValue::Int32(deliveries::LEASE_S),
+            ],
+        )
+        .map_err(db_error)?;
+    match first(&rows) {
+        Some([DbValue::Str(decision), DbValue::Str(detail)]) => {
+            Claim::parse(decision, detail).map_err(HandlerError::Upstream)
+        }
+        other => Err(HandlerError::Upstream(format!(
+            "claim_delivery returned {other:?}"
+        ))),
+    }
+}
+
+/// Records the outcome of a claimed side effect.
+pub fn finish(
+    conn: &Connection,
+    event_id: &str,
+    channel: &str,
+    target: &str,
+    status: &str,
+    code: Option<u16>,
+    detail: &str,
+) -> Result<(), HandlerError> {
+    conn.query(
+        deliveries::FINISH_SQL,
+        &[
+            text(event_id),
+            text(channel),
+            text(target),
+            text(status),
+            match code {
+                Some(c) => ParameterValue::Int32(c as i32),
+                None => ParameterValue::DbNull,
+            },
+            text(detail),
+        ],
+    )
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+/// Whether `(event_id, channel, target)` is already recorded as done.
+pub fn is_done(
+    conn: &Connection,
+    event_id: &str,
+    channel: &str,
+    target: &str,
+) -> Result<bool, HandlerError> {
+    let rows = conn
+        .query(
+            deliveries::IS_DONE_SQL,
+            &[text(event_id), text(channel), text(target)],
+        )
+        .map_err(db_error)?;
+    Ok(matches!(first(&rows), Some([DbValue::Boolean(true)])))
+}
+
+/// Links an Odoo record to an external object.
+pub fn map_id(
+    conn: &Connection,
+    model: &str,
+    odoo_id: &str,
+    system: &str,
+    external_id: &str,
+    event_id: &str,
+) -> Result<(), HandlerError> {
+    conn.execute(
+        deliveries::ID_MAP_SQL,
+        &[
+            text(model),
+            text(odoo_id),
+            text(system),
+            text(external_id),
+            text(event_id),
+        ],
+    )
+    .map(|_| ())
+    .map_err(db_error)
+}
+
+/// A cached token valid for at least `margin_s` more seconds.
+pub fn cached_token(
+    conn: &Connection,
+    name: &str,
+    margin_s: i32,
+) -> Result<Option<String>, HandlerError> {
+    let rows = conn
+        .query(
+            deliveries::TOKEN_GET_SQL,
+            &[text(name), ParameterValue::Int32(margin_s)],
+        )
+        .map_err(db_error)?;
+    Ok(match first(&rows) {
+        Some([DbValue::Str(t)]) if !t.is_empty() => Some(t.clone()),
+        _ => None,
+    })
+}
+
+/// Caches a token for `expires_in` seconds.
+pub fn store_token(
+    conn: &Connection,
+    name: &str,
+    token: &str,
+    expires_in: i64,
+) -> Result<(), HandlerError> {
+    conn.execute(
+        deliveries::TOKEN_PUT_SQL,
+        &[text(name), text(token), ParameterValue::Int64(expires_in)],
+    )
+    .map(|_| ())
+    .map_err(db_error)
+}

@@ -1,0 +1,212 @@
+//! The Spin side of the domain handlers (SPEC §7): receive the dispatcher's envelope,
+//! look up in Odoo what the payload lacks, make the event's `ipai_effects::Plan`, run its
+//! dashboard statements, and perform each side effect at most once per event through the
+//! `integration.deliveries` ledger (claim → send → record).
+//!
+//! Answers: 200 `done` (with what was done or found already done), 200 `skipped: reason`
+//! for an event with nothing to do, 500 for a missing variable (named), 502 for a failed
+//! side effect or database call — the dispatcher retries every non-2xx later.
+
+pub mod approvals;
+pub mod db;
+pub mod outbound;
+
+use ipai_core::dispatch::EventEnvelope;
+use ipai_core::handler::HandlerError;
+use ipai_effects::deliveries::Claim;
+use ipai_effects::plan::{self, Effect, Found, Lookup, Settings};
+use ipai_effects::{email, google, odoo};
+use ipai_spin::handler::{answer, receive, Handled};
+use ipai_spin::vars;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::pg4::Connection;
+
+/// Serves one dispatcher request for handler component `handler`.
+pub async fn serve(req: IncomingRequest, out: ResponseOutparam, handler: &str) {
+    match receive(req, handler).await {
+        Ok(event) => {
+            let result = process(&event).await;
+            answer(out, Some(&event.id), result).await
+        }
+        Err(e) => answer(out, None, Err(e)).await,
+    }
+}
+
+/// The settings plans read, from Spin variables (unset or empty = `None`).
+pub fn settings() -> Settings {
+    Settings {
+        public_base_url: vars::optional("public_base_url"),
+        odoo_url: vars::optional("odoo_url"),
+        finance_channel: vars::optional("mattermost_finance_channel"),
+        it_admin_email: vars::optional("it_admin_email"),
+        finance_director_email: vars::optional("finance_director_email"),
+        action_secret: vars::optional("mattermost_action_secret"),
+    }
+}
+
+/// Handles one event: look-up, plan, dashboards, side effects.
+pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
+    let conn = db::open()?;
+    let mut found = Found::default();
+    if let Some((lookup, channel, target)) = plan::lookup_for(event) {
+        if !db::is_done(&conn, &event.id, channel, target)? {
+            found = look_up(&lookup).await?;
+        }
+    }
+    let plan = plan::plan(event, &settings(), &found)
+        .map_err(|e| HandlerError::Misconfigured(e.to_string()))?;
+    if let Some(reason) = plan.skip_reason() {
+        return Ok(Handled::Skipped(reason));
+    }
+    let mut done = Vec::new();
+    for st in &plan.statements {
+        db::run(&conn, st)?;
+    }
+    if !plan.statements.is_empty() {
+        done.push(format!("dashboard: {} statement(s)", plan.statements.len()));
+    }
+    let mut misconfigured = None;
+    let mut failed = Vec::new();
+    for effect in &plan.effects {
+        match perform(&conn, event, effect).await {
+            Ok(what) => done.push(what),
+            Err(HandlerError::Misconfigured(m)) => {
+                misconfigured.get_or_insert(m);
+            }
+            Err(e) => failed.push(format!("{} {}: {e}", effect.channel(), effect.target())),
+        }
+    }
+    done.extend(plan.notes.iter().map(|n| format!("note: {n}")));
+    if let Some(m) = misconfigured {
+        return Err(HandlerError::Misconfigured(m));
+    }
+    if !failed.is_empty() {
+        return Err(HandlerError::Upstream(failed.join("; ")));
+    }
+    Ok(Handled::Done(done))
+}
+
+async fn look_up(lookup: &Lookup) -> Result<Found, HandlerError> {
+    let odoo_client = outbound::Odoo::configured()?;
+    let session = odoo_client.session().await?;
+    match lookup {
+        Lookup::ExpenseApprover { expense_id } => {
+            let result = odoo_client
+                .execute(&odoo::expense_approver_lookup(&session, *expense_id))
+                .await?;
+            let (sheet_id, person) = odoo::parse_expense_approver(&result);
+            Ok(Found { sheet_id, person })
+        }
+        Lookup::User { user_id } => {
+            let result = odoo_client
+                .execute(&odoo::user_lookup(&session, *user_id))
+                .await?;
+            Ok(Found {
+                sheet_id: None,
+                person: odoo::parse_user(&result),
+            })
+        }
+    }
+}
+
+/// A request ready to send, and how its answer is judged.
+enum Prepared {
+    Plain(outbound::Outbound),
+    Calendar(outbound::Outbound, String),
+}
+
+async fn prepare(
+    conn: &Connection,
+    event: &EventEnvelope,
+    effect: &Effect,
+) -> Result<Prepared, HandlerError> {
+    Ok(match effect {
+        Effect::Mattermost { body, .. } => Prepared::Plain(outbound::mattermost(body)?),
+        Effect::Email { target, email: e } => {
+            let from = outbound::required("email_from")?;
+            Prepared::Plain(outbound::email(
+                &e.resend_body(&from),
+                &email::idempotency_key(&event.id, target),
+            )?)
+        }
+        Effect::Calendar { booking, .. } => {
+            // Variables first, so a missing one is reported before any request.
+            outbound::url_within("google_calendar_api_base", "google_calendar_origin")?;
+            outbound::required("google_calendar_id")?;
+            let token = outbound::google_token(conn).await?;
+            let body = google::event_body(booking);
+            let id = google::event_id_for(&booking.event_id);
+            Prepared::Calendar(outbound::calendar_insert(&token, &body)?, id)
+        }
+    })
+}
+
+/// Performs one side effect at most once per event: prepare (variables), claim, send,
+/// record. Returns what happened.
+async fn perform(
+    conn: &Connection,
+    event: &EventEnvelope,
+    effect: &Effect,
+) -> Result<String, HandlerError> {
+    let (channel, target) = (effect.channel(), effect.target());
+    // Already done: nothing to prepare (no variables, no token needed).
+    if db::is_done(conn, &event.id, channel, target)? {
+        return Ok(format!("{channel} {target}: already done"));
+    }
+    let prepared = prepare(conn, event, effect).await?;
+    match db::claim(conn, &event.id, channel, target)? {
+        Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
+        Claim::Busy => {
+            return Err(HandlerError::Upstream(format!(
+                "{channel} {target} is being performed by another attempt"
+            )))
+        }
+        Claim::Send => {}
+    }
+    let (req, calendar_id) = match &prepared {
+        Prepared::Plain(r) => (r, None),
+        Prepared::Calendar(r, id) => (r, Some(id.as_str())),
+    };
+    let answer = outbound::send(req).await;
+    // Google answers 409 for an event id that exists: inserted by an earlier attempt.
+    let already = calendar_id.is_some() && answer.status == Some(409);
+    if answer.ok() || already {
+        let detail = if already {
+            "already existed".to_string()
+        } else {
+            answer.describe()
+        };
+        db::finish(
+            conn,
+            &event.id,
+            channel,
+            target,
+            "sent",
+            answer.status,
+            &detail,
+        )?;
+        if let (Some(id), Effect::Calendar { booking, .. }) = (calendar_id, effect) {
+            db::map_id(
+                conn,
+                "ipai.asset.booking",
+                &booking.booking_id,
+                plan::CALENDAR,
+                id,
+                &event.id,
+            )?;
+        }
+        Ok(format!("{channel} {target}: sent"))
+    } else {
+        let detail = answer.describe();
+        db::finish(
+            conn,
+            &event.id,
+            channel,
+            target,
+            "failed",
+            answer.status,
+            &detail,
+        )?;
+        Err(HandlerError::Upstream(detail))
+    }
+}

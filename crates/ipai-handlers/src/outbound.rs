@@ -1,0 +1,222 @@
+//! Requests to the outside services, built from `ipai-effects` bodies and the Spin
+//! variables that configure each service. A variable that is missing, or a URL outside its
+//! allowed origin, is `HandlerError::Misconfigured` naming the variable (the event is
+//! retried once it is fixed); a failed request is `HandlerError::Upstream`.
+
+use ipai_core::handler::HandlerError;
+use ipai_effects::{config, google, odoo};
+use ipai_spin::vars;
+use serde_json::Value;
+use spin_sdk::pg4::Connection;
+use std::time::Duration;
+
+/// Deadline of one outbound request (below the dispatcher's default 10 s per delivery).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+
+fn misconfigured(msg: String) -> HandlerError {
+    HandlerError::Misconfigured(msg)
+}
+
+/// A required variable; the error names it.
+pub fn required(name: &str) -> Result<String, HandlerError> {
+    vars::required(name)
+        .map(|v| v.trim().to_string())
+        .map_err(misconfigured)
+}
+
+/// A URL variable that must lie under the origin variable the manifest allows.
+pub fn url_within(url_var: &str, origin_var: &str) -> Result<String, HandlerError> {
+    let url = required(url_var)?;
+    let origin = vars::optional(origin_var).unwrap_or_default();
+    config::check_within(url_var, &url, origin_var, &origin).map_err(misconfigured)?;
+    Ok(url)
+}
+
+/// A prepared HTTP request.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What came back: the status and the start of the body, or a transport error.
+pub struct Answer {
+    pub status: Option<u16>,
+    pub body: Vec<u8>,
+    pub error: Option<String>,
+}
+
+impl Answer {
+    pub fn ok(&self) -> bool {
+        self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    /// `HTTP 502: <first 300 bytes>` or the transport error.
+    pub fn describe(&self) -> String {
+        match (&self.error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(s)) => {
+                let cut = &self.body[..self.body.len().min(300)];
+                let text = String::from_utf8_lossy(cut);
+                if text.trim().is_empty() {
+                    format!("HTTP {s}")
+                } else {
+                    format!("HTTP {s}: {}", text.trim())
+                }
+            }
+            (None, None) => "no answer".into(),
+        }
+    }
+}
+
+/// Sends a prepared POST.
+pub async fn send(req: &Outbound) -> Answer {
+    let headers: Vec<(&str, String)> = req.headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    match ipai_spin::http::post(&req.url, &headers, req.body.clone(), REQUEST_TIMEOUT).await {
+        Ok((status, body)) => Answer {
+            status: Some(status),
+            body,
+            error: None,
+        },
+        Err(e) => Answer {
+            status: None,
+            body: Vec::new(),
+            error: Some(e),
+        },
+    }
+}
+
+fn json_request(url: String, headers: Vec<(&'static str, String)>, body: &Value) -> Outbound {
+    let mut h = vec![("content-type", "application/json".to_string())];
+    h.extend(headers);
+    Outbound {
+        url,
+        headers: h,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// A Mattermost incoming-webhook post.
+pub fn mattermost(body: &Value) -> Result<Outbound, HandlerError> {
+    let url = url_within("mattermost_webhook_url", "mattermost_origin")?;
+    Ok(json_request(url, vec![], body))
+}
+
+/// A Resend `POST /emails` (with its idempotency key).
+pub fn email(body: &Value, idempotency_key: &str) -> Result<Outbound, HandlerError> {
+    let url = url_within("email_api_url", "email_api_origin")?;
+    let key = required("email_api_key")?;
+    Ok(json_request(
+        url,
+        vec![
+            ("authorization", format!("Bearer {key}")),
+            ("idempotency-key", idempotency_key.to_string()),
+        ],
+        body,
+    ))
+}
+
+/// A valid Google access token for the Calendar scope: from the cache, else by a signed
+/// assertion exchanged at `google_oauth_token_url` (then cached until shortly before expiry).
+pub async fn google_token(conn: &Connection) -> Result<String, HandlerError> {
+    let sa_json = required("google_service_account_json")?;
+    let sa = google::ServiceAccount::from_json(&sa_json).map_err(misconfigured)?;
+    let cache = sa.token_cache_name();
+    if let Some(t) = crate::db::cached_token(conn, &cache, 120)? {
+        return Ok(t);
+    }
+    let token_url = url_within("google_oauth_token_url", "google_oauth_origin")?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let assertion = google::assertion(&sa, &token_url, now).map_err(misconfigured)?;
+    let req = Outbound {
+        url: token_url,
+        headers: vec![(
+            "content-type",
+            "application/x-www-form-urlencoded".to_string(),
+        )],
+        body: google::token_request_body(&assertion).into_bytes(),
+    };
+    let answer = send(&req).await;
+    if !answer.ok() {
+        return Err(HandlerError::Upstream(format!(
+            "Google token endpoint: {}",
+            answer.describe()
+        )));
+    }
+    let token = google::parse_token_response(&answer.body).map_err(HandlerError::Upstream)?;
+    crate::db::store_token(conn, &cache, &token.access_token, token.expires_in)?;
+    Ok(token.access_token)
+}
+
+/// Google Calendar `events.insert` on `google_calendar_id`.
+pub fn calendar_insert(token: &str, body: &Value) -> Result<Outbound, HandlerError> {
+    let base = url_within("google_calendar_api_base", "google_calendar_origin")?;
+    let calendar = required("google_calendar_id")?;
+    Ok(json_request(
+        google::insert_url(&base, &calendar),
+        vec![("authorization", format!("Bearer {token}"))],
+        body,
+    ))
+}
+
+/// An Odoo JSON-RPC client: `{odoo_url}/jsonrpc` with `odoo_db`, `odoo_user` (a login,
+/// or a numeric uid to skip `authenticate`) and `odoo_api_key`.
+pub struct Odoo {
+    url: String,
+    db: String,
+    user: String,
+    api_key: String,
+}
+
+impl Odoo {
+    /// Reads the variables; errors name the missing one.
+    pub fn configured() -> Result<Self, HandlerError> {
+        let url = required("odoo_url")?;
+        config::origin_of(&url)
+            .ok_or_else(|| misconfigured("variable odoo_url is not an http(s) URL".into()))?;
+        Ok(Odoo {
+            url: format!("{}/jsonrpc", url.trim_end_matches('/')),
+            db: required("odoo_db")?,
+            user: required("odoo_user")?,
+            api_key: required("odoo_api_key")?,
+        })
+    }
+
+    async fn rpc(&self, body: &Value) -> Result<Value, HandlerError> {
+        let answer = send(&json_request(self.url.clone(), vec![], body)).await;
+        if !answer.ok() {
+            return Err(HandlerError::Upstream(format!(
+                "Odoo JSON-RPC: {}",
+                answer.describe()
+            )));
+        }
+        odoo::parse_response(&answer.body).map_err(HandlerError::Upstream)
+    }
+
+    /// Authenticates (unless `odoo_user` is a uid) and returns the `execute_kw` session.
+    pub async fn session(&self) -> Result<odoo::Session, HandlerError> {
+        let uid = match self.user.parse::<i64>() {
+            Ok(uid) if uid > 0 => uid,
+            _ => {
+                let result = self
+                    .rpc(&odoo::authenticate(&self.db, &self.user, &self.api_key))
+                    .await?;
+                odoo::parse_uid(&result).map_err(misconfigured)?
+            }
+        };
+        Ok(odoo::Session {
+            db: self.db.clone(),
+            uid,
+            api_key: self.api_key.clone(),
+        })
+    }
+
+    /// Runs one `execute_kw` body built for `session`.
+    pub async fn execute(&self, body: &Value) -> Result<Value, HandlerError> {
+        self.rpc(body).await
+    }
+}
