@@ -70,6 +70,20 @@ pub struct System {
     child: Child,
 }
 
+/// The bearer token of the mcp component in tests.
+pub const TEST_MCP_TOKEN: &str = "test-mcp-token";
+
+/// `db_url` with its user replaced by the read-only role `integration_reader`.
+pub fn readonly_url(db_url: &str) -> String {
+    match db_url.split_once("://") {
+        Some((scheme, rest)) => {
+            let host = rest.split_once('@').map_or(rest, |(_, h)| h);
+            format!("{scheme}://integration_reader@{host}")
+        }
+        None => db_url.to_string(),
+    }
+}
+
 /// The variables a test system gets unless the test overrides them.
 pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -77,6 +91,8 @@ pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     v.insert("db_host".into(), "127.0.0.1:5432".into());
     v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
     v.insert("dispatch_token".into(), TEST_DISPATCH_TOKEN.into());
+    v.insert("mcp_token".into(), TEST_MCP_TOKEN.into());
+    v.insert("db_url_readonly".into(), readonly_url(db_url));
     // Handlers and approvals (docs/handlers.md): the signing secret is required; the
     // outside services are pointed at loopback fakes by the tests that use them.
     v.insert("mattermost_action_secret".into(), TEST_ACTION_SECRET.into());

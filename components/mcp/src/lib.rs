@@ -1,0 +1,154 @@
+//! mcp: the read-only MCP server (`POST /mcp`, SPEC §8).
+//!
+//! A thin Spin adapter over `ipai_mcp`: it gathers the request, lets the library decide
+//! everything (transport rules, token, JSON-RPC, protocol versions, tools, SQL), runs the
+//! one query a tool call needs on a connection made with `db_url_readonly` (the
+//! `integration_reader` role: SELECT only, read-only transactions), and writes the
+//! response. The connection is opened only when a tool call needs the database.
+
+use futures::{SinkExt, StreamExt};
+use ipai_mcp::{Config, Database, DbError, HttpRequest, HttpResponse, Param, Query};
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http_component;
+use spin_sdk::pg4::{self, Connection, DbValue, ParameterValue};
+use spin_sdk::variables;
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let response = serve(req).await;
+    respond(out, response).await;
+}
+
+async fn serve(req: IncomingRequest) -> HttpResponse {
+    let method = req.method().to_string();
+    let headers: Vec<(String, String)> = req
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let config = Config {
+        token: variables::get("mcp_token").ok(),
+    };
+    if let Some(refusal) = ipai_mcp::preflight(&method, &headers, &config) {
+        return refusal;
+    }
+    let body = match read_body_limited(req).await {
+        Ok(b) => b,
+        Err(too_large) => return too_large,
+    };
+    let request = HttpRequest {
+        method,
+        headers,
+        body,
+    };
+    let mut db = ReadOnlyDb { conn: None };
+    ipai_mcp::handle(&request, &config, &mut db)
+}
+
+/// Reads the body, stopping as soon as it exceeds the limit.
+async fn read_body_limited(req: IncomingRequest) -> Result<Vec<u8>, HttpResponse> {
+    let mut body = Vec::new();
+    let mut stream = req.into_body_stream();
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            Ok(chunk) => body.extend_from_slice(&chunk),
+            Err(e) => {
+                eprintln!("mcp: could not read the request body: {e:?}");
+                break;
+            }
+        }
+        if body.len() > ipai_mcp::MAX_BODY_BYTES {
+            return Err(ipai_mcp::payload_too_large());
+        }
+    }
+    Ok(body)
+}
+
+async fn respond(out: ResponseOutparam, r: HttpResponse) {
+    let headers: Vec<(String, Vec<u8>)> = r
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    let response =
+        OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
+    let _ = response.set_status_code(r.status);
+    let mut sink = response.take_body();
+    out.set(response);
+    if !r.body.is_empty() {
+        if let Err(e) = sink.send(r.body).await {
+            eprintln!("mcp: could not write the response body: {e:?}");
+        }
+    }
+}
+
+/// The read-only connection, opened on first use.
+struct ReadOnlyDb {
+    conn: Option<Connection>,
+}
+
+impl ReadOnlyDb {
+    fn connection(&mut self) -> Result<&Connection, DbError> {
+        if self.conn.is_none() {
+            let url = match variables::get("db_url_readonly") {
+                Ok(u) if !u.trim().is_empty() => u,
+                Ok(_) => {
+                    eprintln!("mcp: variable db_url_readonly is empty");
+                    return Err(DbError::Unavailable("db_url_readonly is empty".into()));
+                }
+                Err(e) => {
+                    eprintln!("mcp: variable db_url_readonly: {e}");
+                    return Err(DbError::Unavailable(format!("db_url_readonly: {e}")));
+                }
+            };
+            let conn = Connection::open(&url).map_err(db_error)?;
+            self.conn = Some(conn);
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| DbError::Unavailable("no connection".into()))
+    }
+}
+
+fn db_error(e: pg4::PgError) -> DbError {
+    match e {
+        pg4::PgError::ConnectionFailed(msg) => {
+            eprintln!("mcp: database connection failed: {msg}");
+            DbError::Unavailable(msg)
+        }
+        other => {
+            eprintln!("mcp: query failed: {other:?}");
+            DbError::Failed(format!("{other:?}"))
+        }
+    }
+}
+
+fn parameter(p: &Param) -> ParameterValue {
+    match p {
+        Param::Text(s) => ParameterValue::Str(s.clone()),
+        Param::Int(i) => ParameterValue::Int64(*i),
+        Param::Json(v) => ParameterValue::Jsonb(serde_json::to_vec(v).unwrap_or_default()),
+    }
+}
+
+impl Database for ReadOnlyDb {
+    fn query(&mut self, q: &Query) -> Result<Option<serde_json::Value>, DbError> {
+        let params: Vec<ParameterValue> = q.params.iter().map(parameter).collect();
+        let rows = self
+            .connection()?
+            .query(&q.sql, &params)
+            .map_err(db_error)?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            None | Some(DbValue::DbNull) => Ok(None),
+            Some(DbValue::Jsonb(bytes)) => serde_json::from_slice(bytes).map(Some).map_err(|e| {
+                eprintln!("mcp: the database returned invalid JSON: {e}");
+                DbError::Failed(e.to_string())
+            }),
+            Some(other) => {
+                eprintln!("mcp: unexpected column value {other:?}");
+                Err(DbError::Failed("unexpected column type".into()))
+            }
+        }
+    }
+}
