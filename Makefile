@@ -1,6 +1,6 @@
 # IPAI integration bus. `make up` runs it, `make test` tests it. See README.md.
 SHELL := /bin/bash
-COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp approvals
+COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp ops approvals
 CARGO ?= cargo
 
 .PHONY: setup build components host migrate up test spin-cli lint fmt bench clean

@@ -31,6 +31,8 @@ find_spin_any() {
   echo "$s"
 }
 export SPIN_VARIABLE_DISPATCH_TOKEN="${SPIN_VARIABLE_DISPATCH_TOKEN:-dev-dispatch-token-change-me}"
+# Ops dashboard (/ops, user "ops"): development password; set your own anywhere real.
+export SPIN_VARIABLE_OPS_PASSWORD="${SPIN_VARIABLE_OPS_PASSWORD:-dev-ops-password-change-me}"
 # MCP: development bearer token, and the read-only role on the same database.
 export SPIN_VARIABLE_MCP_TOKEN="${SPIN_VARIABLE_MCP_TOKEN:-dev-mcp-token-change-me}"
 DATABASE_URL_READONLY="${DATABASE_URL_READONLY:-$(printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1integration_reader@#')}"

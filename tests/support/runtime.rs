@@ -84,6 +84,9 @@ pub fn readonly_url(db_url: &str) -> String {
     }
 }
 
+/// The password of the ops dashboard (user `ops`) in tests.
+pub const TEST_OPS_PASSWORD: &str = "test-ops-password";
+
 /// The variables a test system gets unless the test overrides them.
 pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
@@ -91,11 +94,12 @@ pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     v.insert("db_host".into(), "127.0.0.1:5432".into());
     v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
     v.insert("dispatch_token".into(), TEST_DISPATCH_TOKEN.into());
-    v.insert("mcp_token".into(), TEST_MCP_TOKEN.into());
-    v.insert("db_url_readonly".into(), readonly_url(db_url));
     // Handlers and approvals (docs/handlers.md): the signing secret is required; the
     // outside services are pointed at loopback fakes by the tests that use them.
     v.insert("mattermost_action_secret".into(), TEST_ACTION_SECRET.into());
+    v.insert("ops_password".into(), TEST_OPS_PASSWORD.into());
+    v.insert("mcp_token".into(), TEST_MCP_TOKEN.into());
+    v.insert("db_url_readonly".into(), readonly_url(db_url));
     v.insert(
         "standard_webhooks_secret".into(),
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),

@@ -1,0 +1,140 @@
+//! ops: `GET /health`, `GET /metrics`, `GET /ops` (dashboard, HTTP Basic auth user `ops`),
+//! `POST /ops/outbox/{id}/requeue` (same auth + CSRF token) and `POST /ops/retention`
+//! (bearer `dispatch_token`; purges done outbox rows in bounded batches).
+//!
+//! A thin Spin adapter over `ipai_ops`, which decides everything: this file gathers the
+//! request, reads the variables, runs the library's statements on a `db_url` connection
+//! opened on first use, and writes the response.
+
+use futures::SinkExt;
+use ipai_ops::{Config, Database, DbError, Request, Response};
+use ipai_spin::http::{headers, method, read_body, BodyError};
+use ipai_spin::vars;
+use serde_json::Value;
+use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http_component;
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
+
+#[http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    let response = serve(req).await;
+    write(out, response).await;
+}
+
+async fn serve(req: IncomingRequest) -> Response {
+    let config = match Config::from_lookup(vars::optional) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ops: {e}");
+            return ipai_ops::misconfigured(&e);
+        }
+    };
+    let path = req.path_with_query().unwrap_or_else(|| "/".into());
+    let authority = req.authority();
+    let method = method(&req);
+    let headers = headers(&req);
+    let body = if method.eq_ignore_ascii_case("POST") {
+        match read_body(req, ipai_ops::MAX_BODY_BYTES).await {
+            Ok(b) => b,
+            Err(BodyError::TooLarge(_)) => return ipai_ops::payload_too_large(),
+            Err(e) => {
+                eprintln!("ops: {e}");
+                Vec::new()
+            }
+        }
+    } else {
+        Vec::new()
+    };
+    let now_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    let mut entropy = [0u8; 16];
+    let random = wasi::random::random::get_random_bytes(16);
+    for (e, r) in entropy.iter_mut().zip(random) {
+        *e = r;
+    }
+    let request = Request {
+        method,
+        headers,
+        body,
+        now_unix,
+        entropy,
+        authority,
+        ..Default::default()
+    }
+    .with_path_and_query(&path);
+    let mut db = Pg {
+        url: vars::required("db_url"),
+        conn: None,
+    };
+    ipai_ops::handle(&request, &config, &mut db)
+}
+
+/// `db_url`, connected on the first statement.
+struct Pg {
+    url: Result<String, String>,
+    conn: Option<Connection>,
+}
+
+fn pg_error(e: PgError) -> DbError {
+    match e {
+        PgError::ConnectionFailed(m) => DbError::Unavailable(m),
+        other => DbError::Query(format!("{other:?}")),
+    }
+}
+
+impl Database for Pg {
+    fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError> {
+        if self.conn.is_none() {
+            let url = self.url.clone().map_err(DbError::Misconfigured)?;
+            let conn = Connection::open(&url).map_err(|e| match e {
+                PgError::ConnectionFailed(m) => DbError::Unavailable(m),
+                other => DbError::Unavailable(format!("{other:?}")),
+            })?;
+            self.conn = Some(conn);
+        }
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(DbError::Unavailable("no connection".into()));
+        };
+        let params: Vec<ParameterValue> = params
+            .iter()
+            .map(|p| ParameterValue::Str(p.clone()))
+            .collect();
+        let rows = conn.query(sql, &params).map_err(pg_error)?;
+        let value = rows
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .ok_or_else(|| DbError::Query("the statement returned no row".into()))?;
+        match value {
+            DbValue::Jsonb(bytes) => serde_json::from_slice(bytes)
+                .map_err(|e| DbError::Query(format!("jsonb did not parse: {e}"))),
+            DbValue::Boolean(b) => Ok(Value::Bool(*b)),
+            DbValue::Int16(n) => Ok(Value::from(*n)),
+            DbValue::Int32(n) => Ok(Value::from(*n)),
+            DbValue::Int64(n) => Ok(Value::from(*n)),
+            DbValue::Str(s) => Ok(Value::String(s.clone())),
+            DbValue::DbNull => Ok(Value::Null),
+            other => Err(DbError::Query(format!("unexpected column value {other:?}"))),
+        }
+    }
+}
+
+async fn write(out: ResponseOutparam, r: Response) {
+    let headers: Vec<(String, Vec<u8>)> = r
+        .headers
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
+    let response =
+        OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
+    let _ = response.set_status_code(r.status);
+    let mut sink = response.take_body();
+    out.set(response);
+    if !r.body.is_empty() {
+        if let Err(e) = sink.send(r.body).await {
+            eprintln!("ops: could not write the response body: {e:?}");
+        }
+    }
+}

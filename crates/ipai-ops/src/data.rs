@@ -1,0 +1,252 @@
+//! What the ops routes read from PostgreSQL: the SQL (each statement returns exactly one
+//! row with one column, as Spin 4.0.2 requires — a query with no rows never returns there)
+//! and the shapes it decodes into. Parameters are passed as text and cast in SQL;
+//! timestamps leave the database as text or as ages in seconds (Spin 4.0.2 cannot read
+//! `timestamptz`).
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// Outbox statuses in lifecycle order.
+pub const STATUSES: [&str; 5] = ["pending", "processing", "failed", "dead", "done"];
+/// The statuses that make up the queue (work not finished, or needing an operator).
+pub const QUEUE_STATUSES: [&str; 4] = ["pending", "processing", "failed", "dead"];
+
+/// Seconds since the oldest `pending` event became due (queued, or requeued), or NULL.
+/// A requeued event counts from its requeue (`requeue_outbox` sets `next_attempt_at`).
+/// (`HAVING` makes it NULL, not 0, when nothing is pending.)
+const OLDEST_PENDING: &str =
+    "(SELECT greatest(extract(epoch FROM now() - min(o.next_attempt_at)), 0)::float8 \
+       FROM integration.outbox AS o WHERE o.status = 'pending' HAVING count(*) > 0)";
+
+/// `processing` rows locked longer than `$1` seconds (their dispatcher died; the next
+/// claim after the lock timeout takes them back).
+const STUCK_COUNT: &str = "(SELECT count(*) FROM integration.outbox AS o \
+      WHERE o.status = 'processing' AND o.locked_at < now() - make_interval(secs => $1::text::float8))";
+
+/// /health: queue depth of the open statuses (partial indexes only; the done rows are
+/// never scanned), oldest pending age, stuck rows. `$1` = lock timeout in seconds.
+pub fn health_sql() -> String {
+    format!(
+        "SELECT jsonb_build_object(\
+           'counts', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{{}}'::jsonb) FROM (\
+               SELECT o.status, count(*) AS n FROM integration.outbox AS o \
+                WHERE o.status IN ('pending', 'processing', 'failed') GROUP BY o.status \
+               UNION ALL \
+               SELECT 'dead', count(*) FROM integration.outbox AS o WHERE o.status = 'dead') AS c), \
+           'oldest_pending_age_s', {OLDEST_PENDING}, \
+           'stuck_processing', {STUCK_COUNT})"
+    )
+}
+
+/// /metrics: every status (`outbox_stats()`), ingested events per type (the append-only
+/// `event_log`, so the counts only grow), deliveries per channel and status.
+/// `$1` = lock timeout in seconds.
+pub fn metrics_sql() -> String {
+    format!(
+        "SELECT jsonb_build_object(\
+           'outbox', (SELECT coalesce(jsonb_agg(jsonb_build_object('status', s.status, \
+                        'count', s.count, 'oldest_age_s', s.oldest_age_seconds)), '[]'::jsonb) \
+                      FROM integration.outbox_stats() AS s), \
+           'oldest_pending_age_s', {OLDEST_PENDING}, \
+           'stuck_processing', {STUCK_COUNT}, \
+           'ingested', (SELECT coalesce(jsonb_object_agg(t.event_type, t.n), '{{}}'::jsonb) \
+                        FROM (SELECT e.event_type, count(*) AS n FROM integration.event_log AS e \
+                              GROUP BY e.event_type) AS t), \
+           'deliveries', (SELECT coalesce(jsonb_agg(jsonb_build_object('channel', d.channel, \
+                            'status', d.status, 'count', d.n) ORDER BY d.channel, d.status), '[]'::jsonb) \
+                          FROM (SELECT channel, status, count(*) AS n FROM integration.deliveries \
+                                GROUP BY channel, status) AS d))"
+    )
+}
+
+/// Rows shown in each dashboard table at most.
+pub const LIST_LIMIT: i64 = 100;
+
+const ROW_FIELDS: &str =
+    "'id', r.id, 'event_type', r.event_type, 'aggregate_type', r.aggregate_type, \
+     'aggregate_id', r.aggregate_id, 'attempts', r.attempts, 'max_attempts', r.max_attempts, \
+     'last_error', r.last_error, 'locked_by', r.locked_by, \
+     'created_at', to_char(r.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', \
+     'updated_at', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', \
+     'locked_age_s', extract(epoch FROM now() - r.locked_at)::float8, \
+     'next_attempt_in_s', extract(epoch FROM r.next_attempt_at - now())::float8";
+
+/// Hour buckets aligned to UTC hours, whatever the session's time zone.
+const HOUR: &str = "date_bin('1 hour', {}, timestamptz '2000-01-01 00:00:00+00')";
+
+fn hour_of(expr: &str) -> String {
+    HOUR.replace("{}", expr)
+}
+
+/// /ops: everything the page shows, in one round trip. `$1` = lock timeout in seconds.
+pub fn dashboard_sql() -> String {
+    let now_hour = hour_of("now()");
+    let row_hour = hour_of("e.received_at");
+    format!(
+        "SELECT jsonb_build_object(\
+           'now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') || ' UTC', \
+           'counts', (SELECT coalesce(jsonb_object_agg(s.status, s.count), '{{}}'::jsonb) \
+                      FROM integration.outbox_stats() AS s), \
+           'oldest_pending_age_s', {OLDEST_PENDING}, \
+           'hour_now', extract(epoch FROM {now_hour})::int8, \
+           'volume', (SELECT coalesce(jsonb_agg(jsonb_build_object('hour', v.h, \
+                        'event_type', v.event_type, 'count', v.n)), '[]'::jsonb) \
+                      FROM (SELECT extract(epoch FROM {row_hour})::int8 AS h, e.event_type, count(*) AS n \
+                              FROM integration.event_log AS e \
+                             WHERE e.received_at >= {now_hour} - interval '23 hours' \
+                             GROUP BY 1, 2) AS v), \
+           'dead_total', (SELECT count(*) FROM integration.outbox AS o WHERE o.status = 'dead'), \
+           'dead', (SELECT coalesce(jsonb_agg(jsonb_build_object({ROW_FIELDS}) \
+                      ORDER BY r.updated_at DESC, r.seq DESC), '[]'::jsonb) \
+                    FROM (SELECT * FROM integration.outbox AS o WHERE o.status = 'dead' \
+                          ORDER BY o.updated_at DESC, o.seq DESC LIMIT {LIST_LIMIT}) AS r), \
+           'stuck_total', {STUCK_COUNT}, \
+           'stuck', (SELECT coalesce(jsonb_agg(jsonb_build_object({ROW_FIELDS}) ORDER BY r.locked_at), '[]'::jsonb) \
+                     FROM (SELECT * FROM integration.outbox AS o WHERE o.status = 'processing' \
+                             AND o.locked_at < now() - make_interval(secs => $1::text::float8) \
+                           ORDER BY o.locked_at LIMIT {LIST_LIMIT}) AS r), \
+           'failed', (SELECT coalesce(jsonb_agg(jsonb_build_object({ROW_FIELDS}) ORDER BY r.next_attempt_at), '[]'::jsonb) \
+                      FROM (SELECT * FROM integration.outbox AS o WHERE o.status = 'failed' \
+                            ORDER BY o.next_attempt_at LIMIT {LIST_LIMIT}) AS r))"
+    )
+}
+
+/// Requeue one dead/failed event: `$1` = the event id. Returns a boolean.
+pub const REQUEUE_SQL: &str = "SELECT integration.requeue_outbox($1::text::uuid)";
+
+/// Delete up to `$2` done rows older than `$1` days. Returns an integer.
+pub const PURGE_SQL: &str =
+    "SELECT integration.purge_done_outbox(make_interval(days => $1::text::int), $2::text::int)";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct HealthData {
+    #[serde(default)]
+    pub counts: BTreeMap<String, i64>,
+    pub oldest_pending_age_s: Option<f64>,
+    #[serde(default)]
+    pub stuck_processing: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct StatusRow {
+    pub status: String,
+    pub count: i64,
+    pub oldest_age_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct DeliveryRow {
+    pub channel: String,
+    pub status: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct MetricsData {
+    #[serde(default)]
+    pub outbox: Vec<StatusRow>,
+    pub oldest_pending_age_s: Option<f64>,
+    #[serde(default)]
+    pub stuck_processing: i64,
+    #[serde(default)]
+    pub ingested: BTreeMap<String, i64>,
+    #[serde(default)]
+    pub deliveries: Vec<DeliveryRow>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct VolumeRow {
+    /// Start of the UTC hour, Unix seconds.
+    pub hour: i64,
+    pub event_type: String,
+    pub count: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct OutboxRow {
+    pub id: String,
+    pub event_type: String,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub last_error: Option<String>,
+    pub locked_by: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    pub locked_age_s: Option<f64>,
+    pub next_attempt_in_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct DashboardData {
+    pub now: String,
+    #[serde(default)]
+    pub counts: BTreeMap<String, i64>,
+    pub oldest_pending_age_s: Option<f64>,
+    /// Start of the current UTC hour, Unix seconds.
+    pub hour_now: i64,
+    #[serde(default)]
+    pub volume: Vec<VolumeRow>,
+    #[serde(default)]
+    pub dead_total: i64,
+    #[serde(default)]
+    pub dead: Vec<OutboxRow>,
+    #[serde(default)]
+    pub stuck_total: i64,
+    #[serde(default)]
+    pub stuck: Vec<OutboxRow>,
+    #[serde(default)]
+    pub failed: Vec<OutboxRow>,
+}
+
+/// Whether `s` is a UUID in its canonical text form (what the outbox ids are).
+pub fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 | 13 | 18 | 23 => b == b'-',
+            _ => b.is_ascii_hexdigit(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sql_has_no_unformatted_placeholders_and_one_parameter() {
+        for sql in [health_sql(), metrics_sql(), dashboard_sql()] {
+            assert!(!sql.contains("{}") || sql.contains("'{}'::jsonb"), "{sql}");
+            assert!(!sql.contains("{OLDEST") && !sql.contains("{STUCK"), "{sql}");
+            assert!(sql.contains("$1::text") && !sql.contains("$2"), "{sql}");
+            assert!(sql.starts_with("SELECT jsonb_build_object("));
+        }
+        assert!(dashboard_sql().contains("date_bin('1 hour', e.received_at"));
+    }
+
+    #[test]
+    fn snapshots_decode_from_the_sql_shapes() {
+        let h: HealthData = serde_json::from_str(
+            r#"{"counts":{"pending":2,"dead":1},"oldest_pending_age_s":null,"stuck_processing":0}"#,
+        )
+        .unwrap();
+        assert_eq!(h.counts["pending"], 2);
+        assert_eq!(h.oldest_pending_age_s, None);
+        let d: DashboardData = serde_json::from_str(
+            r#"{"now":"2026-11-26 10:00:00 UTC","counts":{},"oldest_pending_age_s":1.5,
+                "hour_now":1795600800,"volume":[],"dead_total":0,"dead":[],"stuck_total":0,
+                "stuck":[],"failed":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(d.hour_now, 1_795_600_800);
+    }
+
+    #[test]
+    fn uuids_are_recognised_strictly() {
+        assert!(is_uuid("4d0c2a6e-1b2c-4d5e-8f90-a1b2c3d4e5f6"));
+        assert!(!is_uuid("4d0c2a6e-1b2c-4d5e-8f90-a1b2c3d4e5f"));
+        assert!(!is_uuid("4d0c2a6e11b2c-4d5e-8f90-a1b2c3d4e5f6"));
+        assert!(!is_uuid("'; DROP TABLE x; --"));
+    }
+}

@@ -1,0 +1,580 @@
+//! Spin-free logic of the ops component (SPEC §9): `/health`, `/metrics`, the `/ops`
+//! dashboard with its requeue form, and `/ops/retention`.
+//!
+//! The component gathers the request into a [`Request`], reads its variables into a
+//! [`Config`], and lets [`handle`] decide everything; the database is behind the
+//! [`Database`] trait (one row, one column per statement), so every route is unit-tested
+//! natively with a fake.
+
+pub mod auth;
+pub mod chart;
+pub mod csrf;
+pub mod data;
+pub mod html;
+pub mod metrics;
+
+use data::{DashboardData, HealthData, MetricsData, QUEUE_STATUSES};
+use serde_json::{json, Value};
+
+/// Largest request body the component reads (the requeue form is a few hundred bytes).
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// `/ops/retention` runs at most this many purge batches per request.
+pub const RETENTION_MAX_BATCHES: i64 = 50;
+
+/// One HTTP request, as the component saw it.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    /// The path without the query string (e.g. `/ops/outbox/<id>/requeue`).
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Wall clock, Unix seconds (CSRF token issue/expiry).
+    pub now_unix: i64,
+    /// 16 random bytes (a new session id, if one is needed).
+    pub entropy: [u8; 16],
+    /// The request's authority (`host:port`) as the runtime reports it, if any.
+    pub authority: Option<String>,
+}
+
+impl Request {
+    /// Splits `path?query`.
+    pub fn with_path_and_query(mut self, path_and_query: &str) -> Self {
+        let (p, q) = path_and_query
+            .split_once('?')
+            .unwrap_or((path_and_query, ""));
+        self.path = if p.is_empty() { "/".into() } else { p.into() };
+        self.query = q.into();
+        self
+    }
+
+    /// A header's first value (name case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is(&self, method: &str) -> bool {
+        self.method.eq_ignore_ascii_case(method)
+    }
+
+    fn form_field(&self, name: &str) -> Option<String> {
+        form_urlencoded::parse(&self.body)
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    }
+
+    fn is_https(&self) -> bool {
+        self.header("spin-full-url")
+            .is_some_and(|u| u.starts_with("https://"))
+            || self
+                .header("x-forwarded-proto")
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+    }
+
+    /// This request's own `host[:port]`: the `Host` header, else the authority of Spin's
+    /// `spin-full-url` (WASI HTTP hands `Host` to the guest as the request authority, not
+    /// as a header; the component passes that as [`Request::authority`]).
+    pub fn own_authority(&self) -> Option<String> {
+        if let Some(h) = self.header("host").filter(|h| !h.is_empty()) {
+            return Some(h.to_string());
+        }
+        if let Some(a) = self.authority.as_deref().filter(|a| !a.is_empty()) {
+            return Some(a.to_string());
+        }
+        let url = self.header("spin-full-url")?;
+        let rest = url.split_once("://")?.1;
+        let authority = rest.split(['/', '?']).next()?;
+        (!authority.is_empty()).then(|| authority.to_string())
+    }
+
+    fn wants_json(&self) -> bool {
+        self.header("accept")
+            .is_some_and(|a| a.contains("application/json") && !a.contains("text/html"))
+    }
+}
+
+/// The response to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    fn new(status: u16, content_type: &str, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: vec![
+                ("content-type".into(), content_type.into()),
+                ("cache-control".into(), "no-store".into()),
+                ("x-content-type-options".into(), "nosniff".into()),
+            ],
+            body: body.into(),
+        }
+    }
+
+    fn json(status: u16, body: &Value) -> Self {
+        Self::new(status, "application/json", body.to_string())
+    }
+
+    fn error(status: u16, code: &str, message: &str) -> Self {
+        Self::json(status, &json!({"error": code, "message": message}))
+    }
+
+    fn html(status: u16, body: String) -> Self {
+        Self::new(status, "text/html; charset=utf-8", body)
+            .with(
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+                 form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            )
+            .with("x-frame-options", "DENY")
+            .with("referrer-policy", "same-origin")
+    }
+
+    fn with(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// A header's value (tests).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// 413 for a body over [`MAX_BODY_BYTES`].
+pub fn payload_too_large() -> Response {
+    Response::error(
+        413,
+        "payload_too_large",
+        &format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// 500 for a variable that cannot be used.
+pub fn misconfigured(message: &str) -> Response {
+    Response::error(500, "misconfigured", message)
+}
+
+/// A database failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbError {
+    /// No connection (server down or unreachable, refused, not permitted).
+    Unavailable(String),
+    /// The statement failed or returned something unexpected.
+    Query(String),
+    /// `db_url` is missing.
+    Misconfigured(String),
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbError::Unavailable(m) => write!(f, "database unreachable: {m}"),
+            DbError::Query(m) => write!(f, "query failed: {m}"),
+            DbError::Misconfigured(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// The database as the ops routes use it: every statement returns one row with one
+/// column (jsonb, boolean or integer), parameters are text.
+pub trait Database {
+    fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError>;
+}
+
+/// The component's variables, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `ops_password`: Basic auth of `/ops` (user `ops`).
+    pub ops_password: Option<String>,
+    /// `dispatch_token`: bearer of `/ops/retention`.
+    pub dispatch_token: Option<String>,
+    /// `metrics_token`: when set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<String>,
+    /// `health_max_pending_age_s` (default 300): `/health` is 503 past it.
+    pub max_pending_age_s: f64,
+    /// `outbox_lock_timeout_s` (default 600): processing rows locked longer are stuck.
+    pub lock_timeout_s: i64,
+    /// `outbox_retention_days` (default 7): done rows older than this are purged.
+    pub retention_days: i64,
+    /// `retention_batch_size` (default 1000, 1–10000): rows per purge batch.
+    pub retention_batch: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            ops_password: None,
+            dispatch_token: None,
+            metrics_token: None,
+            max_pending_age_s: 300.0,
+            lock_timeout_s: 600,
+            retention_days: 7,
+            retention_batch: 1000,
+        }
+    }
+}
+
+fn number<T: std::str::FromStr + PartialOrd + Copy>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    min: T,
+    max: T,
+    what: &str,
+) -> Result<T, String> {
+    match get(name) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<T>() {
+            Ok(n) if n >= min && n <= max => Ok(n),
+            _ => Err(format!("variable {name} must be {what}, got {v:?}")),
+        },
+    }
+}
+
+impl Config {
+    /// Reads the variables through `get` (unset or empty → `None`).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
+        Ok(Self {
+            ops_password: get("ops_password"),
+            dispatch_token: get("dispatch_token"),
+            metrics_token: get("metrics_token"),
+            max_pending_age_s: number(
+                &get,
+                "health_max_pending_age_s",
+                300.0,
+                1.0,
+                1e9,
+                "a number of seconds >= 1",
+            )?,
+            lock_timeout_s: number(
+                &get,
+                "outbox_lock_timeout_s",
+                600,
+                1,
+                86_400 * 7,
+                "whole seconds between 1 and 604800",
+            )?,
+            retention_days: number(
+                &get,
+                "outbox_retention_days",
+                7,
+                0,
+                36_500,
+                "whole days between 0 and 36500",
+            )?,
+            retention_batch: number(
+                &get,
+                "retention_batch_size",
+                1000,
+                1,
+                10_000,
+                "between 1 and 10000",
+            )?,
+        })
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DbError> {
+    serde_json::from_value(v).map_err(|e| DbError::Query(format!("unexpected result: {e}")))
+}
+
+/// Serves one request.
+pub fn handle(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
+    let path = req.path.trim_end_matches('/');
+    match path {
+        "/health" => only(req, &["GET", "HEAD"]).unwrap_or_else(|| health(req, cfg, db)),
+        "/metrics" => only(req, &["GET", "HEAD"]).unwrap_or_else(|| metrics(req, cfg, db)),
+        "/ops/retention" => only(req, &["POST"]).unwrap_or_else(|| retention(req, cfg, db)),
+        _ if path == "/ops" || path.starts_with("/ops/") => {
+            if let Some(refusal) = basic_auth(req, cfg) {
+                return refusal;
+            }
+            if path == "/ops" {
+                return only(req, &["GET", "HEAD"]).unwrap_or_else(|| dashboard(req, cfg, db));
+            }
+            match requeue_id(path) {
+                Some(id) => only(req, &["POST"]).unwrap_or_else(|| requeue(req, cfg, db, id)),
+                None => Response::error(404, "not_found", "no such ops page"),
+            }
+        }
+        _ => Response::error(404, "not_found", "no such route"),
+    }
+}
+
+/// 405 unless the method is one of `allowed`.
+fn only(req: &Request, allowed: &[&str]) -> Option<Response> {
+    if allowed.iter().any(|m| req.is(m)) {
+        None
+    } else {
+        let list = allowed.join(", ");
+        Some(Response::error(405, "method_not_allowed", &format!("use {list}")).with("allow", list))
+    }
+}
+
+fn requeue_id(path: &str) -> Option<&str> {
+    let id = path
+        .strip_prefix("/ops/outbox/")?
+        .strip_suffix("/requeue")?;
+    (!id.contains('/')).then_some(id)
+}
+
+fn basic_auth(req: &Request, cfg: &Config) -> Option<Response> {
+    let Some(password) = cfg.ops_password.as_deref() else {
+        return Some(misconfigured(
+            "variable ops_password is not set: set SPIN_VARIABLE_OPS_PASSWORD",
+        ));
+    };
+    if auth::basic_matches(req.header("authorization"), password) {
+        None
+    } else {
+        Some(
+            Response::error(
+                401,
+                "unauthorized",
+                "user ops and the ops password are required",
+            )
+            .with("www-authenticate", auth::CHALLENGE),
+        )
+    }
+}
+
+fn head_strip(req: &Request, mut r: Response) -> Response {
+    if req.is("HEAD") {
+        r.body.clear();
+    }
+    r
+}
+
+fn health(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
+    let lock = cfg.lock_timeout_s.to_string();
+    let result = db
+        .query_value(&data::health_sql(), &[lock])
+        .and_then(decode::<HealthData>);
+    let r = match result {
+        Err(e) => {
+            eprintln!("ops: /health: {e}");
+            let db_state = match e {
+                DbError::Unavailable(_) => "unreachable",
+                _ => "error",
+            };
+            Response::json(
+                503,
+                &json!({"status": "unhealthy", "db": db_state,
+                        "problems": [format!("database {db_state}")]}),
+            )
+            .with("retry-after", "5")
+        }
+        Ok(h) => {
+            let mut problems = Vec::new();
+            if let Some(age) = h.oldest_pending_age_s {
+                if age > cfg.max_pending_age_s {
+                    problems.push(format!(
+                        "the oldest pending event has waited {} s (limit {} s): is dispatch running?",
+                        age.round(),
+                        cfg.max_pending_age_s
+                    ));
+                }
+            }
+            let queue: serde_json::Map<String, Value> = QUEUE_STATUSES
+                .iter()
+                .map(|s| (s.to_string(), json!(h.counts.get(*s).copied().unwrap_or(0))))
+                .collect();
+            let ok = problems.is_empty();
+            Response::json(
+                if ok { 200 } else { 503 },
+                &json!({
+                    "status": if ok { "ok" } else { "unhealthy" },
+                    "db": "ok",
+                    "queue": queue,
+                    "oldest_pending_age_s": h.oldest_pending_age_s,
+                    "dead": h.counts.get("dead").copied().unwrap_or(0),
+                    "stuck_processing": h.stuck_processing,
+                    "max_pending_age_s": cfg.max_pending_age_s,
+                    "problems": problems,
+                }),
+            )
+        }
+    };
+    head_strip(req, r)
+}
+
+fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
+    if let Some(token) = cfg.metrics_token.as_deref() {
+        if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
+            return Response::error(401, "unauthorized", "missing or wrong bearer token")
+                .with("www-authenticate", "Bearer realm=\"IPAI metrics\"");
+        }
+    }
+    let lock = cfg.lock_timeout_s.to_string();
+    let data = match db
+        .query_value(&data::metrics_sql(), &[lock])
+        .and_then(decode::<MetricsData>)
+    {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("ops: /metrics: {e}");
+            None
+        }
+    };
+    head_strip(
+        req,
+        Response::new(200, metrics::CONTENT_TYPE, metrics::render(data.as_ref())),
+    )
+}
+
+fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
+    let password = cfg.ops_password.as_deref().unwrap_or_default();
+    let existing = csrf::session_from_cookie(req.header("cookie"));
+    let session = existing
+        .clone()
+        .unwrap_or_else(|| csrf::new_session(&req.entropy));
+    let token = csrf::token(password, &session, req.now_unix);
+    let lock = cfg.lock_timeout_s.to_string();
+    let mut r = match db
+        .query_value(&data::dashboard_sql(), &[lock])
+        .and_then(decode::<DashboardData>)
+    {
+        Err(e) => {
+            eprintln!("ops: /ops: {e}");
+            Response::html(
+                503,
+                html::message_page(
+                    "Database unreachable",
+                    "The ops dashboard cannot reach PostgreSQL; see /health and the runtime log.",
+                ),
+            )
+            .with("retry-after", "5")
+        }
+        Ok(d) => Response::html(
+            200,
+            html::dashboard(
+                &d,
+                &html::PageContext {
+                    csrf_token: &token,
+                    notice: html::Notice::from_query(&req.query),
+                    max_pending_age_s: cfg.max_pending_age_s,
+                    lock_timeout_s: cfg.lock_timeout_s,
+                },
+            ),
+        ),
+    };
+    if existing.is_none() {
+        r = r.with("set-cookie", csrf::session_cookie(&session, req.is_https()));
+    }
+    head_strip(req, r)
+}
+
+fn requeue(req: &Request, cfg: &Config, db: &mut dyn Database, id: &str) -> Response {
+    let password = cfg.ops_password.as_deref().unwrap_or_default();
+    let checked = csrf::check_origin(
+        req.header("sec-fetch-site"),
+        req.header("origin"),
+        req.own_authority().as_deref(),
+    )
+    .and_then(|_| {
+        csrf::verify_token(
+            password,
+            csrf::session_from_cookie(req.header("cookie")).as_deref(),
+            req.form_field("csrf").as_deref(),
+            req.now_unix,
+        )
+    });
+    if let Err(e) = checked {
+        return if req.wants_json() {
+            Response::error(403, "csrf_rejected", &e.to_string())
+        } else {
+            Response::html(403, html::message_page("Request refused", &e.to_string()))
+        };
+    }
+    if !data::is_uuid(id) {
+        return Response::error(404, "not_found", "the event id is not a UUID");
+    }
+    match db.query_value(data::REQUEUE_SQL, &[id.to_string()]) {
+        Err(e) => {
+            eprintln!("ops: requeue {id}: {e}");
+            Response::error(
+                503,
+                "database_unavailable",
+                "could not requeue: database error",
+            )
+            .with("retry-after", "5")
+        }
+        Ok(v) => {
+            let requeued = v.as_bool().unwrap_or(false);
+            if requeued {
+                eprintln!("ops: event {id} requeued by the operator");
+            }
+            if req.wants_json() {
+                Response::json(200, &json!({"id": id, "requeued": requeued}))
+            } else {
+                let key = if requeued { "requeued" } else { "unchanged" };
+                Response::new(303, "text/plain; charset=utf-8", "See Other")
+                    .with("location", format!("/ops?{key}={id}"))
+            }
+        }
+    }
+}
+
+fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
+    let Some(token) = cfg.dispatch_token.as_deref() else {
+        return misconfigured("variable dispatch_token is not set");
+    };
+    if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
+        return Response::error(401, "unauthorized", "missing or wrong bearer token");
+    }
+    let params = [
+        cfg.retention_days.to_string(),
+        cfg.retention_batch.to_string(),
+    ];
+    let (mut deleted, mut batches, mut more) = (0i64, 0i64, false);
+    while batches < RETENTION_MAX_BATCHES {
+        let n = match db.query_value(data::PURGE_SQL, &params) {
+            Ok(v) => v.as_i64().unwrap_or(0),
+            Err(e) => {
+                eprintln!("ops: retention: {e} (deleted {deleted} rows before)");
+                return Response::json(
+                    503,
+                    &json!({"error": "database_unavailable", "message": "purge failed",
+                            "deleted": deleted, "batches": batches}),
+                )
+                .with("retry-after", "5");
+            }
+        };
+        batches += 1;
+        deleted += n;
+        more = n >= cfg.retention_batch;
+        if !more {
+            break;
+        }
+    }
+    if deleted > 0 {
+        eprintln!(
+            "ops: retention deleted {deleted} done outbox rows older than {} days in {batches} batches",
+            cfg.retention_days
+        );
+    }
+    Response::json(
+        200,
+        &json!({"deleted": deleted, "batches": batches, "more": more,
+                "older_than_days": cfg.retention_days, "batch_size": cfg.retention_batch}),
+    )
+}
+
+#[cfg(test)]
+mod tests;

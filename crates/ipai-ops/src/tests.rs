@@ -1,0 +1,407 @@
+//! Route-level tests of `handle` with a scripted database.
+
+use super::*;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+
+/// A fake database: answers by the first words of the SQL, records every call.
+#[derive(Default)]
+struct FakeDb {
+    health: Option<Value>,
+    metrics: Option<Value>,
+    dashboard: Option<Value>,
+    requeue: Option<Value>,
+    /// Rows each purge call deletes, in order (then 0).
+    purges: Vec<i64>,
+    down: bool,
+    calls: Vec<(String, Vec<String>)>,
+}
+
+impl Database for FakeDb {
+    fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError> {
+        self.calls.push((sql.to_string(), params.to_vec()));
+        if self.down {
+            return Err(DbError::Unavailable("connection refused".into()));
+        }
+        let pick = if sql == data::health_sql() {
+            self.health.clone()
+        } else if sql == data::metrics_sql() {
+            self.metrics.clone()
+        } else if sql == data::dashboard_sql() {
+            self.dashboard.clone()
+        } else if sql == data::REQUEUE_SQL {
+            self.requeue.clone()
+        } else if sql == data::PURGE_SQL {
+            Some(json!(if self.purges.is_empty() {
+                0
+            } else {
+                self.purges.remove(0)
+            }))
+        } else {
+            None
+        };
+        pick.ok_or_else(|| DbError::Query(format!("unexpected SQL {sql}")))
+    }
+}
+
+const ID: &str = "4d0c2a6e-1b2c-4d5e-8f90-a1b2c3d4e5f6";
+const SESSION: &str = "00112233445566778899aabbccddeeff";
+const NOW: i64 = 1_795_600_900;
+
+fn cfg() -> Config {
+    Config {
+        ops_password: Some("pw".into()),
+        dispatch_token: Some("tok".into()),
+        ..Config::default()
+    }
+}
+
+fn req(method: &str, path: &str) -> Request {
+    Request {
+        method: method.into(),
+        now_unix: NOW,
+        entropy: [7; 16],
+        headers: vec![("host".into(), "127.0.0.1:3000".into())],
+        ..Default::default()
+    }
+    .with_path_and_query(path)
+}
+
+fn basic(r: Request, pass: &str) -> Request {
+    let mut r = r;
+    r.headers.push((
+        "authorization".into(),
+        format!("Basic {}", STANDARD.encode(format!("ops:{pass}"))),
+    ));
+    r
+}
+
+fn dashboard_json() -> Value {
+    json!({"now": "2026-11-26 12:00:00 UTC", "counts": {"pending": 1, "dead": 1},
+           "oldest_pending_age_s": 2.0, "hour_now": 1_795_600_800i64, "volume": [],
+           "dead_total": 1, "dead": [{"id": ID, "event_type": "expense.submitted",
+             "aggregate_type": "expense", "aggregate_id": "1", "attempts": 3, "max_attempts": 3,
+             "last_error": "500 boom", "locked_by": null, "created_at": "x", "updated_at": "y",
+             "locked_age_s": null, "next_attempt_in_s": -5.0}],
+           "stuck_total": 0, "stuck": [], "failed": []})
+}
+
+#[test]
+fn health_is_200_with_queue_depth_and_503_past_the_pending_age_limit() {
+    let mut db = FakeDb {
+        health: Some(
+            json!({"counts": {"pending": 2, "dead": 3}, "oldest_pending_age_s": 12.0,
+                            "stuck_processing": 0}),
+        ),
+        ..Default::default()
+    };
+    let r = handle(&req("GET", "/health"), &cfg(), &mut db);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["db"], "ok");
+    assert_eq!(
+        v["queue"],
+        json!({"pending": 2, "processing": 0, "failed": 0, "dead": 3})
+    );
+    assert_eq!(v["dead"], 3);
+    assert_eq!(v["oldest_pending_age_s"], 12.0);
+    assert_eq!(db.calls[0].1, vec!["600".to_string()]);
+
+    db.health = Some(json!({"counts": {"pending": 1}, "oldest_pending_age_s": 301.0}));
+    let r = handle(&req("GET", "/health"), &cfg(), &mut db);
+    assert_eq!(r.status, 503);
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["status"], "unhealthy");
+    assert!(v["problems"][0].as_str().unwrap().contains("301 s"));
+}
+
+#[test]
+fn health_is_503_when_the_database_is_unreachable() {
+    let mut db = FakeDb {
+        down: true,
+        ..Default::default()
+    };
+    let r = handle(&req("GET", "/health"), &cfg(), &mut db);
+    assert_eq!(r.status, 503);
+    assert_eq!(r.header("retry-after"), Some("5"));
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["db"], "unreachable");
+    let r = handle(&req("HEAD", "/health"), &cfg(), &mut db);
+    assert_eq!((r.status, r.body.len()), (503, 0));
+    let r = handle(&req("POST", "/health"), &cfg(), &mut db);
+    assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+}
+
+#[test]
+fn metrics_are_prometheus_text_and_optionally_need_a_token() {
+    let mut db = FakeDb {
+        metrics: Some(
+            json!({"outbox": [{"status": "done", "count": 4, "oldest_age_s": 1.0}],
+                             "oldest_pending_age_s": null, "stuck_processing": 0,
+                             "ingested": {"asset.reserved": 4}, "deliveries": []}),
+        ),
+        ..Default::default()
+    };
+    let r = handle(&req("GET", "/metrics"), &cfg(), &mut db);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some(metrics::CONTENT_TYPE));
+    assert!(r.text().contains("ipai_outbox_events{status=\"done\"} 4\n"));
+
+    let mut c = cfg();
+    c.metrics_token = Some("m".into());
+    assert_eq!(handle(&req("GET", "/metrics"), &c, &mut db).status, 401);
+    let mut authed = req("GET", "/metrics");
+    authed
+        .headers
+        .push(("authorization".into(), "Bearer m".into()));
+    assert_eq!(handle(&authed, &c, &mut db).status, 200);
+
+    db.down = true;
+    let r = handle(&req("GET", "/metrics"), &cfg(), &mut db);
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("ipai_database_up 0"));
+}
+
+#[test]
+fn the_dashboard_needs_basic_auth_and_sets_a_session_with_tokens() {
+    let mut db = FakeDb {
+        dashboard: Some(dashboard_json()),
+        ..Default::default()
+    };
+    let r = handle(&req("GET", "/ops"), &cfg(), &mut db);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("www-authenticate"), Some(auth::CHALLENGE));
+    assert!(db.calls.is_empty(), "no query before authentication");
+    assert_eq!(
+        handle(&basic(req("GET", "/ops"), "nope"), &cfg(), &mut db).status,
+        401
+    );
+    // Other /ops paths are behind the same auth.
+    assert_eq!(
+        handle(&req("GET", "/ops/anything"), &cfg(), &mut db).status,
+        401
+    );
+
+    let r = handle(&basic(req("GET", "/ops"), "pw"), &cfg(), &mut db);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cookie = r.header("set-cookie").unwrap();
+    let session = csrf::new_session(&[7; 16]);
+    assert!(cookie.starts_with(&format!("{}={session};", csrf::SESSION_COOKIE)));
+    assert!(r
+        .text()
+        .contains(&format!("value=\"{}\"", csrf::token("pw", &session, NOW))));
+    assert!(r
+        .header("content-security-policy")
+        .unwrap()
+        .contains("default-src 'none'"));
+
+    // An existing session is kept.
+    let mut again = basic(req("GET", "/ops"), "pw");
+    again.headers.push((
+        "cookie".into(),
+        format!("{}={SESSION}", csrf::SESSION_COOKIE),
+    ));
+    let r = handle(&again, &cfg(), &mut db);
+    assert_eq!(r.header("set-cookie"), None);
+    assert!(r
+        .text()
+        .contains(&csrf::token("pw", SESSION, NOW).to_string()));
+}
+
+#[test]
+fn the_dashboard_refuses_to_work_without_a_configured_password() {
+    let mut db = FakeDb::default();
+    let c = Config {
+        ops_password: None,
+        ..cfg()
+    };
+    let r = handle(&basic(req("GET", "/ops"), ""), &c, &mut db);
+    assert_eq!(r.status, 500);
+    assert!(r.text().contains("ops_password"));
+}
+
+fn requeue_req(token: &str, extra: &[(&str, &str)]) -> Request {
+    let mut r = basic(req("POST", &format!("/ops/outbox/{ID}/requeue")), "pw");
+    r.headers.push((
+        "cookie".into(),
+        format!("{}={SESSION}", csrf::SESSION_COOKIE),
+    ));
+    for (k, v) in extra {
+        r.headers.push((k.to_string(), v.to_string()));
+    }
+    r.body = format!("csrf={}", token).into_bytes();
+    r
+}
+
+#[test]
+fn requeue_with_a_valid_token_calls_requeue_outbox_and_redirects() {
+    let mut db = FakeDb {
+        requeue: Some(json!(true)),
+        ..Default::default()
+    };
+    let token = csrf::token("pw", SESSION, NOW - 60);
+    let r = handle(
+        &requeue_req(
+            &token,
+            &[
+                ("origin", "http://127.0.0.1:3000"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        ),
+        &cfg(),
+        &mut db,
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/ops?requeued={ID}").as_str())
+    );
+    assert_eq!(
+        db.calls,
+        vec![(data::REQUEUE_SQL.to_string(), vec![ID.to_string()])]
+    );
+
+    db.requeue = Some(json!(false));
+    let r = handle(&requeue_req(&token, &[]), &cfg(), &mut db);
+    assert_eq!(
+        r.header("location"),
+        Some(format!("/ops?unchanged={ID}").as_str())
+    );
+
+    let r = handle(
+        &requeue_req(&token, &[("accept", "application/json")]),
+        &cfg(),
+        &mut db,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap(),
+        json!({"id": ID, "requeued": false})
+    );
+}
+
+#[test]
+fn requeue_without_a_valid_token_or_from_another_site_is_refused() {
+    let mut db = FakeDb {
+        requeue: Some(json!(true)),
+        ..Default::default()
+    };
+    let good = csrf::token("pw", SESSION, NOW);
+    let cases = [
+        requeue_req("", &[]),
+        requeue_req("123.deadbeef", &[]),
+        requeue_req(&csrf::token("other", SESSION, NOW), &[]),
+        requeue_req(&good, &[("sec-fetch-site", "cross-site")]),
+        requeue_req(&good, &[("origin", "https://evil.example")]),
+        {
+            let mut r = requeue_req(&good, &[]);
+            r.headers.retain(|(k, _)| k != "cookie");
+            r
+        },
+    ];
+    for r in cases {
+        let resp = handle(&r, &cfg(), &mut db);
+        assert_eq!(resp.status, 403, "{:?} → {}", r.headers, resp.text());
+    }
+    assert!(db.calls.is_empty(), "nothing was requeued");
+    // Without Basic auth: 401 before any CSRF check; GET: 405.
+    let mut r = requeue_req(&good, &[]);
+    r.headers.retain(|(k, _)| k != "authorization");
+    assert_eq!(handle(&r, &cfg(), &mut db).status, 401);
+    let r = basic(req("GET", &format!("/ops/outbox/{ID}/requeue")), "pw");
+    assert_eq!(handle(&r, &cfg(), &mut db).status, 405);
+    // A malformed id never reaches SQL.
+    let mut r = requeue_req(&good, &[]);
+    r.path = "/ops/outbox/not-a-uuid/requeue".into();
+    assert_eq!(handle(&r, &cfg(), &mut db).status, 404);
+    assert!(db.calls.is_empty());
+}
+
+#[test]
+fn the_own_authority_comes_from_host_then_the_runtime_then_spin_full_url() {
+    let mut r = req("GET", "/ops");
+    assert_eq!(r.own_authority().as_deref(), Some("127.0.0.1:3000"));
+    r.headers.clear();
+    assert_eq!(r.own_authority(), None);
+    r.headers.push((
+        "spin-full-url".into(),
+        "http://10.0.0.1:3001/ops/x?y".into(),
+    ));
+    assert_eq!(r.own_authority().as_deref(), Some("10.0.0.1:3001"));
+    r.authority = Some("example.test:8080".into());
+    assert_eq!(r.own_authority().as_deref(), Some("example.test:8080"));
+}
+
+#[test]
+fn retention_needs_the_dispatch_token_and_purges_in_bounded_batches() {
+    let mut db = FakeDb {
+        purges: vec![1000, 1000, 250],
+        ..Default::default()
+    };
+    let r = handle(&req("POST", "/ops/retention"), &cfg(), &mut db);
+    assert_eq!(r.status, 401);
+    let mut authed = req("POST", "/ops/retention");
+    authed
+        .headers
+        .push(("authorization".into(), "Bearer tok".into()));
+    let r = handle(&authed, &cfg(), &mut db);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["deleted"], 2250);
+    assert_eq!(v["batches"], 3);
+    assert_eq!(v["more"], false);
+    assert_eq!(db.calls[0].1, vec!["7".to_string(), "1000".to_string()]);
+
+    // The batch count is capped per request.
+    db.purges = vec![1000; 60];
+    let v: Value = serde_json::from_slice(&handle(&authed, &cfg(), &mut db).body).unwrap();
+    assert_eq!(v["batches"], RETENTION_MAX_BATCHES);
+    assert_eq!(v["more"], true);
+    assert_eq!(
+        handle(&req("GET", "/ops/retention"), &cfg(), &mut db).status,
+        405
+    );
+}
+
+#[test]
+fn variables_are_parsed_with_defaults_and_named_errors() {
+    let c = Config::from_lookup(|_| None).unwrap();
+    assert_eq!(c, Config::default());
+    let c = Config::from_lookup(|n| match n {
+        "outbox_retention_days" => Some("30".into()),
+        "ops_password" => Some("  ".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert_eq!((c.retention_days, c.ops_password), (30, None));
+    let e = Config::from_lookup(|n| (n == "retention_batch_size").then(|| "0".into())).unwrap_err();
+    assert!(e.contains("retention_batch_size"), "{e}");
+    let e =
+        Config::from_lookup(|n| (n == "health_max_pending_age_s").then(|| "x".into())).unwrap_err();
+    assert!(e.contains("health_max_pending_age_s"), "{e}");
+}
+
+#[test]
+fn unknown_routes_are_404() {
+    let mut db = FakeDb::default();
+    assert_eq!(handle(&req("GET", "/nope"), &cfg(), &mut db).status, 404);
+    assert_eq!(
+        handle(&basic(req("GET", "/ops/nope"), "pw"), &cfg(), &mut db).status,
+        404
+    );
+    // Trailing slashes and queries are tolerated.
+    let mut db = FakeDb {
+        dashboard: Some(dashboard_json()),
+        ..Default::default()
+    };
+    assert_eq!(
+        handle(
+            &basic(req("GET", "/ops/?requeued=x"), "pw"),
+            &cfg(),
+            &mut db
+        )
+        .status,
+        200
+    );
+}
