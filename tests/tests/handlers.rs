@@ -901,3 +901,29 @@ async fn events_with_nothing_to_do_are_acknowledged_as_skipped() {
     // above; make sure none was forgotten.
     assert_eq!(ipai_core::taxonomy::all_event_types().count(), 14);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_service_times_out_and_the_event_is_retried() {
+    let svc = Services::start().await;
+    let f = system(&svc, |v| {
+        v.insert("delivery_timeout_ms".into(), "15000".into());
+    })
+    .await;
+    svc.mattermost.delay(std::time::Duration::from_secs(7));
+    let id = f
+        .ingest(
+            "exp-1043-rej",
+            &expense("expense.rejected", 1043, json!({"reason": "x"})),
+        )
+        .await;
+    assert_eq!(f.dispatch().await["failed"], 1);
+    let err = last_error(&f, &id).await.unwrap_or_default();
+    assert!(
+        err.contains("mattermost @juan.delacruz") && err.contains("timed out after 5000 ms"),
+        "{err}"
+    );
+    assert_eq!(
+        deliveries(&f, &id).await,
+        vec![d("mattermost", "@juan.delacruz", "failed")]
+    );
+}

@@ -10,8 +10,10 @@ use serde_json::Value;
 use spin_sdk::pg4::Connection;
 use std::time::Duration;
 
-/// Deadline of one outbound request (below the dispatcher's default 10 s per delivery).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(8);
+/// Deadline of one outbound request. A handler usually makes up to three in a row (Odoo
+/// authenticate + look-up + post; email + token + calendar), so a hung service fails the
+/// attempt with a clear "timed out" (retried later) instead of the whole delivery.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn misconfigured(msg: String) -> HandlerError {
     HandlerError::Misconfigured(msg)
