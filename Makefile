@@ -3,13 +3,14 @@ SHELL := /bin/bash
 COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp ops approvals
 CARGO ?= cargo
 
-.PHONY: setup build components host migrate up test spin-cli lint fmt bench clean
+.PHONY: setup build components host migrate up test spin-cli lint fmt bench deploy clean
 
 ## setup: toolchain target + a running local PostgreSQL
 setup:
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
 	@scripts/ensure-postgres.sh
 	@python3 -c 'import pytest, mcp, standardwebhooks, prometheus_client, requests' 2>/dev/null || python3 -m pip install -q -r requirements-dev.txt
+	@scripts/ensure-browser.sh
 
 ## build: every component (.wasm) and the native binaries (local host, ipai CLI)
 build: components host
@@ -55,6 +56,11 @@ fmt:
 ## bench: ingest throughput/latency under each available runtime → target/bench/report.json
 bench: setup build
 	@scripts/bench.sh
+
+## deploy: `spin build` + `spin cloud deploy` to Fermyon Cloud with every SPIN_VARIABLE_* set in
+## the environment (docs/deploy.md); DRY_RUN=1 prints the plan with secrets redacted
+deploy:
+	@python3 scripts/deploy.py $(if $(DRY_RUN),--dry-run,)
 
 clean:
 	$(CARGO) clean

@@ -4,5 +4,6 @@
 
 pub mod handler;
 pub mod http;
+pub mod retention;
 pub mod timer;
 pub mod vars;
