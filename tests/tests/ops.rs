@@ -1033,3 +1033,75 @@ async fn the_fermyon_cloud_manifest_runs_the_app_over_plain_http_without_cron() 
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_done_outbox_is_bounded_skips_locked_rows_and_its_migration_reapplies() {
+    // SQL contract of integration.purge_done_outbox, without a running system.
+    let db = ipai_tests::TestDb::new().await.unwrap();
+    let c = &db.client;
+    c.batch_execute(
+        "SELECT integration.ingest_event('expense.paid', 'expense', 'p-' || g, '{}'::jsonb, \
+                'p-' || g, 'h', NULL, NULL) FROM generate_series(1, 6) AS g; \
+         UPDATE integration.outbox SET status = 'done', done_at = now() - interval '9 days'; \
+         UPDATE integration.outbox SET done_at = NULL WHERE idempotency_key = 'p-6';",
+    )
+    .await
+    .unwrap();
+    let purge = |older: &'static str, batch: Option<i32>| async move {
+        c.query_one(
+            "SELECT integration.purge_done_outbox($1::text::interval, $2)",
+            &[&older, &batch],
+        )
+        .await
+        .unwrap()
+        .get::<_, i32>(0)
+    };
+    // Nothing for a zero, NULL or negative batch, a NULL or negative age, or too young rows.
+    assert_eq!(purge("7 days", Some(0)).await, 0);
+    assert_eq!(purge("7 days", None).await, 0);
+    assert_eq!(purge("-1 days", Some(10)).await, 0);
+    assert_eq!(purge("10 days", Some(10)).await, 0);
+
+    // Another transaction holds p-1: it is skipped, never waited for.
+    let (other, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    other
+        .batch_execute(
+            "BEGIN; SELECT 1 FROM integration.outbox WHERE idempotency_key = 'p-1' FOR UPDATE",
+        )
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(purge("7 days", Some(3)).await, 3);
+    assert_eq!(purge("7 days", Some(3)).await, 1);
+    assert_eq!(purge("7 days", Some(3)).await, 0);
+    assert!(started.elapsed() < Duration::from_secs(5), "never blocked");
+    other.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(purge("7 days", Some(3)).await, 1, "p-1 once released");
+    // The done row without done_at stays, and so does the whole audit log.
+    assert_eq!(db.count("outbox").await, 1);
+    assert_eq!(db.count("event_log").await, 6);
+
+    // The migration file applies again without error or change (idempotent).
+    let sql =
+        std::fs::read_to_string(workspace_root().join("migrations/20261126000500_retention.sql"))
+            .unwrap();
+    c.batch_execute(&sql).await.unwrap();
+    // Only the service role (and the owner) may execute it; the read-only role may not.
+    let row = c
+        .query_one(
+            "SELECT has_function_privilege('integration_reader', \
+                    'integration.purge_done_outbox(interval, integer)', 'EXECUTE'), \
+                    has_function_privilege('service_role', \
+                    'integration.purge_done_outbox(interval, integer)', 'EXECUTE')",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, bool>(0), row.get::<_, bool>(1)),
+        (false, true)
+    );
+}
