@@ -27,6 +27,8 @@ async fn tick(timestamp: u64) -> Result<(), String> {
     let token = vars::required("dispatch_token")?;
     let url = format!("{}/dispatch", base.trim_end_matches('/'));
     let headers = [("authorization", format!("Bearer {token}"))];
+    // Retention: POST /ops/retention purges done outbox rows older than outbox_retention_days.
+    ipai_spin::retention::purge(&base, &token).await;
     match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
         Ok((200, body)) => {
             let text = String::from_utf8_lossy(&body);
