@@ -372,7 +372,14 @@ async fn a_standard_webhooks_request_is_accepted_with_webhook_id_as_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_concurrent_posts_with_fifty_reused_keys_store_exactly_one_fifty() {
-    let f = Fixture::new().await.unwrap();
+    // Ingest only: with the kick on, real Spin would also open a second pool of up to 64
+    // connections for the dispatcher (pools are per component), and parallel tests share
+    // one PostgreSQL with max_connections = 100.
+    let f = Fixture::with(|v| {
+        v.insert("dispatch_kick".into(), "off".into());
+    })
+    .await
+    .unwrap();
     let url = f.sys.url("/odoo-webhook");
     // Keys 0..150 are unique; 50 more requests reuse keys 0..50 with the same body.
     let reqs: Vec<_> = (0..200)
