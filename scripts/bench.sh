@@ -11,15 +11,18 @@ cd "$(dirname "$0")/.."
 SERVER="${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}"
 REPORT=target/bench/report.json
 mkdir -p target/bench target/test-logs
-rm -f "$REPORT"
+[ -n "${BENCH_RUNTIMES:-}" ] || rm -f "$REPORT"
 SPIN="$(find_spin_any)"
 RUNTIMES="local"; [ -n "$SPIN" ] && RUNTIMES="local spin"
+RUNTIMES="${BENCH_RUNTIMES:-$RUNTIMES}"
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 run_phase() { # runtime phase
   local rt=$1 phase=$2
   local db="ipai_bench_$(date +%s)_${rt}_${phase}"
   local url="$SERVER/$db?sslmode=disable"
-  local port=$((39000 + RANDOM % 500)) hport=$((39500 + RANDOM % 400))
+  local port hport
+  port=$(free_port); hport=$(free_port)
   target/release/ipai migrate --database-url "$url" >/dev/null
   local -a env=(
     SPIN_VARIABLE_DB_URL="$url" SPIN_VARIABLE_DB_HOST="127.0.0.1:5432"

@@ -122,6 +122,17 @@ fn engine() -> Result<Engine> {
     let mut config = Config::new();
     config.async_support(true);
     config.wasm_component_model(true);
+    // Instances come from a pool of pre-reserved slots, as in Spin: a request's
+    // instantiation reuses memory instead of mapping it anew.
+    let mut pool = wasmtime::PoolingAllocationConfig::default();
+    pool.total_component_instances(2000)
+        .total_core_instances(10_000)
+        .total_memories(2000)
+        .total_tables(4000)
+        .max_memory_size(256 << 20);
+    config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    config.memory_reservation(256 << 20);
+    config.memory_guard_size(32 << 20);
     Engine::new(&config)
 }
 
