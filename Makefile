@@ -1,6 +1,8 @@
 # IPAI integration bus. `make up` runs it, `make test` tests it. See README.md.
 SHELL := /bin/bash
 COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp ops approvals
+# Components only the tests run (tests/fixtures/).
+TEST_FIXTURES := echo-headers
 CARGO ?= cargo
 
 .PHONY: setup build components host migrate up test spin-cli lint fmt bench deploy clean
@@ -16,7 +18,7 @@ setup:
 build: components host
 
 components:
-	$(CARGO) build --target wasm32-wasip2 --release $(addprefix -p ,$(COMPONENTS))
+	$(CARGO) build --target wasm32-wasip2 --release $(addprefix -p ,$(COMPONENTS) $(TEST_FIXTURES))
 
 host:
 	$(CARGO) build --release -p ipai-spin-host -p ipai-cli
@@ -48,7 +50,7 @@ spin-cli:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets -- -D warnings
-	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS)) -- -D warnings
+	$(CARGO) clippy --release --target wasm32-wasip2 $(addprefix -p ,$(COMPONENTS) $(TEST_FIXTURES)) -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -155,3 +155,40 @@ async fn an_unknown_path_is_an_empty_404_and_the_well_known_health_answers_ok() 
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.text().await.unwrap(), "OK");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_component_reached_by_service_chaining_sees_spins_chaining_headers() {
+    // The expense handler is swapped for a fixture that answers 418 with the spin-* headers
+    // it received; the dispatcher (chaining) stores that answer as the event's last_error.
+    let m = manifest::variant(|t| {
+        t.replace("release/expense_handler.wasm", "release/echo_headers.wasm")
+    });
+    let f = Fixture::with_manifest(m, |_| {}).await.unwrap();
+    let id = f.ingest("k-chain", &expense()).await;
+    assert_eq!(
+        f.wait_status(&id, "failed", Duration::from_secs(15)).await,
+        "failed",
+        "{}",
+        f.sys.output()
+    );
+    let err: String =
+        f.db.client
+            .query_one(
+                "SELECT last_error FROM integration.outbox WHERE id::text = $1",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    let json = err
+        .strip_prefix("HTTP 418: ")
+        .unwrap_or_else(|| panic!("unexpected error {err}"));
+    let seen: serde_json::Value = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        seen["spin-full-url"], "http://localhost/handlers/expense",
+        "{seen}"
+    );
+    assert_eq!(seen["spin-path-info"], "/handlers/expense", "{seen}");
+    assert_eq!(seen["spin-matched-route"], "/...", "{seen}");
+    assert_eq!(seen["spin-client-addr"], "0.0.0.0:0", "{seen}");
+}
