@@ -235,11 +235,42 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Peak RSS (VmHWM) of `pid` plus all its descendants, in MB: `spin up` runs its triggers
+/// in child processes, so the runtime's footprint is the whole tree (a sum of per-process
+/// peaks, an upper bound).
 pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb / 1024.0)
+    let hwm_kb = |p: u32| -> Option<f64> {
+        let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+        let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        // Field 4, after the parenthesised command name (which may contain spaces).
+        stat.rsplit_once(')')?
+            .1
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            all.iter()
+                .copied()
+                .filter(|&p| parent_of(p) == Some(parent)),
+        );
+        i += 1;
+    }
+    let total: f64 = tree.iter().filter_map(|&p| hwm_kb(p)).sum();
+    (total > 0.0).then_some(total / 1024.0)
 }
 
 fn round2(x: f64) -> f64 {
