@@ -6,7 +6,6 @@ pub mod db;
 pub use ipai_cli::loopback as fake_http;
 pub mod manifest;
 pub mod runtime;
-pub mod scripted;
 pub mod services;
 pub mod signing;
 

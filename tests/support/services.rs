@@ -6,7 +6,8 @@
 //! handler that sends it fails visibly.
 
 use crate::fake_http::{FakeServer, Recorded};
-use crate::scripted::ScriptedServer;
+// Odoo and Google answer by request (path, JSON-RPC method): the loopback server, scripted.
+use crate::fake_http::FakeServer as ScriptedServer;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -184,10 +185,10 @@ impl Services {
         mattermost.respond_with(200, "ok");
         let email = FakeServer::start().await;
         email.respond_with(200, r#"{"id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}"#);
-        let google = ScriptedServer::start(google_answer).await;
+        let google = ScriptedServer::start_scripted(google_answer).await;
         let odoo_writes = Arc::new(Mutex::new(OdooWrites::Succeed));
         let w = odoo_writes.clone();
-        let odoo = ScriptedServer::start(move |r| {
+        let odoo = ScriptedServer::start_scripted(move |r| {
             let writes = w.lock().expect("odoo writes").clone();
             odoo_answer(r, &writes)
         })

@@ -34,16 +34,13 @@ impl Recorded {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    body: String,
-    delay: Duration,
-}
+/// Decides the answer (status, body) to a request; `respond_with` installs a constant one.
+pub type Script = Arc<dyn Fn(&Recorded) -> (u16, String) + Send + Sync>;
 
 struct State {
     requests: Vec<Recorded>,
-    reply: Reply,
+    script: Script,
+    delay: Duration,
 }
 
 /// The running fake; stops when dropped.
@@ -67,11 +64,8 @@ impl FakeServer {
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
-            reply: Reply {
-                status: 200,
-                body: r#"{"ok":true}"#.into(),
-                delay: Duration::ZERO,
-            },
+            script: Arc::new(|_: &Recorded| (200, r#"{"ok":true}"#.to_string())),
+            delay: Duration::ZERO,
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -90,7 +84,7 @@ impl FakeServer {
                                 .await
                                 .map(|b| b.to_bytes())
                                 .unwrap_or_default();
-                            let reply = {
+                            let (script, delay, recorded) = {
                                 let mut s = st.lock().expect("fake state");
                                 s.requests.push(Recorded {
                                     method: parts.method.to_string(),
@@ -112,13 +106,16 @@ impl FakeServer {
                                     body: body.to_vec(),
                                     at: Instant::now(),
                                 });
-                                s.reply.clone()
+                                let recorded = s.requests.last().cloned();
+                                (s.script.clone(), s.delay, recorded)
                             };
-                            if !reply.delay.is_zero() {
-                                tokio::time::sleep(reply.delay).await;
+                            let (status, reply) =
+                                recorded.map(|r| script(&r)).unwrap_or((500, String::new()));
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
                             }
-                            let mut resp = hyper::Response::new(Full::new(Bytes::from(reply.body)));
-                            *resp.status_mut() = hyper::StatusCode::from_u16(reply.status)
+                            let mut resp = hyper::Response::new(Full::new(Bytes::from(reply)));
+                            *resp.status_mut() = hyper::StatusCode::from_u16(status)
                                 .unwrap_or(hyper::StatusCode::OK);
                             resp.headers_mut().insert(
                                 "content-type",
@@ -136,16 +133,29 @@ impl FakeServer {
         Ok(Self { url, state, task })
     }
 
+    /// Starts on a free loopback port answering each request as `script` decides.
+    pub async fn start_scripted(
+        script: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static,
+    ) -> Self {
+        let server = Self::start().await;
+        server.script(script);
+        server
+    }
+
     /// From now on, answer `status` with `body`.
     pub fn respond_with(&self, status: u16, body: &str) {
-        let mut s = self.state.lock().expect("fake state");
-        s.reply.status = status;
-        s.reply.body = body.to_string();
+        let body = body.to_string();
+        self.script(move |_| (status, body.clone()));
+    }
+
+    /// From now on, answer each request as `script` decides.
+    pub fn script(&self, script: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static) {
+        self.state.lock().expect("fake state").script = Arc::new(script);
     }
 
     /// From now on, wait `delay` before answering.
     pub fn delay(&self, delay: Duration) {
-        self.state.lock().expect("fake state").reply.delay = delay;
+        self.state.lock().expect("fake state").delay = delay;
     }
 
     /// Every request so far.
