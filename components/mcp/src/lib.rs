@@ -6,9 +6,9 @@
 //! `integration_reader` role: SELECT only, read-only transactions), and writes the
 //! response. The connection is opened only when a tool call needs the database.
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use ipai_mcp::{Config, Database, DbError, HttpRequest, HttpResponse, Param, Query};
-use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::pg4::{self, Connection, DbValue, ParameterValue};
 use spin_sdk::variables;
@@ -66,21 +66,7 @@ async fn read_body_limited(req: IncomingRequest) -> Result<Vec<u8>, HttpResponse
 }
 
 async fn respond(out: ResponseOutparam, r: HttpResponse) {
-    let headers: Vec<(String, Vec<u8>)> = r
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    let response =
-        OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
-    let _ = response.set_status_code(r.status);
-    let mut sink = response.take_body();
-    out.set(response);
-    if !r.body.is_empty() {
-        if let Err(e) = sink.send(r.body).await {
-            eprintln!("mcp: could not write the response body: {e:?}");
-        }
-    }
+    ipai_spin::http::respond_with_headers(out, r.status, r.headers, r.body).await
 }
 
 /// The read-only connection, opened on first use.

@@ -6,12 +6,11 @@
 //! request, reads the variables, runs the library's statements on a `db_url` connection
 //! opened on first use, and writes the response.
 
-use futures::SinkExt;
 use ipai_ops::{Config, Database, DbError, Request, Response};
 use ipai_spin::http::{headers, method, read_body, BodyError};
 use ipai_spin::vars;
 use serde_json::Value;
-use spin_sdk::http::{Fields, IncomingRequest, OutgoingResponse, ResponseOutparam};
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
 
@@ -122,19 +121,5 @@ impl Database for Pg {
 }
 
 async fn write(out: ResponseOutparam, r: Response) {
-    let headers: Vec<(String, Vec<u8>)> = r
-        .headers
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
-    let response =
-        OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
-    let _ = response.set_status_code(r.status);
-    let mut sink = response.take_body();
-    out.set(response);
-    if !r.body.is_empty() {
-        if let Err(e) = sink.send(r.body).await {
-            eprintln!("ops: could not write the response body: {e:?}");
-        }
-    }
+    ipai_spin::http::respond_with_headers(out, r.status, r.headers, r.body).await
 }

@@ -15,20 +15,31 @@ pub async fn respond(
     body: Vec<u8>,
     extra: &[(&str, String)],
 ) {
-    let mut headers: Vec<(String, Vec<u8>)> =
-        vec![("content-type".into(), content_type.as_bytes().to_vec())];
-    headers.extend(
-        extra
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())),
-    );
+    let mut headers = vec![("content-type".to_string(), content_type.to_string())];
+    headers.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    respond_with_headers(out, status, headers, body).await
+}
+
+/// Writes a complete response with exactly these headers.
+pub async fn respond_with_headers(
+    out: ResponseOutparam,
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) {
+    let headers: Vec<(String, Vec<u8>)> = headers
+        .into_iter()
+        .map(|(k, v)| (k, v.into_bytes()))
+        .collect();
     let response =
         OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
     let _ = response.set_status_code(status);
     let mut sink = response.take_body();
     out.set(response);
-    if let Err(e) = sink.send(body).await {
-        eprintln!("could not write the response body: {e:?}");
+    if !body.is_empty() {
+        if let Err(e) = sink.send(body).await {
+            eprintln!("could not write the response body: {e:?}");
+        }
     }
 }
 
