@@ -135,21 +135,7 @@ pub fn money(amount: Option<&str>, currency: Option<&str>) -> String {
     }
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn html_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use ipai_core::html::escape as html_escape;
 
 /// A human-readable UTC date-time (`2026-11-27 01:00 UTC`) from RFC 3339 text.
 pub fn human_datetime(rfc3339: &str) -> String {

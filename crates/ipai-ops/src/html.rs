@@ -5,21 +5,7 @@ use crate::chart::{self, Volume};
 use crate::data::{DashboardData, OutboxRow, STATUSES};
 use std::fmt::Write;
 
-/// Escapes text for HTML element content and double-quoted attribute values.
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use ipai_core::html::escape;
 
 /// A duration for people: `42 s`, `7 min`, `3.5 h`, `2.0 d`.
 pub fn human_age(seconds: f64) -> String {
