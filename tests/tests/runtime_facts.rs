@@ -66,10 +66,11 @@ async fn a_missing_required_variable_refuses_to_start_naming_it() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_sslmode_disable_the_local_self_signed_server_is_refused_as_503() {
+/// Starts the app with `db_url` rewritten by `edit`, posts a signed event and expects a
+/// 503 with nothing stored; returns what the runtime logged.
+async fn ingest_refused_by_the_database(edit: impl Fn(&str) -> String) -> String {
     let f = Fixture::with(|v| {
-        let url = v["db_url"].replace("?sslmode=disable", "");
+        let url = edit(&v["db_url"]);
         v.insert("db_url".into(), url);
     })
     .await
@@ -81,29 +82,21 @@ async fn without_sslmode_disable_the_local_self_signed_server_is_refused_as_503(
     assert_eq!(resp.status().as_u16(), 503);
     assert_eq!(f.db.count("outbox").await, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = f.sys.output().to_lowercase();
+    f.sys.output()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sslmode_disable_the_local_self_signed_server_is_refused_as_503() {
+    let out = ingest_refused_by_the_database(|url| url.replace("?sslmode=disable", "")).await;
     assert!(
-        out.contains("certificate"),
+        out.to_lowercase().contains("certificate"),
         "the log should name the TLS failure:\n{out}"
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outbound_hosts_match_literally_so_localhost_is_denied_when_127_0_0_1_is_allowed() {
-    let f = Fixture::with(|v| {
-        let url = v["db_url"].replace("127.0.0.1", "localhost");
-        v.insert("db_url".into(), url);
-    })
-    .await
-    .unwrap();
-    let resp = signed_request("test-secret", "k", &expense())
-        .post(&f.http, &f.sys.url("/odoo-webhook"))
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 503);
-    assert_eq!(f.db.count("outbox").await, 0);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let out = f.sys.output();
+    let out = ingest_refused_by_the_database(|url| url.replace("127.0.0.1", "localhost")).await;
     assert!(
         out.contains("address postgres://localhost:5432 is not permitted"),
         "{out}"
