@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: runs `ipai bench` against the system under each available runtime (the
 # local host always; real Spin when a CLI is found), each phase on a fresh database:
-#   ingest   — kick off, so only ingest runs: throughput, latency at half peak, raw SQL baseline
+#   ingest   — kick off and no cron trigger, so only ingest runs (nothing dispatches the
+#              bench's events on the same cores): throughput, latency at half peak, raw SQL
+#              baseline
 #   dispatch — kick on, handlers = a trivial loopback handler in the bench process:
 #              pending→done throughput and end-to-end latency at a fixed rate
 # The merged report is target/bench/report.json. BENCH_ARGS adds flags to every phase.
@@ -15,6 +17,18 @@ mkdir -p target/bench target/test-logs
 SPIN="$(find_spin_any)"
 RUNTIMES="local"; [ -n "$SPIN" ] && RUNTIMES="local spin"
 RUNTIMES="${BENCH_RUNTIMES:-$RUNTIMES}"
+# spin.toml without its [[trigger.cron]] table, sources made absolute, for the ingest phase.
+ingest_manifest() {
+  python3 - "$PWD" target/bench/ingest-spin.toml <<'PY'
+import re, sys
+root, out = sys.argv[1], sys.argv[2]
+text = open(f"{root}/spin.toml").read().replace('source = "target/', f'source = "{root}/target/')
+text = re.sub(r'\n\[\[trigger\.cron\]\]\n.*?(?=\n\[)', '', text, flags=re.S)
+assert "trigger.cron" not in text
+open(out, "w").write(text)
+PY
+  echo target/bench/ingest-spin.toml
+}
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 run_phase() { # runtime phase
@@ -34,9 +48,11 @@ run_phase() { # runtime phase
   else
     env+=(SPIN_VARIABLE_SERVICE_CHAINING=off SPIN_VARIABLE_HANDLER_BASE_URL="http://127.0.0.1:$hport")
   fi
+  local manifest=spin.toml
+  [ "$phase" = ingest ] && manifest=$(ingest_manifest)
   local -a cmd
-  if [ "$rt" = spin ]; then cmd=("$SPIN" up --from spin.toml --listen "127.0.0.1:$port")
-  else cmd=(target/release/ipai-spin-host up --from spin.toml --listen "127.0.0.1:$port"); fi
+  if [ "$rt" = spin ]; then cmd=("$SPIN" up --from "$manifest" --listen "127.0.0.1:$port")
+  else cmd=(target/release/ipai-spin-host up --from "$manifest" --listen "127.0.0.1:$port"); fi
   env "${env[@]}" "${cmd[@]}" > "target/test-logs/bench-$rt-$phase.log" 2>&1 &
   local pid=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
