@@ -85,13 +85,32 @@ pub(crate) fn event_body(i: usize, run: &str) -> String {
     .to_string()
 }
 
+/// What a throughput run posts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Probe {
+    /// Correctly signed events: the whole ingest path, answered 202.
+    Accepted,
+    /// Events signed with a wrong secret: answered 401 at the signature check, so they
+    /// cost an instance, the headers, the HMAC and the response but no JSON and no
+    /// database — the runtime's own per-request cost.
+    BadSignature,
+}
+
 pub(crate) async fn post_one(
     client: &reqwest::Client,
     args: &BenchArgs,
+    probe: Probe,
     i: usize,
     run: &str,
 ) -> Result<Duration> {
-    post_event(client, args, i, run).await.map(|(d, _)| d)
+    match probe {
+        Probe::Accepted => post_signed(client, args, &args.secret, 202, i, run).await,
+        Probe::BadSignature => {
+            let wrong = format!("not-{}", args.secret);
+            post_signed(client, args, &wrong, 401, i, run).await
+        }
+    }
+    .map(|(d, _)| d)
 }
 
 /// Posts one signed event; returns its latency and outbox id.
@@ -101,9 +120,21 @@ pub(crate) async fn post_event(
     i: usize,
     run: &str,
 ) -> Result<(Duration, String)> {
+    post_signed(client, args, &args.secret, 202, i, run).await
+}
+
+/// Posts event `i` signed with `secret`; fails unless the answer is `expect`.
+async fn post_signed(
+    client: &reqwest::Client,
+    args: &BenchArgs,
+    secret: &str,
+    expect: u16,
+    i: usize,
+    run: &str,
+) -> Result<(Duration, String)> {
     let body = event_body(i, run);
     let ts = chrono::Utc::now().timestamp_millis().to_string();
-    let sig = sign(&args.secret, &ts, body.as_bytes());
+    let sig = sign(secret, &ts, body.as_bytes());
     let start = Instant::now();
     let resp = client
         .post(&args.url)
@@ -117,8 +148,8 @@ pub(crate) async fn post_event(
     let status = resp.status().as_u16();
     let elapsed = start.elapsed();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
-    if status != 202 {
-        bail!("ingest answered {status}: {body}");
+    if status != expect {
+        bail!("ingest answered {status} (expected {expect}): {body}");
     }
     Ok((elapsed, body["id"].as_str().unwrap_or_default().to_string()))
 }
@@ -132,7 +163,12 @@ pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// Full-concurrency phase: returns (requests/s, latencies).
-async fn throughput(args: &BenchArgs, run: &str, n: usize) -> Result<(f64, Vec<Duration>)> {
+async fn throughput(
+    args: &BenchArgs,
+    probe: Probe,
+    run: &str,
+    n: usize,
+) -> Result<(f64, Vec<Duration>)> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
@@ -149,7 +185,7 @@ async fn throughput(args: &BenchArgs, run: &str, n: usize) -> Result<(f64, Vec<D
                 if i >= n {
                     return Ok::<_, anyhow::Error>(lat);
                 }
-                lat.push(post_one(&client, &args, i, &run).await?);
+                lat.push(post_one(&client, &args, probe, i, &run).await?);
             }
         }));
     }
@@ -176,7 +212,7 @@ async fn fixed_rate(args: &BenchArgs, run: &str, rate: f64, seconds: u64) -> Res
         let (client, args, run) = (client.clone(), args.clone(), run.to_string());
         let permit = slots.clone().acquire_owned().await?;
         tasks.push(tokio::spawn(async move {
-            let r = post_one(&client, &args, i, &run).await;
+            let r = post_one(&client, &args, Probe::Accepted, i, &run).await;
             drop(permit);
             r
         }));
@@ -317,12 +353,32 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
         args.concurrency
     );
     println!("bench: warming up against {}", args.url);
-    throughput(&args, &format!("{run}w"), 200.min(args.requests)).await?;
+    throughput(
+        &args,
+        Probe::Accepted,
+        &format!("{run}w"),
+        200.min(args.requests),
+    )
+    .await?;
 
-    let (rps, _) = throughput(&args, &format!("{run}t"), args.requests).await?;
+    let (rps, _) = throughput(&args, Probe::Accepted, &format!("{run}t"), args.requests).await?;
     println!(
         "bench: ingest at concurrency {}: {rps:.0} req/s",
         args.concurrency
+    );
+    let (no_db, _) = throughput(
+        &args,
+        Probe::BadSignature,
+        &format!("{run}n"),
+        args.requests,
+    )
+    .await?;
+    // If the runtime's database calls cost no more than the baseline's, a request would
+    // cost 1/no_db + 1/baseline of the machine: the most ingest can reach here.
+    let ceiling = 100.0 * no_db / (no_db + baseline);
+    println!(
+        "bench: same requests with a bad signature (401, no database): {no_db:.0} req/s \
+         → ingest ceiling {ceiling:.0}% of baseline"
     );
     let mut lat = fixed_rate(&args, &format!("{run}l"), rps / 2.0, args.latency_seconds).await?;
     lat.sort();
@@ -338,6 +394,8 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
         ("ingest_p99_ms", p99),
         ("ingest_baseline_sql_rps", baseline),
         ("ingest_vs_baseline_pct", 100.0 * rps / baseline),
+        ("ingest_no_db_rps", no_db),
+        ("ingest_ceiling_pct", ceiling),
     ];
     if let Some(rss) = rss {
         entries.push(("host_peak_rss_mb", rss));
@@ -353,6 +411,8 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
         "| ingest / baseline | {:.0}% | ≥ 50% |",
         100.0 * rps / baseline
     );
+    println!("| ingest_no_db_rps (401 at the signature check) | {no_db:.0} | |");
+    println!("| ingest ceiling (no_db with baseline-cost SQL) | {ceiling:.0}% | |");
     println!("| ingest_p50_ms (at half peak) | {p50:.2} | |");
     println!("| ingest_p99_ms (at half peak) | {p99:.2} | ≤ 20 |");
     match rss {
