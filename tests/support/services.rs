@@ -26,9 +26,26 @@ pub const IT_ADMIN: &str = "it.admin@example.com";
 pub const DIRECTOR: &str = "fin.director@example.com";
 pub const FINANCE_CHANNEL: &str = "finance";
 
-/// The approver Odoo returns for every expense report (report 310).
+/// The approver Odoo returns for every expense report.
 pub fn approver() -> Value {
     json!({"id": 5, "name": "Maria Santos", "login": "maria", "email": "maria.santos@example.com"})
+}
+
+/// Report 320 ("Team offsite") holds expenses 2001–2003; every other expense is alone in
+/// report 310 ("November expenses", PHP 1,250.50). Both are approved by Maria Santos.
+pub const OFFSITE_LINES: [i64; 3] = [2001, 2002, 2003];
+
+/// The `sheet_id` value Odoo's `web_read` returns for an expense line.
+fn report_of(expense_id: i64) -> Value {
+    if OFFSITE_LINES.contains(&expense_id) {
+        json!({"id": 320, "name": "Team offsite", "total_amount": 4350.25,
+               "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": OFFSITE_LINES,
+               "user_id": approver()})
+    } else {
+        json!({"id": 310, "name": "November expenses", "total_amount": 1250.5,
+               "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": [expense_id],
+               "user_id": approver()})
+    }
 }
 
 /// The reviewer Odoo returns for user 3.
@@ -99,13 +116,16 @@ fn odoo_answer(r: &Recorded, writes: &OdooWrites) -> (u16, String) {
             match (model, method) {
                 (Some("hr.expense"), Some("web_read")) => {
                     let spec = &args[6]["specification"]["sheet_id"]["fields"];
-                    if spec["user_id"]["fields"]["email"] != json!({}) {
+                    if spec["user_id"]["fields"]["email"] != json!({})
+                        || spec["name"] != json!({})
+                        || spec["total_amount"] != json!({})
+                        || spec["currency_id"]["fields"]["name"] != json!({})
+                        || spec["expense_line_ids"] != json!({})
+                    {
                         return rpc_error("builtins.ValueError", "bad specification");
                     }
                     let id = args[5][0][0].clone();
-                    ok(
-                        json!([{"id": id, "sheet_id": {"id": 310, "name": "November expenses", "user_id": approver()}}]),
-                    )
+                    ok(json!([{"id": id, "sheet_id": report_of(id.as_i64().unwrap_or(0))}]))
                 }
                 (Some("res.users"), Some("web_read")) => {
                     if args[5] == json!([[3]]) {

@@ -272,6 +272,135 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_with_several_lines_gets_one_approval_request_per_submission() {
+    let svc = Services::start().await;
+    let f = system(&svc, |_| {}).await;
+    // Odoo emits expense.submitted for each of report 320's three lines, in one go.
+    let line = |id: i64, amount: f64, submitted_at: &str| {
+        expense(
+            "expense.submitted",
+            id as u64,
+            json!({"amount": amount, "sheet_id": 320, "submitted_at": submitted_at}),
+        )
+    };
+    let [a, b, c] = services::OFFSITE_LINES;
+    let first = f
+        .ingest("off-a", &line(a, 1200.0, "2026-11-25T02:00:00Z"))
+        .await;
+    let second = f
+        .ingest("off-b", &line(b, 850.25, "2026-11-25T02:00:00Z"))
+        .await;
+    let third = f
+        .ingest("off-c", &line(c, 2300.0, "2026-11-25T02:00:00Z"))
+        .await;
+    let s = f.dispatch().await;
+    for id in [&first, &second, &third] {
+        assert_eq!(f.db.status(id).await, "done", "{s}\n{}", f.sys.output());
+    }
+    let posts = svc.posts();
+    assert_eq!(posts.len(), 1, "one message for the report: {posts:?}");
+    let att = &posts[0]["attachments"][0];
+    assert_eq!(posts[0]["channel"], "@maria.santos");
+    assert_eq!(att["title"], "Expense report Team offsite");
+    let fields = att["fields"].to_string();
+    assert!(
+        fields.contains("PHP 4,350.25") && fields.contains("3 expenses"),
+        "the report's total, not one line's: {fields}"
+    );
+    let ctx = ActionContext::verify(
+        &att["actions"][0]["integration"]["context"],
+        TEST_ACTION_SECRET,
+    )
+    .unwrap();
+    assert_eq!(ctx.sheet_id, "320");
+    // The owner posted through the ledger; the other lines recorded no side effect.
+    let owner: String =
+        f.db.client
+            .query_one(
+                "SELECT event_id::text FROM integration.approval_requests \
+             WHERE request_key = 'hr.expense.sheet/320@2026-11-25T02:00:00Z'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+    assert_eq!(owner, ctx.event_id);
+    let mut with_post = 0;
+    for id in [&first, &second, &third] {
+        let rows = deliveries(&f, id).await;
+        if *id == owner {
+            assert_eq!(rows, vec![d("mattermost", "approval-request", "sent")]);
+            with_post += 1;
+        } else {
+            assert!(rows.is_empty(), "{id}: {rows:?}");
+        }
+    }
+    assert_eq!(with_post, 1);
+
+    // A line redelivered by hand posts nothing again.
+    let redelivered = envelope(&second, &line(b, 850.25, "2026-11-25T02:00:00Z"));
+    let (status, answer) = call_handler(&f, "expense", &redelivered).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(svc.posts().len(), 1);
+
+    // Refused, corrected and submitted again: a new submission, a new request.
+    let again = f
+        .ingest("off-a-2", &line(a, 1200.0, "2026-11-26T07:30:00Z"))
+        .await;
+    let later = f
+        .ingest("off-b-2", &line(b, 850.25, "2026-11-26T07:30:00Z"))
+        .await;
+    f.dispatch().await;
+    assert_eq!(f.db.status(&again).await, "done");
+    assert_eq!(f.db.status(&later).await, "done");
+    assert_eq!(svc.posts().len(), 2);
+    assert_eq!(f.db.count("approval_requests").await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_claims_of_one_approval_request_agree_on_one_owner() {
+    let db = ipai_tests::TestDb::new().await.unwrap();
+    let mut claims = Vec::new();
+    for _ in 0..16 {
+        let url = db.url.clone();
+        claims.push(tokio::spawn(async move {
+            let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let me = uuid::Uuid::new_v4().to_string();
+            let owner: String = client
+                .query_one(
+                    "SELECT integration.claim_approval_request('hr.expense.sheet/9@t', $1::text::uuid)",
+                    &[&me],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            // Asking again (a redelivery) gives the same answer.
+            let again: String = client
+                .query_one(
+                    "SELECT integration.claim_approval_request('hr.expense.sheet/9@t', $1::text::uuid)",
+                    &[&me],
+                )
+                .await
+                .unwrap()
+                .get(0);
+            assert_eq!(owner, again);
+            (me, owner)
+        }));
+    }
+    let mut results = Vec::new();
+    for c in claims {
+        results.push(c.await.unwrap());
+    }
+    let owner = &results[0].1;
+    assert!(results.iter().all(|(_, o)| o == owner), "{results:?}");
+    assert_eq!(results.iter().filter(|(me, _)| me == owner).count(), 1);
+    assert_eq!(db.count("approval_requests").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn asset_events_email_book_the_calendar_and_track_availability() {
     let svc = Services::start().await;
     let f = system(&svc, |_| {}).await;

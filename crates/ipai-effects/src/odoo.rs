@@ -41,15 +41,24 @@ fn user_spec() -> Value {
     json!({"fields": {"name": {}, "login": {}, "email": {}}})
 }
 
-/// An expense line's report and the report's manager (`hr.expense.sheet.user_id`, the
-/// approver Odoo assigns): `hr.expense.web_read([id], {sheet_id: {name, user_id: {...}}})`.
+/// An expense line's report, the report's total and lines, and its manager
+/// (`hr.expense.sheet.user_id`, the approver Odoo assigns):
+/// `hr.expense.web_read([id], {sheet_id: {name, total_amount, currency_id, expense_line_ids,
+/// user_id: {...}}})`. The approver decides on the whole report, so the message shows its
+/// total rather than one line's amount.
 pub fn expense_approver_lookup(s: &Session, expense_id: i64) -> Value {
     execute_kw(
         s,
         "hr.expense",
         "web_read",
         json!([[expense_id]]),
-        json!({"specification": {"sheet_id": {"fields": {"name": {}, "user_id": user_spec()}}}}),
+        json!({"specification": {"sheet_id": {"fields": {
+            "name": {},
+            "total_amount": {},
+            "currency_id": {"fields": {"name": {}}},
+            "expense_line_ids": {},
+            "user_id": user_spec(),
+        }}}}),
     )
 }
 
@@ -167,11 +176,32 @@ impl Person {
     }
 }
 
+/// An expense report (`hr.expense.sheet`) as the approval message shows it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub id: i64,
+    pub name: Option<String>,
+    /// `total_amount` as Odoo sent it (a number), in `currency`.
+    pub total: Option<String>,
+    pub currency: Option<String>,
+    /// How many expense lines the report holds.
+    pub lines: Option<usize>,
+}
+
 /// The report and approver from `expense_approver_lookup`'s result:
-/// `[{"id": 1042, "sheet_id": {"id": 310, "name": "...", "user_id": {...} | false}}]`.
-pub fn parse_expense_approver(result: &Value) -> (Option<i64>, Option<Person>) {
+/// `[{"id": 1042, "sheet_id": {"id": 310, "name": "...", "total_amount": 3750.5,
+/// "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": [1042, 1043],
+/// "user_id": {...} | false} | false}]`.
+pub fn parse_expense_approver(result: &Value) -> (Option<Report>, Option<Person>) {
     let sheet = &result[0]["sheet_id"];
-    (sheet["id"].as_i64(), Person::from_value(&sheet["user_id"]))
+    let report = sheet["id"].as_i64().map(|id| Report {
+        id,
+        name: crate::fields::text(sheet, "name"),
+        total: crate::fields::number(sheet, "total_amount"),
+        currency: crate::fields::text(&sheet["currency_id"], "name"),
+        lines: sheet["expense_line_ids"].as_array().map(Vec::len),
+    });
+    (report, Person::from_value(&sheet["user_id"]))
 }
 
 /// The user from `user_lookup`'s result: `[{"id", "name", "login", "email"}]`.
@@ -263,13 +293,33 @@ mod tests {
         assert_eq!(parse_uid(&json!(2)).unwrap(), 2);
         assert!(parse_uid(&json!(false)).is_err());
         let (sheet, approver) = parse_expense_approver(&json!([{"id": 1042, "sheet_id": {
-            "id": 310, "name": "Nov", "user_id": {"id": 5, "name": "Maria Santos", "login": "maria", "email": "Maria.Santos@example.com"}}}]));
-        assert_eq!(sheet, Some(310));
+            "id": 310, "name": "Nov", "total_amount": 3750.5, "currency_id": {"id": 2, "name": "PHP"},
+            "expense_line_ids": [1042, 1043, 1044],
+            "user_id": {"id": 5, "name": "Maria Santos", "login": "maria", "email": "Maria.Santos@example.com"}}}]));
+        assert_eq!(
+            sheet,
+            Some(Report {
+                id: 310,
+                name: Some("Nov".into()),
+                total: Some("3750.5".into()),
+                currency: Some("PHP".into()),
+                lines: Some(3),
+            })
+        );
         let approver = approver.unwrap();
         assert_eq!(approver.handle().as_deref(), Some("maria.santos"));
-        let (_, none) =
+        let (bare, none) =
             parse_expense_approver(&json!([{"id": 1, "sheet_id": {"id": 3, "user_id": false}}]));
         assert_eq!(none, None);
+        assert_eq!(
+            bare,
+            Some(Report {
+                id: 3,
+                ..Report::default()
+            })
+        );
+        let (no_report, _) = parse_expense_approver(&json!([{"id": 1, "sheet_id": false}]));
+        assert_eq!(no_report, None);
         let login_only = Person {
             login: Some("Ana".into()),
             ..Person::default()

@@ -8,7 +8,7 @@ use crate::email::{self, Email};
 use crate::fields::{self, html_escape};
 use crate::google::Booking;
 use crate::mattermost::{self, ActionContext, Decision};
-use crate::odoo::{self, Person};
+use crate::odoo::{self, Person, Report};
 use ipai_core::dispatch::EventEnvelope;
 use serde_json::{json, Value};
 
@@ -93,7 +93,8 @@ pub fn lookup_for(event: &EventEnvelope) -> Option<(Lookup, &'static str, &'stat
 /// What a look-up found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Found {
-    pub sheet_id: Option<i64>,
+    /// An expense line's report (expense approver look-up).
+    pub report: Option<Report>,
     pub person: Option<Person>,
 }
 
@@ -137,9 +138,28 @@ pub struct Plan {
     pub effects: Vec<Effect>,
     /// Effects deliberately left out, with the reason (reported in the answer).
     pub notes: Vec<String>,
+    /// The expense report submission this event's approval request stands for
+    /// (`hr.expense.sheet/<id>@<submitted_at>`). Odoo emits `expense.submitted` for every
+    /// line of a report; of the events sharing a key only the first to claim it
+    /// (`claim_approval_request`) posts the request — see [`Plan::leave_approval_to`].
+    pub approval_request: Option<String>,
 }
 
 impl Plan {
+    /// Another event (`owner`) of the same report submission posts the approval request:
+    /// this event drops its own.
+    pub fn leave_approval_to(&mut self, owner: &str) {
+        let before = self.effects.len();
+        self.effects
+            .retain(|e| !(e.channel() == MATTERMOST && e.target() == APPROVAL_TARGET));
+        if self.effects.len() < before {
+            let key = self.approval_request.as_deref().unwrap_or("this report");
+            self.notes.push(format!(
+                "the approval request for {key} is posted by event {owner}"
+            ));
+        }
+    }
+
     /// Nothing to do at all: the event is acknowledged as skipped with this reason.
     pub fn skip_reason(&self) -> Option<String> {
         (self.statements.is_empty() && self.effects.is_empty()).then(|| {
@@ -244,6 +264,14 @@ fn expense_fields(e: &Expense) -> Vec<Value> {
     f
 }
 
+/// The key that makes a report's lines share one approval request: the report and the
+/// moment it was submitted (the addon sends the report's `submitted_at` on every line).
+/// Without a submission time each line keeps its own request, as nothing else tells a
+/// resubmission from a line of the same submission.
+fn approval_request_key(sheet_id: Option<&str>, submitted_at: Option<&str>) -> Option<String> {
+    Some(format!("hr.expense.sheet/{}@{}", sheet_id?, submitted_at?))
+}
+
 fn expense_submitted(
     event: &EventEnvelope,
     s: &Settings,
@@ -252,21 +280,64 @@ fn expense_submitted(
 ) -> Result<(), PlanError> {
     let e = expense(event);
     let sheet_id = found
-        .sheet_id
-        .map(|i| i.to_string())
+        .report
+        .as_ref()
+        .map(|r| r.id.to_string())
         .or_else(|| fields::text(&event.payload, "sheet_id"));
+    let submitted_at = fields::text(&event.payload, "submitted_at");
+    plan.approval_request = approval_request_key(sheet_id.as_deref(), submitted_at.as_deref());
     let approver = found.person.as_ref().and_then(Person::handle);
-    let title = match &sheet_id {
-        Some(sid) => format!("Expense report {sid}: {}", e.description),
-        None => format!("Expense {}: {}", e.id, e.description),
+    // The approver decides on the whole report: show its total when Odoo gave it.
+    let report = found.report.as_ref().filter(|r| r.total.is_some());
+    let (title, text, summary, fields) = match report {
+        Some(r) => {
+            let total = fields::money(
+                r.total.as_deref(),
+                r.currency
+                    .clone()
+                    .or_else(|| fields::text(&event.payload, "currency"))
+                    .as_deref(),
+            );
+            let lines = match r.lines {
+                Some(1) => "1 expense".to_string(),
+                Some(n) => format!("{n} expenses"),
+                None => "expenses".to_string(),
+            };
+            let name = r.name.clone().unwrap_or_else(|| r.id.to_string());
+            let who = match &e.employee_code {
+                Some(c) => format!("{} ({c})", e.employee),
+                None => e.employee.clone(),
+            };
+            (
+                format!("Expense report {name}"),
+                format!(
+                    "{} submitted an expense report for approval: {lines}, total {total}.",
+                    e.employee
+                ),
+                format!("{} · {total} · {name} ({lines})", e.employee),
+                vec![
+                    mattermost::field("Employee", &who, true),
+                    mattermost::field("Total", &total, true),
+                    mattermost::field("Lines", &lines, true),
+                ],
+            )
+        }
+        None => (
+            match &sheet_id {
+                Some(sid) => format!("Expense report {sid}: {}", e.description),
+                None => format!("Expense {}: {}", e.id, e.description),
+            },
+            format!("{} submitted an expense for approval.", e.employee),
+            format!("{} · {} · {}", e.employee, e.amount, e.description),
+            expense_fields(&e),
+        ),
     };
-    let summary = format!("{} · {} · {}", e.employee, e.amount, e.description);
     let mut attachment = json!({
-        "fallback": format!("{} submitted {} for approval: {}", e.employee, e.amount, e.description),
+        "fallback": format!("{title}: {summary}"),
         "color": mattermost::COLOR_INFO,
         "title": title,
-        "text": format!("{} submitted an expense for approval.", e.employee),
-        "fields": expense_fields(&e),
+        "text": text,
+        "fields": fields,
     });
     if let (Some(url), Some(sid)) = (&s.odoo_url, &sheet_id) {
         attachment["title_link"] = json!(odoo::record_url(url, "hr.expense.sheet", sid));

@@ -66,6 +66,26 @@ pub fn claim(
     }
 }
 
+/// The event that posts the approval request `key` (see `claim_approval_request`).
+pub fn claim_approval_request(
+    conn: &Connection,
+    key: &str,
+    event_id: &str,
+) -> Result<String, HandlerError> {
+    let rows = conn
+        .query(
+            deliveries::CLAIM_APPROVAL_REQUEST_SQL,
+            &[text(key), text(event_id)],
+        )
+        .map_err(db_error)?;
+    match first(&rows) {
+        Some([DbValue::Str(owner)]) => Ok(owner.clone()),
+        other => Err(HandlerError::Upstream(format!(
+            "claim_approval_request returned {other:?}"
+        ))),
+    }
+}
+
 /// Records the outcome of a claimed side effect.
 pub fn finish(
     conn: &Connection,

@@ -53,8 +53,15 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
             found = look_up(&lookup).await?;
         }
     }
-    let plan = plan::plan(event, &settings(), &found)
+    let mut plan = plan::plan(event, &settings(), &found)
         .map_err(|e| HandlerError::Misconfigured(e.to_string()))?;
+    // One approval request per report submission: the first of its lines' events owns it.
+    if let Some(key) = &plan.approval_request {
+        let owner = db::claim_approval_request(&conn, key, &event.id)?;
+        if owner != event.id {
+            plan.leave_approval_to(&owner);
+        }
+    }
     if let Some(reason) = plan.skip_reason() {
         return Ok(Handled::Skipped(reason));
     }
@@ -94,15 +101,15 @@ async fn look_up(lookup: &Lookup) -> Result<Found, HandlerError> {
             let result = odoo_client
                 .execute(&odoo::expense_approver_lookup(&session, *expense_id))
                 .await?;
-            let (sheet_id, person) = odoo::parse_expense_approver(&result);
-            Ok(Found { sheet_id, person })
+            let (report, person) = odoo::parse_expense_approver(&result);
+            Ok(Found { report, person })
         }
         Lookup::User { user_id } => {
             let result = odoo_client
                 .execute(&odoo::user_lookup(&session, *user_id))
                 .await?;
             Ok(Found {
-                sheet_id: None,
+                report: None,
                 person: odoo::parse_user(&result),
             })
         }

@@ -104,7 +104,10 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
         ))
     );
     let found = Found {
-        sheet_id: Some(310),
+        report: Some(Report {
+            id: 310,
+            ..Report::default()
+        }),
         person: Some(Person {
             id: Some(5),
             name: Some("Maria Santos".into()),
@@ -139,6 +142,106 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
     let refuse = ActionContext::verify(&actions[1]["integration"]["context"], "s3cret").unwrap();
     assert_eq!(refuse.decision, Decision::Refuse);
     assert!(att["fields"].to_string().contains("PHP 1,250.50"));
+}
+
+fn maria() -> Option<Person> {
+    Some(Person {
+        id: Some(5),
+        name: Some("Maria Santos".into()),
+        login: Some("maria".into()),
+        email: Some("maria.santos@example.com".into()),
+    })
+}
+
+#[test]
+fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
+    let mut payload = expense_payload();
+    payload["submitted_at"] = json!("2026-11-24T01:15:00Z");
+    let found = Found {
+        report: Some(Report {
+            id: 310,
+            name: Some("November expenses".into()),
+            total: Some("3750.5".into()),
+            currency: Some("PHP".into()),
+            lines: Some(3),
+        }),
+        person: maria(),
+    };
+    let p = plan(
+        &ev("expense.submitted", payload.clone()),
+        &settings(),
+        &found,
+    )
+    .unwrap();
+    // Every line of that submission carries the same key: the first to claim it posts.
+    assert_eq!(
+        p.approval_request.as_deref(),
+        Some("hr.expense.sheet/310@2026-11-24T01:15:00Z")
+    );
+    let att = &mm(&p)[0].1["attachments"][0];
+    assert_eq!(att["title"], "Expense report November expenses");
+    let fields = att["fields"].to_string();
+    assert!(
+        fields.contains("PHP 3,750.50") && fields.contains("3 expenses"),
+        "{fields}"
+    );
+    assert!(
+        !fields.contains("1,250.50"),
+        "not one line's amount: {fields}"
+    );
+    assert!(att["text"].as_str().unwrap().contains("total PHP 3,750.50"));
+    let ctx =
+        ActionContext::verify(&att["actions"][0]["integration"]["context"], "s3cret").unwrap();
+    assert_eq!(ctx.sheet_id, "310");
+    assert!(ctx.summary.contains("PHP 3,750.50"));
+
+    // Another line's event leaves the request to the owner and then has nothing to do.
+    let mut other = plan(
+        &ev("expense.submitted", payload.clone()),
+        &settings(),
+        &found,
+    )
+    .unwrap();
+    other.leave_approval_to("0b6c3f3e-1111-4a4a-9c9c-000000000009");
+    assert!(mm(&other).is_empty());
+    let reason = other.skip_reason().unwrap();
+    assert!(
+        reason.contains("hr.expense.sheet/310@2026-11-24T01:15:00Z")
+            && reason.contains("0b6c3f3e-1111-4a4a-9c9c-000000000009"),
+        "{reason}"
+    );
+
+    // A resubmission is a new key; without a submission time each line keeps its own.
+    payload["submitted_at"] = json!("2026-11-26T08:00:00Z");
+    let again = plan(
+        &ev("expense.submitted", payload.clone()),
+        &settings(),
+        &found,
+    )
+    .unwrap();
+    assert_eq!(
+        again.approval_request.as_deref(),
+        Some("hr.expense.sheet/310@2026-11-26T08:00:00Z")
+    );
+    payload.as_object_mut().unwrap().remove("submitted_at");
+    let unkeyed = plan(&ev("expense.submitted", payload), &settings(), &found).unwrap();
+    assert_eq!(unkeyed.approval_request, None);
+}
+
+#[test]
+fn leaving_the_approval_to_another_event_keeps_every_other_effect() {
+    let mut p = plan(
+        &ev("expense.approved", expense_payload()),
+        &settings(),
+        &Found::default(),
+    )
+    .unwrap();
+    let before = p.clone();
+    p.leave_approval_to("someone-else");
+    assert_eq!(
+        p, before,
+        "no approval request in the plan: nothing changes"
+    );
 }
 
 #[test]
@@ -296,7 +399,7 @@ fn finance_submitted_dms_the_reviewer_with_a_link() {
         Some((Lookup::User { user_id: 3 }, MATTERMOST, REVIEW_TARGET))
     );
     let found = Found {
-        sheet_id: None,
+        report: None,
         person: Some(Person {
             id: Some(3),
             name: Some("Rosa".into()),
