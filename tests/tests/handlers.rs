@@ -357,6 +357,18 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     assert_eq!(f.db.count("approval_requests").await, 2);
 }
 
+/// `claim_approval_request` of one fixed key by event `me`: the owner's id.
+async fn claim_approval_request(client: &tokio_postgres::Client, me: &str) -> String {
+    client
+        .query_one(
+            "SELECT integration.claim_approval_request('hr.expense.sheet/9@t', $1::text::uuid)",
+            &[&me],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_claims_of_one_approval_request_agree_on_one_owner() {
     let db = ipai_tests::TestDb::new().await.unwrap();
@@ -369,23 +381,9 @@ async fn racing_claims_of_one_approval_request_agree_on_one_owner() {
                 .unwrap();
             tokio::spawn(conn);
             let me = uuid::Uuid::new_v4().to_string();
-            let owner: String = client
-                .query_one(
-                    "SELECT integration.claim_approval_request('hr.expense.sheet/9@t', $1::text::uuid)",
-                    &[&me],
-                )
-                .await
-                .unwrap()
-                .get(0);
+            let owner = claim_approval_request(&client, &me).await;
             // Asking again (a redelivery) gives the same answer.
-            let again: String = client
-                .query_one(
-                    "SELECT integration.claim_approval_request('hr.expense.sheet/9@t', $1::text::uuid)",
-                    &[&me],
-                )
-                .await
-                .unwrap()
-                .get(0);
+            let again = claim_approval_request(&client, &me).await;
             assert_eq!(owner, again);
             (me, owner)
         }));
