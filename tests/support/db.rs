@@ -41,6 +41,15 @@ impl TestDb {
 }
 
 impl TestDb {
+    /// The value a query returns: the first column of its one row.
+    pub async fn value<T: tokio_postgres::types::FromSqlOwned>(&self, sql: &str) -> T {
+        self.client
+            .query_one(sql, &[])
+            .await
+            .map(|r| r.get::<_, T>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+
     /// The outbox status of event `id`.
     pub async fn status(&self, id: &str) -> String {
         self.client

@@ -317,11 +317,8 @@ async fn send_can_sign_with_the_standard_webhooks_scheme() {
     assert!(out.status.success(), "{:?}", text(&out));
     assert_eq!(text(&out).0, "✅ finance_task.filed\n");
     let key: String =
-        f.db.client
-            .query_one("SELECT idempotency_key FROM integration.outbox", &[])
-            .await
-            .unwrap()
-            .get(0);
+        f.db.value("SELECT idempotency_key FROM integration.outbox")
+            .await;
     assert_eq!(key, "msg_cli_1");
 }
 

@@ -315,15 +315,11 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     assert_eq!(ctx.sheet_id, "320");
     // The owner posted through the ledger; the other lines recorded no side effect.
     let owner: String =
-        f.db.client
-            .query_one(
-                "SELECT event_id::text FROM integration.approval_requests \
+        f.db.value(
+            "SELECT event_id::text FROM integration.approval_requests \
              WHERE request_key = 'hr.expense.sheet/320@2026-11-25T02:00:00Z'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        )
+        .await;
     assert_eq!(owner, ctx.event_id);
     let mut with_post = 0;
     for id in [&first, &second, &third] {

@@ -362,11 +362,8 @@ async fn a_standard_webhooks_request_is_accepted_with_webhook_id_as_key() {
     assert_nothing_written(&f).await;
     assert_eq!(post(sig).await.unwrap().status().as_u16(), 202);
     let key: String =
-        f.db.client
-            .query_one("SELECT idempotency_key FROM integration.outbox", &[])
-            .await
-            .unwrap()
-            .get(0);
+        f.db.value("SELECT idempotency_key FROM integration.outbox")
+            .await;
     assert_eq!(key, "msg_1");
 }
 

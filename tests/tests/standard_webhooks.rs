@@ -145,11 +145,8 @@ async fn the_ipai_scheme_from_the_odoo_addon_is_accepted_and_a_tampered_copy_rej
     let (s, b) = post(&f, &headers, &body).await;
     assert_eq!((s, b["status"].as_str()), (202, Some("queued")), "{b}");
     let key: String =
-        f.db.client
-            .query_one("SELECT idempotency_key FROM integration.outbox", &[])
-            .await
-            .unwrap()
-            .get(0);
+        f.db.value("SELECT idempotency_key FROM integration.outbox")
+            .await;
     assert_eq!(key, "expense:43:expense.paid:20261128T020000");
 }
 

@@ -51,10 +51,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn ingest(req: IncomingRequest) -> Result<Stored, IngestError> {
     let method = method(&req);
     let headers = headers(&req);
-    let content_length = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .map(|(_, v)| v.as_str());
+    let content_length = ipai_core::headers::header(&headers, "content-length");
     check_preamble(&method, content_length)?;
     let body = read_body(req, MAX_BODY_BYTES).await.map_err(|e| match e {
         BodyError::TooLarge(n) => IngestError::PayloadTooLarge(n, MAX_BODY_BYTES),

@@ -80,10 +80,7 @@ pub struct SignedRequest {
 
 impl SignedRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        ipai_core::headers::header(&self.headers, name)
     }
 }
 

@@ -22,10 +22,7 @@ pub struct IngestRequest {
 
 impl IngestRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        crate::headers::header(&self.headers, name)
     }
 }
 

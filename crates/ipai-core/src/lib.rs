@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod envelope;
 pub mod error;
 pub mod handler;
+pub mod headers;
 pub mod html;
 pub mod ingest;
 pub mod signature;

@@ -13,39 +13,45 @@ pub struct Statement {
     pub params: Vec<Option<String>>,
 }
 
-const PAYMENT_QUEUED: &str = "INSERT INTO integration.payment_queue AS q \
-    (expense_id, sheet_id, employee_id, employee_name, employee_code, amount, currency, \
-     description, status, approved_by, approved_at, paid_at, payment_ref, event_id, updated_at) \
-  VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text::numeric, $7::text, \
-     $8::text, 'queued', $9::text, coalesce($10::text::timestamptz, now()), NULL, NULL, \
-     $11::text::uuid, now()) \
-  ON CONFLICT (expense_id) DO UPDATE SET \
-     sheet_id = coalesce(EXCLUDED.sheet_id, q.sheet_id), \
-     employee_id = coalesce(EXCLUDED.employee_id, q.employee_id), \
-     employee_name = coalesce(EXCLUDED.employee_name, q.employee_name), \
-     employee_code = coalesce(EXCLUDED.employee_code, q.employee_code), \
-     amount = coalesce(EXCLUDED.amount, q.amount), \
-     currency = coalesce(EXCLUDED.currency, q.currency), \
-     description = coalesce(EXCLUDED.description, q.description), \
-     status = 'queued', approved_by = EXCLUDED.approved_by, approved_at = EXCLUDED.approved_at, \
-     paid_at = NULL, payment_ref = NULL, event_id = EXCLUDED.event_id, updated_at = now()";
+/// A `payment_queue` upsert keyed by expense: both write the same columns (parameters
+/// $1–$8 are `expense_common`) and keep the facts an earlier event knew when a later one
+/// lacks them; they differ in the values of the status columns and in what they overwrite.
+macro_rules! payment_upsert {
+    (values: $values:literal, set: $set:literal) => {
+        concat!(
+            "INSERT INTO integration.payment_queue AS q \
+                (expense_id, sheet_id, employee_id, employee_name, employee_code, amount, \
+                 currency, description, status, approved_by, approved_at, paid_at, payment_ref, \
+                 event_id, updated_at) \
+             VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text::numeric, \
+                 $7::text, $8::text, ",
+            $values,
+            ") ON CONFLICT (expense_id) DO UPDATE SET \
+                 sheet_id = coalesce(EXCLUDED.sheet_id, q.sheet_id), \
+                 employee_id = coalesce(EXCLUDED.employee_id, q.employee_id), \
+                 employee_name = coalesce(EXCLUDED.employee_name, q.employee_name), \
+                 employee_code = coalesce(EXCLUDED.employee_code, q.employee_code), \
+                 amount = coalesce(EXCLUDED.amount, q.amount), \
+                 currency = coalesce(EXCLUDED.currency, q.currency), \
+                 description = coalesce(EXCLUDED.description, q.description), ",
+            $set,
+            ", event_id = EXCLUDED.event_id, updated_at = now()"
+        )
+    };
+}
 
-const PAYMENT_PAID: &str = "INSERT INTO integration.payment_queue AS q \
-    (expense_id, sheet_id, employee_id, employee_name, employee_code, amount, currency, \
-     description, status, approved_by, approved_at, paid_at, payment_ref, event_id, updated_at) \
-  VALUES ($1::text, $2::text, $3::text, $4::text, $5::text, $6::text::numeric, $7::text, \
-     $8::text, 'paid', NULL, NULL, coalesce($9::text::timestamptz, now()), $10::text, \
-     $11::text::uuid, now()) \
-  ON CONFLICT (expense_id) DO UPDATE SET \
-     sheet_id = coalesce(EXCLUDED.sheet_id, q.sheet_id), \
-     employee_id = coalesce(EXCLUDED.employee_id, q.employee_id), \
-     employee_name = coalesce(EXCLUDED.employee_name, q.employee_name), \
-     employee_code = coalesce(EXCLUDED.employee_code, q.employee_code), \
-     amount = coalesce(EXCLUDED.amount, q.amount), \
-     currency = coalesce(EXCLUDED.currency, q.currency), \
-     description = coalesce(EXCLUDED.description, q.description), \
-     status = 'paid', paid_at = EXCLUDED.paid_at, payment_ref = EXCLUDED.payment_ref, \
-     event_id = EXCLUDED.event_id, updated_at = now()";
+const PAYMENT_QUEUED: &str = payment_upsert!(
+    values: "'queued', $9::text, coalesce($10::text::timestamptz, now()), NULL, NULL, \
+             $11::text::uuid, now()",
+    set: "status = 'queued', approved_by = EXCLUDED.approved_by, \
+          approved_at = EXCLUDED.approved_at, paid_at = NULL, payment_ref = NULL"
+);
+
+const PAYMENT_PAID: &str = payment_upsert!(
+    values: "'paid', NULL, NULL, coalesce($9::text::timestamptz, now()), $10::text, \
+             $11::text::uuid, now()",
+    set: "status = 'paid', paid_at = EXCLUDED.paid_at, payment_ref = EXCLUDED.payment_ref"
+);
 
 const PAYMENT_UNQUEUED: &str =
     "DELETE FROM integration.payment_queue WHERE expense_id = $1::text AND status = 'queued'";

@@ -96,6 +96,9 @@ pub struct Found {
     /// An expense line's report (expense approver look-up).
     pub report: Option<Report>,
     pub person: Option<Person>,
+    /// Another event of the same report submission claimed its approval request
+    /// (`claim_approval_request`): this event does not post one.
+    pub approval_posted_by: Option<String>,
 }
 
 /// Delivery targets of the messages that depend on a look-up.
@@ -139,27 +142,13 @@ pub struct Plan {
     /// Effects deliberately left out, with the reason (reported in the answer).
     pub notes: Vec<String>,
     /// The expense report submission this event's approval request stands for
-    /// (`hr.expense.sheet/<id>@<submitted_at>`). Odoo emits `expense.submitted` for every
-    /// line of a report; of the events sharing a key only the first to claim it
-    /// (`claim_approval_request`) posts the request — see [`Plan::leave_approval_to`].
+    /// (`hr.expense.sheet/<id>@<submitted_at>`, see [`approval_request_key`]). Odoo emits
+    /// `expense.submitted` for every line of a report; of the events sharing a key only the
+    /// first to claim it (`claim_approval_request`) posts the request.
     pub approval_request: Option<String>,
 }
 
 impl Plan {
-    /// Another event (`owner`) of the same report submission posts the approval request:
-    /// this event drops its own.
-    pub fn leave_approval_to(&mut self, owner: &str) {
-        let before = self.effects.len();
-        self.effects
-            .retain(|e| !(e.channel() == MATTERMOST && e.target() == APPROVAL_TARGET));
-        if self.effects.len() < before {
-            let key = self.approval_request.as_deref().unwrap_or("this report");
-            self.notes.push(format!(
-                "the approval request for {key} is posted by event {owner}"
-            ));
-        }
-    }
-
     /// Nothing to do at all: the event is acknowledged as skipped with this reason.
     pub fn skip_reason(&self) -> Option<String> {
         (self.statements.is_empty() && self.effects.is_empty()).then(|| {
@@ -264,12 +253,18 @@ fn expense_fields(e: &Expense) -> Vec<Value> {
     f
 }
 
-/// The key that makes a report's lines share one approval request: the report and the
-/// moment it was submitted (the addon sends the report's `submitted_at` on every line).
-/// Without a submission time each line keeps its own request, as nothing else tells a
-/// resubmission from a line of the same submission.
-fn approval_request_key(sheet_id: Option<&str>, submitted_at: Option<&str>) -> Option<String> {
-    Some(format!("hr.expense.sheet/{}@{}", sheet_id?, submitted_at?))
+/// The key that makes a report's lines share one approval request (`expense.submitted`
+/// only): the report and the moment it was submitted, both of which the addon sends on every
+/// line. Without them each line keeps its own request, as nothing else tells a resubmission
+/// from a line of the same submission. Read from the payload alone, so a handler can claim
+/// the request before it spends an Odoo look-up on a line that will not post it.
+pub fn approval_request_key(event: &EventEnvelope) -> Option<String> {
+    if event.event_type != "expense.submitted" {
+        return None;
+    }
+    let sheet_id = fields::text(&event.payload, "sheet_id")?;
+    let submitted_at = fields::text(&event.payload, "submitted_at")?;
+    Some(format!("hr.expense.sheet/{sheet_id}@{submitted_at}"))
 }
 
 fn expense_submitted(
@@ -284,8 +279,13 @@ fn expense_submitted(
         .as_ref()
         .map(|r| r.id.to_string())
         .or_else(|| fields::text(&event.payload, "sheet_id"));
-    let submitted_at = fields::text(&event.payload, "submitted_at");
-    plan.approval_request = approval_request_key(sheet_id.as_deref(), submitted_at.as_deref());
+    plan.approval_request = approval_request_key(event);
+    if let (Some(owner), Some(key)) = (&found.approval_posted_by, &plan.approval_request) {
+        plan.notes.push(format!(
+            "the approval request for {key} is posted by event {owner}"
+        ));
+        return Ok(());
+    }
     let approver = found.person.as_ref().and_then(Person::handle);
     // The approver decides on the whole report: show its total when Odoo gave it.
     let report = found.report.as_ref().filter(|r| r.total.is_some());

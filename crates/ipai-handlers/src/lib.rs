@@ -47,21 +47,22 @@ pub fn settings() -> Settings {
 /// Handles one event: look-up, plan, dashboards, side effects.
 pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let conn = db::open()?;
+    // One approval request per report submission: the first of its lines' events owns it;
+    // the others neither look the report up nor post.
+    let approval_posted_by = match plan::approval_request_key(event) {
+        Some(key) => Some(db::claim_approval_request(&conn, &key, &event.id)?)
+            .filter(|owner| *owner != event.id),
+        None => None,
+    };
     let mut found = Found::default();
     if let Some((lookup, channel, target)) = plan::lookup_for(event) {
-        if !db::is_done(&conn, &event.id, channel, target)? {
+        if approval_posted_by.is_none() && !db::is_done(&conn, &event.id, channel, target)? {
             found = look_up(&lookup).await?;
         }
     }
-    let mut plan = plan::plan(event, &settings(), &found)
+    found.approval_posted_by = approval_posted_by;
+    let plan = plan::plan(event, &settings(), &found)
         .map_err(|e| HandlerError::Misconfigured(e.to_string()))?;
-    // One approval request per report submission: the first of its lines' events owns it.
-    if let Some(key) = &plan.approval_request {
-        let owner = db::claim_approval_request(&conn, key, &event.id)?;
-        if owner != event.id {
-            plan.leave_approval_to(&owner);
-        }
-    }
     if let Some(reason) = plan.skip_reason() {
         return Ok(Handled::Skipped(reason));
     }
@@ -102,15 +103,19 @@ async fn look_up(lookup: &Lookup) -> Result<Found, HandlerError> {
                 .execute(&odoo::expense_approver_lookup(&session, *expense_id))
                 .await?;
             let (report, person) = odoo::parse_expense_approver(&result);
-            Ok(Found { report, person })
+            Ok(Found {
+                report,
+                person,
+                ..Found::default()
+            })
         }
         Lookup::User { user_id } => {
             let result = odoo_client
                 .execute(&odoo::user_lookup(&session, *user_id))
                 .await?;
             Ok(Found {
-                report: None,
                 person: odoo::parse_user(&result),
+                ..Found::default()
             })
         }
     }

@@ -9,6 +9,8 @@ use crate::jsonrpc::{self, Message, RpcError};
 use crate::server::{self, Era};
 use crate::Database;
 use base64::Engine as _;
+use ipai_core::auth::bearer_matches;
+use ipai_core::headers::header;
 use serde_json::{json, Value};
 
 /// Largest request body accepted.
@@ -91,24 +93,11 @@ impl HttpResponse {
     }
 }
 
-/// The first value of a header (case-insensitive name).
-pub fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
-}
-
 fn header_count(headers: &[(String, String)], name: &str) -> usize {
     headers
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case(name))
         .count()
-}
-
-/// Constant-time equality of two byte strings (length is not hidden).
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 const REALM: &str = "Bearer realm=\"ipai-mcp\"";
@@ -134,36 +123,32 @@ pub fn preflight(method: &str, headers: &[(String, String)], cfg: &Config) -> Op
             "the server's mcp_token variable is not set",
         ));
     }
-    let presented = header(headers, "authorization").and_then(|v| {
-        let (scheme, token) = v.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    match presented {
-        None => {
-            return Some(
-                HttpResponse::refusal(
-                    401,
-                    "unauthorized",
-                    "a bearer token is required (Authorization: Bearer <mcp_token>)",
-                )
-                .with_header("www-authenticate", REALM),
+    let authorization = header(headers, "authorization");
+    let is_bearer = authorization
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"));
+    if !is_bearer {
+        return Some(
+            HttpResponse::refusal(
+                401,
+                "unauthorized",
+                "a bearer token is required (Authorization: Bearer <mcp_token>)",
             )
-        }
-        Some(t) => {
-            // Compare with every configured token, without stopping early.
-            let ok = tokens.iter().fold(false, |acc, good| {
-                acc | constant_time_eq(t.as_bytes(), good.as_bytes())
-            });
-            if !ok {
-                return Some(
-                    HttpResponse::refusal(401, "unauthorized", "the bearer token is not valid")
-                        .with_header(
-                            "www-authenticate",
-                            &format!("{REALM}, error=\"invalid_token\""),
-                        ),
-                );
-            }
-        }
+            .with_header("www-authenticate", REALM),
+        );
+    }
+    // Compare with every configured token, without stopping early.
+    let valid = tokens
+        .iter()
+        .fold(false, |acc, good| acc | bearer_matches(authorization, good));
+    if !valid {
+        return Some(
+            HttpResponse::refusal(401, "unauthorized", "the bearer token is not valid")
+                .with_header(
+                    "www-authenticate",
+                    &format!("{REALM}, error=\"invalid_token\""),
+                ),
+        );
     }
     if let Some(origin) = header(headers, "origin") {
         if !origin_allowed(origin, header(headers, "host")) {

@@ -51,10 +51,7 @@ impl Request {
 
     /// A header's first value (name case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        ipai_core::headers::header(&self.headers, name)
     }
 
     fn is(&self, method: &str) -> bool {
@@ -144,10 +141,7 @@ impl Response {
 
     /// A header's value (tests).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        ipai_core::headers::header(&self.headers, name)
     }
 
     pub fn text(&self) -> String {

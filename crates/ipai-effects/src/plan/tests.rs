@@ -108,6 +108,7 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
             id: 310,
             ..Report::default()
         }),
+        approval_posted_by: None,
         person: Some(Person {
             id: Some(5),
             name: Some("Maria Santos".into()),
@@ -166,6 +167,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
             lines: Some(3),
         }),
         person: maria(),
+        approval_posted_by: None,
     };
     let p = plan(
         &ev("expense.submitted", payload.clone()),
@@ -196,13 +198,16 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
     assert!(ctx.summary.contains("PHP 3,750.50"));
 
     // Another line's event leaves the request to the owner and then has nothing to do.
-    let mut other = plan(
+    let claimed = Found {
+        approval_posted_by: Some("0b6c3f3e-1111-4a4a-9c9c-000000000009".into()),
+        ..Found::default()
+    };
+    let other = plan(
         &ev("expense.submitted", payload.clone()),
         &settings(),
-        &found,
+        &claimed,
     )
     .unwrap();
-    other.leave_approval_to("0b6c3f3e-1111-4a4a-9c9c-000000000009");
     assert!(mm(&other).is_empty());
     let reason = other.skip_reason().unwrap();
     assert!(
@@ -230,14 +235,22 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
 
 #[test]
 fn leaving_the_approval_to_another_event_keeps_every_other_effect() {
-    let mut p = plan(
+    let before = plan(
         &ev("expense.approved", expense_payload()),
         &settings(),
         &Found::default(),
     )
     .unwrap();
-    let before = p.clone();
-    p.leave_approval_to("someone-else");
+    let claimed = Found {
+        approval_posted_by: Some("someone-else".into()),
+        ..Found::default()
+    };
+    let p = plan(
+        &ev("expense.approved", expense_payload()),
+        &settings(),
+        &claimed,
+    )
+    .unwrap();
     assert_eq!(
         p, before,
         "no approval request in the plan: nothing changes"
@@ -400,6 +413,7 @@ fn finance_submitted_dms_the_reviewer_with_a_link() {
     );
     let found = Found {
         report: None,
+        approval_posted_by: None,
         person: Some(Person {
             id: Some(3),
             name: Some("Rosa".into()),
