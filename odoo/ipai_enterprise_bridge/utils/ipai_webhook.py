@@ -1,6 +1,6 @@
 """Signed delivery of one event to the IPAI integration bus (SPEC §3).
 
-Standard library only (``urllib``), so it runs inside Odoo without extra packages.
+Standard library only (``http.client``), so it runs inside Odoo without extra packages.
 
 The IPAI scheme::
 
@@ -21,15 +21,19 @@ The secret is never logged, and never appears in exceptions or ``repr`` output.
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import socket
+import ssl
+import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 
 __all__ = [
+    "IpaiConfigError",
     "IpaiResponse",
     "IpaiTransportError",
+    "Timeouts",
     "build_request",
     "canonical_body",
     "default_idempotency_key",
@@ -42,6 +46,8 @@ __all__ = [
 
 USER_AGENT = "ipai-enterprise-bridge/18.0 (+odoo)"
 DEFAULT_TIMEOUT = 10.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_DNS_TIMEOUT = 5.0
 # Responses are small JSON objects; never read more than this from the wire.
 _MAX_RESPONSE_BYTES = 64 * 1024
 
@@ -86,8 +92,23 @@ class IpaiResponse:
         except ValueError:
             return None
 
+    @property
+    def location(self):
+        """Where a 3xx answer points (credentials and query removed), else None."""
+        value = self.headers.get("location")
+        return _safe_url(value) if value else None
+
+    @property
+    def redirect(self):
+        return 300 <= self.status < 400
+
     def describe(self):
         """One line for a log or a human: status, machine code, message (no secrets)."""
+        if self.redirect:
+            return (
+                "HTTP %d redirect to %s not followed (a POST is never redirected): if that is the bus, "
+                "set ipai.webhook.url to it" % (self.status, self.location or "<no Location header>")
+            )
         if isinstance(self.body, dict):
             code = self.body.get("error") or self.body.get("status") or ""
             msg = self.body.get("message") or ""
@@ -184,41 +205,174 @@ def _parse(raw, content_type):
     return text
 
 
-def send_ipai_event(url, secret, event, idempotency_key=None, timeout=DEFAULT_TIMEOUT, timestamp=None):
+# ------------------------------------------------------------------------- transport
+#
+# ``http.client`` directly rather than ``urllib``: urllib follows redirects (a 301/302
+# turns the POST into a GET without body, a 307/308 can loop) and bounds neither DNS
+# nor the connect phase separately. Here every phase has its own bound, nothing is
+# followed, and every failure is one of two exception types.
+
+
+class IpaiConfigError(ValueError):
+    """The configured URL or secret cannot be used (no scheme, unknown scheme, no host,
+    bad port, no secret): nothing was sent; a human must fix the configuration."""
+
+
+def parse_url(url):
+    """(scheme, host, port, path-with-query) of an ingest URL, or IpaiConfigError."""
+    if not url or not str(url).strip():
+        raise IpaiConfigError("IPAI webhook URL is not configured")
+    try:
+        parts = urllib.parse.urlsplit(str(url).strip())
+        port = parts.port
+    except ValueError as e:
+        raise IpaiConfigError("IPAI webhook URL %r is not a URL: %s" % (_safe_url(url), e)) from None
+    if parts.scheme not in ("http", "https"):
+        raise IpaiConfigError(
+            "IPAI webhook URL %r must start with http:// or https://" % (_safe_url(url),)
+        )
+    if not parts.hostname:
+        raise IpaiConfigError("IPAI webhook URL %r has no host" % (_safe_url(url),))
+    port = port or (443 if parts.scheme == "https" else 80)
+    path = parts.path or "/"
+    if parts.query:
+        path += "?" + parts.query
+    return parts.scheme, parts.hostname, port, path
+
+
+def _system_resolver(host, port):
+    return [info[4] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+
+
+def resolve(host, port, timeout, resolver=None):
+    """The addresses of ``host``, waiting at most ``timeout`` seconds.
+
+    ``getaddrinfo`` has no timeout of its own (a dead resolver blocks for the system's
+    retries, often 20 s and more): it runs in a daemon thread and is abandoned when late.
+    """
+    resolver = resolver or _system_resolver
+    box = {}
+
+    def work():
+        try:
+            box["addrs"] = resolver(host, port)
+        except Exception as e:  # noqa: BLE001 (reported below)
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name="ipai-dns", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        raise IpaiTransportError("DNS lookup of %s took longer than %.3g s" % (host, timeout))
+    if "error" in box:
+        raise IpaiTransportError("DNS lookup of %s failed: %s" % (host, box["error"]))
+    if not box.get("addrs"):
+        raise IpaiTransportError("DNS lookup of %s returned no address" % (host,))
+    return box["addrs"]
+
+
+def _connect(addrs, connect_timeout):
+    last = None
+    for addr in addrs:
+        try:
+            return socket.create_connection(addr[:2], timeout=connect_timeout)
+        except OSError as e:
+            last = e
+    raise last
+
+
+class _Connection(http.client.HTTPConnection):
+    """An HTTP(S) connection whose DNS, connect and read phases are each bounded."""
+
+    def __init__(self, scheme, host, port, timeouts, resolver=None):
+        super().__init__(host, port, timeout=timeouts.read)
+        self._scheme = scheme
+        self._timeouts = timeouts
+        self._resolver = resolver
+
+    def connect(self):
+        addrs = resolve(self.host, self.port, self._timeouts.dns, self._resolver)
+        sock = _connect(addrs, self._timeouts.connect)
+        if self._scheme == "https":
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=self.host)
+        sock.settimeout(self._timeouts.read)
+        self.sock = sock
+
+
+class Timeouts:
+    """Seconds allowed to each phase of one request: DNS lookup, TCP (and TLS) connect,
+    and each wait for the answer's bytes (the whole answer is at most 64 KiB)."""
+
+    __slots__ = ("dns", "connect", "read")
+
+    def __init__(self, read=DEFAULT_TIMEOUT, connect=None, dns=None):
+        self.read = float(read)
+        self.connect = float(connect if connect is not None else min(self.read, DEFAULT_CONNECT_TIMEOUT))
+        self.dns = float(dns if dns is not None else min(self.read, DEFAULT_DNS_TIMEOUT))
+
+    def __repr__(self):
+        return "Timeouts(dns=%g, connect=%g, read=%g)" % (self.dns, self.connect, self.read)
+
+
+def _describe_failure(url, error):
+    if isinstance(error, socket.timeout) or isinstance(error, TimeoutError):
+        what = "timed out (%s)" % (error or "no answer in time")
+    elif isinstance(error, http.client.IncompleteRead):
+        what = "the answer was cut off (%d bytes read, more expected)" % len(error.partial)
+    elif isinstance(error, http.client.LineTooLong):
+        what = "the answer had an over-long line (%s)" % error
+    elif isinstance(error, http.client.RemoteDisconnected):
+        what = "the server closed the connection without answering"
+    elif isinstance(error, ConnectionResetError):
+        what = "the connection was reset"
+    elif isinstance(error, ConnectionRefusedError):
+        what = "connection refused"
+    elif isinstance(error, ssl.SSLError):
+        what = "TLS failed (%s)" % (error.reason or error)
+    else:
+        what = "%s: %s" % (error.__class__.__name__, error)
+    return "no answer from %s: %s" % (_safe_url(url), what)
+
+
+def send_ipai_event(url, secret, event, idempotency_key=None, timeout=DEFAULT_TIMEOUT, timestamp=None,
+                    connect_timeout=None, dns_timeout=None, resolver=None):
     """POST one signed event to the bus.
 
     ``event`` is the envelope dict (``event_type``, ``aggregate_type``, ``aggregate_id``,
     ``payload``, optional ``occurred_at``/``source``) or an already serialised body.
-    Returns an :class:`IpaiResponse` for every HTTP answer, 4xx/5xx included; raises
-    :class:`IpaiTransportError` when there is no answer. Without ``idempotency_key`` a
-    key derived from the event's content is used, so a retry of the same event dedupes.
+    Returns an :class:`IpaiResponse` for every HTTP answer, 3xx/4xx/5xx included (a
+    redirect is never followed: a POST must not turn into a GET or loop). Raises
+    :class:`IpaiConfigError` for an unusable URL or secret (nothing sent) and
+    :class:`IpaiTransportError` when there is no complete answer. ``timeout`` bounds each
+    read; ``connect_timeout`` and ``dns_timeout`` default to at most 5 s each.
+    Without ``idempotency_key`` a key derived from the event's content is used.
     """
-    if not url:
-        raise ValueError("IPAI webhook URL is not configured")
-    body, headers = build_request(secret, event, idempotency_key, timestamp)
-    req = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    scheme, host, port, path = parse_url(url)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (configured URL)
-            raw = resp.read(_MAX_RESPONSE_BYTES)
-            return IpaiResponse(resp.status, _parse(raw, resp.headers.get("content-type")), dict(resp.headers))
-    except urllib.error.HTTPError as e:
-        try:
-            raw = e.read(_MAX_RESPONSE_BYTES)
-        except Exception:  # the body of an error answer is best effort
-            raw = b""
-        hdrs = dict(e.headers) if e.headers else {}
-        return IpaiResponse(e.code, _parse(raw, hdrs.get("Content-Type") or hdrs.get("content-type")), hdrs)
-    except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, OSError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise IpaiTransportError("no answer from %s: %s" % (_safe_url(url), reason)) from None
+        body, headers = build_request(secret, event, idempotency_key, timestamp)
+    except ValueError as e:
+        raise IpaiConfigError(str(e)) from None
+    conn = _Connection(scheme, host, port, Timeouts(timeout, connect_timeout, dns_timeout), resolver)
+    try:
+        conn.request("POST", path, body=body, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read(_MAX_RESPONSE_BYTES)
+        hdrs = {k.lower(): v for k, v in resp.getheaders()}
+        return IpaiResponse(resp.status, _parse(raw, hdrs.get("content-type")), hdrs)
+    except IpaiTransportError:
+        raise
+    except (OSError, http.client.HTTPException, ValueError) as e:
+        raise IpaiTransportError(_describe_failure(url, e)) from None
+    finally:
+        conn.close()
 
 
 def _safe_url(url):
     """The URL without userinfo or query string (which could carry credentials)."""
     try:
-        from urllib.parse import urlsplit
-
-        p = urlsplit(url)
+        p = urllib.parse.urlsplit(str(url))
+        if not p.scheme or not p.netloc:
+            return p.path.split("@")[-1][:200]
         host = p.hostname or ""
         if p.port:
             host = "%s:%d" % (host, p.port)
