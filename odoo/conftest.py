@@ -97,3 +97,14 @@ if pytest is not None:
             yield bus
         finally:
             bus.stop()
+
+    @pytest.fixture
+    def scripted_server():
+        """A loopback server that misbehaves on request (reset, cut-off answer, redirect, ...)."""
+        from odoo.addons.ipai_enterprise_bridge.tests.scripted_server import ScriptedServer
+
+        server = ScriptedServer().start()
+        try:
+            yield server
+        finally:
+            server.stop()

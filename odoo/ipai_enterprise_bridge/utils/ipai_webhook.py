@@ -334,6 +334,16 @@ def _describe_failure(url, error):
     return "no answer from %s: %s" % (_safe_url(url), what)
 
 
+def _read_body(resp):
+    """At most 64 KiB of the answer; an answer cut off before its announced length is an
+    ``IncompleteRead`` (``read(amt)`` alone would return the fragment silently)."""
+    raw = resp.read(_MAX_RESPONSE_BYTES)
+    missing = resp.length or 0
+    if missing and len(raw) < _MAX_RESPONSE_BYTES:
+        raise http.client.IncompleteRead(raw, missing)
+    return raw
+
+
 def send_ipai_event(url, secret, event, idempotency_key=None, timeout=DEFAULT_TIMEOUT, timestamp=None,
                     connect_timeout=None, dns_timeout=None, resolver=None):
     """POST one signed event to the bus.
@@ -356,7 +366,7 @@ def send_ipai_event(url, secret, event, idempotency_key=None, timeout=DEFAULT_TI
     try:
         conn.request("POST", path, body=body, headers=headers)
         resp = conn.getresponse()
-        raw = resp.read(_MAX_RESPONSE_BYTES)
+        raw = _read_body(resp)
         hdrs = {k.lower(): v for k, v in resp.getheaders()}
         return IpaiResponse(resp.status, _parse(raw, hdrs.get("content-type")), hdrs)
     except IpaiTransportError:
