@@ -1,6 +1,6 @@
 {
     "name": "IPAI Enterprise Bridge",
-    "version": "18.0.1.0.0",
+    "version": "18.0.1.1.0",
     "category": "Technical",
     "summary": "Durable, HMAC-signed business events from Odoo to the IPAI integration bus",
     "description": """
@@ -8,8 +8,9 @@ Emits expense, equipment-booking and finance (PPM/BIR) task events to the IPAI
 integration bus (ingest: ``POST /odoo-webhook``).
 
 * Every event is written to ``ipai.event.queue`` in the same transaction as the business
-  change, sent right after commit, and retried by a cron with the same body and stable
-  idempotency key until the bus accepts it: an outage of the bus loses nothing.
+  change; the sender cron is triggered by that commit and sends it from the cron worker
+  (never inside the user's request), retrying with the same body and stable idempotency
+  key until the bus accepts it: an outage of the bus loses nothing.
 * Requests are signed as the bus expects: ``x-ipai-timestamp`` (ms),
   ``x-ipai-signature`` (hex HMAC-SHA256 over ``"{timestamp}.{body}"``),
   ``x-idempotency-key``.
@@ -18,15 +19,17 @@ integration bus (ingest: ``POST /odoo-webhook``).
 """,
     "author": "InsightPulse AI",
     "license": "Other OSI approved licence",
-    "depends": ["hr_expense", "maintenance", "project"],
+    "depends": ["mail", "hr_expense", "maintenance", "project"],
     "data": [
         "security/ir.model.access.csv",
+        "security/ipai_security.xml",
         "data/ir_config_parameter.xml",
         "data/ir_sequence.xml",
         "data/ir_cron.xml",
         "views/ipai_event_queue_views.xml",
         "views/ipai_asset_booking_views.xml",
         "views/project_views.xml",
+        "views/hr_views.xml",
     ],
     "post_init_hook": "post_init_hook",
     "installable": True,

@@ -35,7 +35,8 @@ TASK = {
 }
 PER_EVENT = {
     "expense.approved": {"approved_by": "Maria Santos", "approved_at": dt.datetime(2026, 11, 24, 3, 30), "status": "approve"},
-    "expense.rejected": {"reason": "No receipt", "refused_by": "Maria Santos", "status": "cancel"},
+    "expense.rejected": {"reason": "No receipt", "refused_by": "Maria Santos",
+                         "refused_at": dt.datetime(2026, 11, 24, 3, 30), "status": "cancel"},
     "expense.paid": {"paid_at": dt.datetime(2026, 11, 28, 2, 0), "payment_ref": "BNK1/2026/00042", "status": "done"},
     "asset.checked_out": {"status": "checked_out"},
     "asset.checked_in": {"status": "checked_in"},

@@ -6,12 +6,18 @@ asset.* events (SPEC §4, aggregate = booking).
 * ``action_checkin``  -> asset.checked_in
 * cron ``_cron_ipai_overdue`` -> asset.overdue, once per escalation level (1 employee,
   2 + manager, 3 + IT admin) of a booking checked out past its end.
+
+Access (``security/ipai_security.xml``): an employee sees and changes only their own
+bookings, an equipment manager all of them. Maintenance's own rule shows an employee
+only the equipment they follow; equipment flagged "Bookable" is readable by every
+employee, so they can pick it.
 """
 
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 
 from ..utils.payloads import days_overdue, escalation_level, parse_thresholds
+from ..utils.people import employee_facts
 
 PARAM_ESCALATION = "ipai.asset.escalation_days"
 
@@ -23,7 +29,13 @@ class IpaiAssetBooking(models.Model):
     _order = "start desc, id desc"
 
     name = fields.Char(required=True, copy=False, readonly=True, default=lambda self: _("New"))
-    equipment_id = fields.Many2one("maintenance.equipment", string="Equipment", required=True, tracking=True)
+    equipment_id = fields.Many2one(
+        "maintenance.equipment",
+        string="Equipment",
+        required=True,
+        tracking=True,
+        domain=[("ipai_bookable", "=", True)],
+    )
     employee_id = fields.Many2one(
         "hr.employee",
         string="Employee",
@@ -66,7 +78,9 @@ class IpaiAssetBooking(models.Model):
     @api.constrains("equipment_id", "start", "end", "state")
     def _check_overlap(self):
         for booking in self.filtered(lambda b: b.state in ("reserved", "checked_out")):
-            clash = self.search_count(
+            # sudo: the record rules show a user only their own bookings, but a clash
+            # with anyone's booking must be seen.
+            clash = self.sudo().search_count(
                 [
                     ("id", "!=", booking.id),
                     ("equipment_id", "=", booking.equipment_id.id),
@@ -89,22 +103,19 @@ class IpaiAssetBooking(models.Model):
 
     def _ipai_facts(self):
         self.ensure_one()
-        employee = self.employee_id.sudo()
         equipment = self.equipment_id.sudo()
-        return {
+        facts = employee_facts(self.employee_id.sudo())
+        facts.update({
             "booking_id": self.id,
             "asset_id": equipment.id,
             "asset_name": equipment.name,
             "asset_code": equipment.serial_no or "",
-            "employee_id": employee.id,
-            "employee_name": employee.name,
-            "employee_email": employee.work_email or False,
-            "manager_email": employee.parent_id.work_email or False,
             "start": self.start,
             "end": self.end,
             "location": self.location or equipment.location or "",
             "status": self.state,
-        }
+        })
+        return facts
 
     def _ipai_emit(self, event_type, discriminator=None, **event_fields):
         queue = self.env["ipai.event.queue"]
@@ -163,3 +174,13 @@ class IpaiAssetBooking(models.Model):
                 days_overdue=days,
             )
             booking.write({"ipai_overdue_level": level})
+
+
+class MaintenanceEquipment(models.Model):
+    _inherit = "maintenance.equipment"
+
+    ipai_bookable = fields.Boolean(
+        string="Bookable",
+        default=False,
+        help="Employees can see and book this equipment (Maintenance > Bookings).",
+    )

@@ -1,19 +1,22 @@
 """``ipai.event.queue``: the Odoo-side outbox of IPAI events.
 
-A hook calls :meth:`IpaiEventQueue.enqueue` inside the transaction of the business change,
-so the event exists exactly when the change does. After commit the rows are sent
-(``cr.postcommit``); whatever is not accepted then is retried by the cron
-``ir_cron_ipai_send_events`` with the same body and idempotency key. The state machine
-itself lives in ``utils/outbox.py`` (pure, tested without Odoo).
+A hook calls :meth:`IpaiEventQueue.enqueue` inside the transaction of the business change:
+the row (and a trigger of the sender cron, ``ir.cron._trigger()``) commit with the change,
+or not at all. Nothing is sent inside the user's request: Odoo's ``retrying()``
+(``odoo/service/model.py``) commits, running post-commit callbacks, before it answers, so
+a POST there would make every click wait on the bus. The cron worker wakes on the trigger
+right after the commit and sends the row; the same cron also runs every minute as a
+safety net. The state machine and the loop live in ``utils/outbox.py`` and
+``utils/sender.py`` (pure, tested without Odoo); this model is their storage.
 """
 
 import logging
 import time
 
-from odoo import SUPERUSER_ID, _, api, fields, models
+from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
-from ..utils import idempotency, outbox
+from ..utils import idempotency, outbox, sender
 from ..utils.events import make_event
 from ..utils.ipai_webhook import canonical_body, send_ipai_event
 from ..utils.payloads import build_payload
@@ -23,18 +26,29 @@ _logger = logging.getLogger(__name__)
 PARAM_URL = "ipai.webhook.url"
 PARAM_SECRET = "ipai.webhook.secret"
 PARAM_TIMEOUT = "ipai.webhook.timeout"
+PARAM_CONNECT_TIMEOUT = "ipai.webhook.connect_timeout"
 PARAM_BATCH = "ipai.webhook.batch_size"
 PARAM_NAMESPACE = "ipai.webhook.key_namespace"
 
-_POSTCOMMIT_KEY = "ipai_enterprise_bridge.queue_ids"
-# Sending right after commit runs in the user's request: keep it short, the cron does the rest.
-_POSTCOMMIT_BUDGET_SECONDS = 5.0
+SENDER_CRON = "ipai_enterprise_bridge.ir_cron_ipai_send_events"
+_TRIGGERED_KEY = "ipai_enterprise_bridge.sender_triggered"
+# One cron run stops starting new attempts after this long (Odoo's cron timeout is longer).
 _CRON_BUDGET_SECONDS = 50.0
+_ALERT_ACTIVITY = "mail.mail_activity_data_todo"
+_ALERT_SUMMARY_PREFIX = "IPAI event not delivered"
+
+
+def _float_param(value, default):
+    try:
+        return max(0.1, float(value)) if value not in (None, "", False) else default
+    except ValueError:
+        return default
 
 
 class IpaiEventQueue(models.Model):
     _name = "ipai.event.queue"
     _description = "IPAI Event Queue"
+    _inherit = ["mail.thread", "mail.activity.mixin"]
     _order = "id"
     _rec_name = "idempotency_key"
 
@@ -48,25 +62,64 @@ class IpaiEventQueue(models.Model):
         help="The exact JSON sent to the bus; every retry sends these bytes again.",
     )
     state = fields.Selection(
-        selection=[("pending", "Pending"), ("sent", "Sent"), ("failed", "Failed")],
+        selection=[
+            ("pending", "Pending"),
+            ("sent", "Sent"),
+            ("failed", "Failed"),
+            ("cancelled", "Cancelled"),
+        ],
         default="pending",
         required=True,
         index=True,
         readonly=True,
+        tracking=True,
+        help="Failed: the bus refused this event for good; it holds the later events of its record "
+        "until an administrator requeues or cancels it.",
     )
-    attempts = fields.Integer(default=0, readonly=True)
+    attempts = fields.Integer(default=0, readonly=True, help="Delivery attempts since queued or requeued.")
     next_attempt_at = fields.Datetime(default=fields.Datetime.now, index=True, readonly=True)
     last_attempt_at = fields.Datetime(readonly=True)
-    last_status = fields.Integer(string="Last HTTP Status", readonly=True)
+    last_status = fields.Integer(string="Last HTTP Status", readonly=True, help="0: no answer.")
     last_error = fields.Text(readonly=True)
     sent_at = fields.Datetime(readonly=True)
     bus_event_id = fields.Char(string="Bus Event ID", readonly=True, copy=False)
     res_model = fields.Char(string="Source Model", readonly=True)
     res_id = fields.Many2oneReference(string="Source Record", model_field="res_model", readonly=True)
+    needs_attention = fields.Boolean(
+        compute="_compute_needs_attention",
+        search="_search_needs_attention",
+        help="Failed, or still not delivered after several attempts.",
+    )
 
     _sql_constraints = [
         ("idempotency_key_unique", "UNIQUE(idempotency_key)", "An IPAI event with this idempotency key is already queued."),
     ]
+
+    def init(self):
+        # The sender's selection: the oldest unsent row of each record.
+        self.env.cr.execute(
+            """CREATE INDEX IF NOT EXISTS ipai_event_queue_unsent_idx
+                   ON ipai_event_queue (aggregate_type, aggregate_id, id)
+                WHERE state IN ('pending', 'failed')"""
+        )
+
+    @api.depends("state", "attempts")
+    def _compute_needs_attention(self):
+        for row in self:
+            row.needs_attention = row.state == outbox.FAILED or (
+                row.state == outbox.PENDING and row.attempts >= outbox.ALERT_AFTER_ATTEMPTS
+            )
+
+    def _search_needs_attention(self, operator, value):
+        domain = [
+            "|",
+            ("state", "=", outbox.FAILED),
+            "&",
+            ("state", "=", outbox.PENDING),
+            ("attempts", ">=", outbox.ALERT_AFTER_ATTEMPTS),
+        ]
+        positive = (operator == "=") == bool(value)
+        return domain if positive else ["!"] + domain
 
     # ------------------------------------------------------------------ configuration
 
@@ -76,18 +129,16 @@ class IpaiEventQueue(models.Model):
 
     @api.model
     def _ipai_config(self):
-        """(url, secret, timeout, batch size). The secret is never logged."""
+        """(url, secret, read timeout, connect timeout, batch size). Never logged."""
         url = (self._ipai_param(PARAM_URL) or "").strip()
         secret = self._ipai_param(PARAM_SECRET) or ""
-        try:
-            timeout = float(self._ipai_param(PARAM_TIMEOUT, 10) or 10)
-        except ValueError:
-            timeout = 10.0
+        timeout = _float_param(self._ipai_param(PARAM_TIMEOUT), 10.0)
+        connect_timeout = _float_param(self._ipai_param(PARAM_CONNECT_TIMEOUT), 5.0)
         try:
             batch = int(self._ipai_param(PARAM_BATCH, 50) or 50)
         except ValueError:
             batch = 50
-        return url, secret, timeout, max(1, batch)
+        return url, secret, timeout, connect_timeout, max(1, batch)
 
     @api.model
     def _ipai_enabled(self):
@@ -101,7 +152,8 @@ class IpaiEventQueue(models.Model):
         occurred_at=None, write_date=None,
     ):
         """Queue one event in the current transaction; returns the queue row (or an empty
-        recordset when ``ipai.webhook.url`` is not set).
+        recordset when ``ipai.webhook.url`` is not set: callers must not mark anything
+        as announced then).
 
         ``facts`` are turned into the payload by ``utils.payloads``; the key combines
         the aggregate, the event type and the write date (``write_date``, else
@@ -139,28 +191,24 @@ class IpaiEventQueue(models.Model):
                 "res_id": record.id if record is not None else False,
             }
         )
-        row._ipai_send_after_commit()
+        self._ipai_wake_sender()
         return row
 
-    def _ipai_send_after_commit(self):
-        """Registers the rows to be sent once the current transaction commits."""
-        postcommit = self.env.cr.postcommit
-        ids = postcommit.data.setdefault(_POSTCOMMIT_KEY, [])
-        if not ids:
-            dbname = self.env.cr.dbname
-            registry = self.env.registry
-
-            def _send():
-                try:
-                    with registry.cursor() as cr:
-                        env = api.Environment(cr, SUPERUSER_ID, {})
-                        env["ipai.event.queue"].browse(ids)._ipai_deliver(_POSTCOMMIT_BUDGET_SECONDS)
-                except Exception:  # never fail the user's request: the cron retries
-                    _logger.exception("IPAI: sending after commit failed on %s; the cron will retry", dbname)
-
-            postcommit.add(_send)
-
-        ids.extend(self.ids)
+    @api.model
+    def _ipai_wake_sender(self):
+        """Schedules the sender cron to run as soon as this transaction commits (once per
+        transaction). ``ir.cron._trigger`` writes an ``ir.cron.trigger`` row in this
+        transaction and notifies the cron workers after commit: a rolled-back change
+        wakes nobody, and the user's request never waits for the bus."""
+        data = self.env.cr.precommit.data
+        if data.get(_TRIGGERED_KEY):
+            return
+        cron = self.env.ref(SENDER_CRON, raise_if_not_found=False)
+        if cron:
+            cron.sudo()._trigger()
+            data[_TRIGGERED_KEY] = True
+        else:
+            _logger.warning("IPAI: the sender cron %s is missing; queued events wait", SENDER_CRON)
 
     # ------------------------------------------------------------------------ deliver
 
@@ -177,69 +225,80 @@ class IpaiEventQueue(models.Model):
             "body": self.body,
         }
 
-    def _ipai_lock_pending(self):
-        """Locks this recordset's pending rows (skipping rows another worker holds)."""
-        if not self.ids:
-            return self.browse()
-        self.flush_model()
-        self.env.cr.execute(
-            "SELECT id FROM ipai_event_queue WHERE id IN %s AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED",
-            [tuple(self.ids)],
-        )
-        return self.browse([r[0] for r in self.env.cr.fetchall()])
-
-    def _ipai_deliver(self, budget_seconds=_CRON_BUDGET_SECONDS):
-        """Sends these rows (those still pending and due), in order; writes each outcome."""
-        url, secret, timeout, _batch = self._ipai_config()
-        if not url or not secret:
-            _logger.warning("IPAI webhook URL or secret not configured: %d event(s) wait in the queue", len(self))
-            return 0
-        rows = self._ipai_lock_pending()
-        if not rows:
-            return 0
-        now = fields.Datetime.now()
-        send = outbox.deliver_with(send_ipai_event, url, secret, timeout=timeout)
-        deadline = time.monotonic() + budget_seconds
-        results = outbox.run_batch(
-            [r._ipai_row() for r in rows], send, now, deadline=deadline, clock=time.monotonic
-        )
-        for row_id, changes in results:
-            row = self.browse(row_id)
-            row.write(changes)
-            if changes["state"] == outbox.FAILED:
-                _logger.error("IPAI event %s failed permanently: %s", row.idempotency_key, changes.get("last_error"))
-            elif changes["state"] == outbox.PENDING:
-                _logger.warning(
-                    "IPAI event %s not accepted (attempt %d): %s; retry at %s",
-                    row.idempotency_key, changes["attempts"], changes.get("last_error"), changes.get("next_attempt_at"),
-                )
-        return len(results)
-
     @api.model
-    def _cron_send_pending(self):
-        """Cron: send every due pending row, oldest first, keeping per-aggregate order."""
-        if not self._ipai_enabled():
-            return
-        _url, _secret, _timeout, batch = self._ipai_config()
+    def _ipai_oldest_unsent(self, limit):
+        """Of each record's unsent rows (pending or failed), the oldest, if pending; locked
+        (skipping rows another worker holds). ``outbox.sendable`` then applies due-ness."""
         self.flush_model()
         self.env.cr.execute(
             """
-            SELECT q.id FROM ipai_event_queue q
-             WHERE q.state = 'pending'
-               AND (q.next_attempt_at IS NULL OR q.next_attempt_at <= %s)
-               AND NOT EXISTS (SELECT 1 FROM ipai_event_queue o
-                                WHERE o.state = 'pending'
-                                  AND o.aggregate_type = q.aggregate_type
-                                  AND o.aggregate_id = q.aggregate_id
-                                  AND o.id < q.id)
-             ORDER BY q.id
+            SELECT id FROM (
+                SELECT DISTINCT ON (aggregate_type, aggregate_id) id, state, next_attempt_at
+                  FROM ipai_event_queue
+                 WHERE state IN ('pending', 'failed')
+                 ORDER BY aggregate_type, aggregate_id, id
+            ) heads
+             WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+             ORDER BY id
              LIMIT %s
             """,
-            [fields.Datetime.now(), batch],
+            [fields.Datetime.now(), limit],
         )
         ids = [r[0] for r in self.env.cr.fetchall()]
-        if ids:
-            self.browse(ids)._ipai_deliver(_CRON_BUDGET_SECONDS)
+        if not ids:
+            return self.browse()
+        self.env.cr.execute(
+            "SELECT id FROM ipai_event_queue WHERE id IN %s AND state = 'pending' ORDER BY id FOR UPDATE SKIP LOCKED",
+            [tuple(ids)],
+        )
+        return self.browse([r[0] for r in self.env.cr.fetchall()])
+
+    def _ipai_alert(self, reason):
+        """An activity for the administrators on this row, at most one open per row and
+        one per cause (a secret rotation makes every row answer 401: one activity)."""
+        self.ensure_one()
+        summary = ("%s: %s" % (_ALERT_SUMMARY_PREFIX, reason))[:120]
+        cause = reason.split(":", 1)[0]
+        activities = self.env["mail.activity"].sudo()
+        open_same = activities.search_count(
+            [("res_model", "=", self._name), ("summary", "=like", "%s: %s%%" % (_ALERT_SUMMARY_PREFIX, cause))]
+            + ([("res_id", "=", self.id)] if cause == "failed for good" else [])
+        )
+        if open_same:
+            return
+        admins = self.env.ref("base.group_system").sudo().users.filtered(lambda u: u.active and not u.share)
+        for admin in admins[:3] or self.env.ref("base.user_admin"):
+            self.sudo().activity_schedule(
+                _ALERT_ACTIVITY,
+                summary=summary,
+                note=_("Open Settings > Technical > IPAI Event Queue, filter \"Needs attention\". %s", reason),
+                user_id=admin.id,
+            )
+
+    @api.model
+    def _cron_send_pending(self):
+        """Cron (and its triggers): send due rows, oldest first, per-record order kept.
+        Never raises: a raising job rolls back its batch and Odoo deactivates a cron
+        that fails 5 times over 7 days (``ir_cron.py``)."""
+        try:
+            self._ipai_send_due()
+        except Exception:  # noqa: BLE001
+            _logger.exception("IPAI sender: unexpected error; the rows stay queued for the next run")
+            if self.env.context.get("cron_id"):
+                self.env.cr.rollback()
+
+    @api.model
+    def _ipai_send_due(self):
+        url, secret, timeout, connect_timeout, batch = self._ipai_config()
+        if not url and not self.search_count([("state", "=", outbox.PENDING)], limit=1):
+            return None
+        store = _QueueStore(self.sudo(), commit=bool(self.env.context.get("cron_id")))
+        send = outbox.deliver_with(send_ipai_event, url, secret, timeout=timeout, connect_timeout=connect_timeout)
+        summary = sender.run_sender(store, send, fields.Datetime.now(), _CRON_BUDGET_SECONDS, batch, time.monotonic)
+        if summary.attempted and summary.attempted == batch and not summary.error:
+            # More may be due: ask Odoo to run the job again right away (18.0 progress API).
+            self.env["ir.cron"]._notify_progress(done=summary.attempted, remaining=1)
+        return summary
 
     # ------------------------------------------------------------------- user actions
 
@@ -248,11 +307,60 @@ class IpaiEventQueue(models.Model):
         now = fields.Datetime.now()
         for row in self:
             if row.state != outbox.FAILED:
-                raise UserError(_("Only failed events can be requeued (%s is %s).", row.idempotency_key, row.state))
+                raise UserError(_("Only failed events can be requeued (%(key)s is %(state)s).",
+                                  key=row.idempotency_key, state=row.state))
             row.write(outbox.requeue(row._ipai_row(), now))
+            row.activity_ids.filtered(lambda a: (a.summary or "").startswith(_ALERT_SUMMARY_PREFIX)).action_feedback(
+                feedback=_("Requeued"))
+        self._ipai_wake_sender()
+        return True
+
+    def action_cancel(self):
+        """Button on unsent rows: this event will never be sent (the later events of its
+        record are released)."""
+        now = fields.Datetime.now()
+        for row in self:
+            if row.state not in outbox.UNSENT:
+                raise UserError(_("Only pending or failed events can be cancelled (%(key)s is %(state)s).",
+                                  key=row.idempotency_key, state=row.state))
+            row.write(outbox.cancel(row._ipai_row(), now))
+            row.message_post(body=_("Cancelled by %s: this event will not be sent.", self.env.user.name))
+        self._ipai_wake_sender()
         return True
 
     def action_send_now(self):
-        """Button: try the selected pending rows right away."""
-        self._ipai_deliver(_CRON_BUDGET_SECONDS)
+        """Button: wake the sender now (it runs in the cron worker, keeps each record's
+        order and makes the selected pending rows due)."""
+        due = self.filtered(lambda r: r.state == outbox.PENDING)
+        due.write({"next_attempt_at": fields.Datetime.now()})
+        self._ipai_wake_sender()
         return True
+
+
+class _QueueStore:
+    """The storage ``utils.sender.run_sender`` works on, over ``ipai.event.queue``."""
+
+    def __init__(self, queue, commit):
+        self.queue = queue
+        self._commit = commit
+
+    def sendable(self, limit):
+        rows = self.queue._ipai_oldest_unsent(limit)
+        return outbox.sendable([r._ipai_row() for r in rows], fields.Datetime.now(), limit)
+
+    def write(self, row_id, changes):
+        self.queue.browse(row_id).write(changes)
+
+    def alert(self, row_id, reason):
+        self.queue.browse(row_id)._ipai_alert(reason)
+
+    def commit(self):
+        # In the cron worker each row's outcome is committed at once, so a restart loses
+        # at most the answer being waited for (the row is resent; the bus dedupes it).
+        if self._commit:
+            self.queue.env.cr.commit()
+
+    def rollback(self):
+        # Outside the cron worker (a test, a shell) the caller owns the transaction.
+        if self._commit:
+            self.queue.env.cr.rollback()

@@ -3,10 +3,17 @@
 Only tasks of projects flagged "IPAI finance project" emit events:
 
 * task created                                   -> finance_task.created
-* ``write({'stage_id': ...})`` to a stage whose "IPAI finance event" is set (or, when it
-  is not, whose name reads like one: "In Progress", "For Review", "Approved", "Filed")
+* the task's stage changes, however it happens (``write`` of ``stage_id``, the stage set
+  at create, a project change that recomputes the stage — ``stage_id`` is computed from
+  ``project_id`` in 18.0), into a stage whose explicit "IPAI finance event" is set
                                                   -> finance_task.<in_progress|submitted|approved|filed>
 * daily cron for tasks past their deadline and not filed/closed -> finance_task.overdue
+
+A stage's name plays no part at run time: install/upgrade fills the explicit field from
+the name once (``hooks.py``), and an admin corrects it on the stage form.
+
+Portal users of a shared project may move tasks: the addon's own reads and stamps on the
+task run with sudo; the user's own write is left to Odoo's rules.
 """
 
 from odoo import api, fields, models
@@ -14,6 +21,7 @@ from odoo import api, fields, models
 from ..utils.payloads import FINANCE_STAGE_EVENTS, days_overdue, finance_event_for_stage
 
 _CLOSED_TASK_STATES = ("1_done", "1_canceled")
+_STAGE_FIELDS = ("stage_id", "project_id")
 
 
 class ProjectProject(models.Model):
@@ -31,7 +39,8 @@ class ProjectTaskType(models.Model):
     ipai_finance_event = fields.Selection(
         selection=[(e, e.replace("_", " ").title()) for e in FINANCE_STAGE_EVENTS],
         string="IPAI finance event",
-        help="Event emitted when a finance task enters this stage. Empty: guessed from the stage name.",
+        help="Event emitted when a task of an IPAI finance project enters this stage. "
+        "Empty: entering this stage emits nothing.",
     )
 
 
@@ -47,7 +56,7 @@ class ProjectTask(models.Model):
 
     def _ipai_is_finance(self):
         self.ensure_one()
-        return bool(self.project_id.ipai_finance)
+        return bool(self.sudo().project_id.ipai_finance)
 
     def _ipai_facts(self):
         self.ensure_one()
@@ -70,10 +79,26 @@ class ProjectTask(models.Model):
 
     def _ipai_emit(self, event_type, discriminator=None, **event_fields):
         queue = self.env["ipai.event.queue"]
-        for task in self:
+        for task in self.sudo():
             facts = task._ipai_facts()
             facts.update(event_fields)
             queue.enqueue(event_type, task.id, facts, record=task, discriminator=discriminator)
+
+    def _ipai_stage_event(self):
+        """The event this task's current stage emits, or None."""
+        self.ensure_one()
+        return finance_event_for_stage(self.sudo().stage_id.ipai_finance_event)
+
+    def _ipai_entered_stage(self):
+        """The task just entered its current stage: stamp a filing, emit the stage's event."""
+        for task in self.sudo():
+            event_type = task._ipai_stage_event()
+            if not event_type:
+                continue
+            if event_type == "finance_task.filed" and not task.ipai_filed_at:
+                super(ProjectTask, task).write({"ipai_filed_at": fields.Datetime.now()})
+            # The stage id makes moving back and forth between stages distinct events.
+            task._ipai_emit(event_type, discriminator="S%d" % task.stage_id.id)
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -81,22 +106,18 @@ class ProjectTask(models.Model):
         finance = tasks.filtered(lambda t: t._ipai_is_finance())
         if finance:
             finance._ipai_emit("finance_task.created")
+            finance.filtered(
+                lambda t: t._ipai_stage_event() not in (None, "finance_task.created")
+            )._ipai_entered_stage()
         return tasks
 
     def write(self, vals):
-        if "stage_id" not in vals:
+        if not any(name in vals for name in _STAGE_FIELDS):
             return super().write(vals)
-        before = {task.id: task.stage_id.id for task in self}
+        before = {task.id: task.stage_id.id for task in self.sudo()}
         res = super().write(vals)
-        for task in self.filtered(lambda t: before.get(t.id) != t.stage_id.id and t._ipai_is_finance()):
-            stage = task.stage_id
-            event_type = finance_event_for_stage(stage.ipai_finance_event, stage.name)
-            if not event_type:
-                continue
-            if event_type == "finance_task.filed" and not task.ipai_filed_at:
-                super(ProjectTask, task).write({"ipai_filed_at": fields.Datetime.now()})
-            # The stage id makes moving back and forth between stages distinct events.
-            task._ipai_emit(event_type, discriminator="S%d" % stage.id)
+        moved = self.filtered(lambda t: before.get(t.id) != t.sudo().stage_id.id and t._ipai_is_finance())
+        moved._ipai_entered_stage()
         return res
 
     @api.model
@@ -109,8 +130,7 @@ class ProjectTask(models.Model):
         if "state" in self._fields:
             domain.append(("state", "not in", _CLOSED_TASK_STATES))
         for task in self.sudo().search(domain):
-            stage = task.stage_id
-            if finance_event_for_stage(stage.ipai_finance_event, stage.name) == "finance_task.filed":
+            if task._ipai_stage_event() == "finance_task.filed":
                 continue
             if task.ipai_overdue_notified_on and task.ipai_overdue_notified_on >= today:
                 continue

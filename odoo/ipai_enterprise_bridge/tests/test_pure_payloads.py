@@ -87,7 +87,8 @@ def test_odoo_false_values_become_defaults_not_false():
     "event_type, fields",
     [
         ("expense.approved", {"approved_by": "Maria Santos", "approved_at": dt.datetime(2026, 11, 26, 6, 0)}),
-        ("expense.rejected", {"reason": "No receipt", "refused_by": "Maria Santos"}),
+        ("expense.rejected", {"reason": "No receipt", "refused_by": "Maria Santos",
+                              "refused_at": dt.datetime(2026, 11, 27, 1, 0)}),
         ("expense.paid", {"paid_at": dt.datetime(2026, 11, 28, 2, 0), "payment_ref": "BNK1/2026/00042"}),
     ],
 )
@@ -168,18 +169,45 @@ def test_finance_filed_and_overdue_carry_their_fields():
         payloads.finance_task_payload("finance_task.overdue", TASK)
 
 
-def test_stage_mapping_prefers_the_explicit_setting_then_the_name():
+def test_only_the_stages_explicit_setting_emits():
     f = payloads.finance_event_for_stage
-    assert f("filed", "Whatever") == "finance_task.filed"
-    assert f(None, "In Progress") == "finance_task.in_progress"
-    assert f(False, "For Review") == "finance_task.submitted"
-    assert f(None, "Approved by CFO") == "finance_task.approved"
-    assert f(None, "Filed") == "finance_task.filed"
-    assert f(None, "New") == "finance_task.created"
-    assert f(None, "Cancelled") is None
-    assert f(None, "") is None
+    assert f("filed") == "finance_task.filed"
+    assert f("in_progress") == "finance_task.in_progress"
+    assert f(None) is None and f(False) is None and f("") is None
     with pytest.raises(PayloadError):
-        f("paid", "x")
+        f("paid")
+
+
+def test_a_stage_name_is_only_a_default_for_the_explicit_setting_and_done_is_not_filed():
+    g = payloads.stage_event_from_name
+    assert g("In Progress") == "in_progress"
+    assert g("For Review") == "submitted"
+    assert g("Approved by CFO") == "approved"
+    assert g("Filed") == "filed" and g("Lodged with BIR") == "filed"
+    assert g("Done") is None and g("Closed") is None and g("Cancelled") is None
+    assert g("New") is None and g("") is None and g(None) is None
+
+
+@pytest.mark.parametrize(
+    "state, payment_state, paid",
+    [
+        ("done", "paid", True), ("done", "in_payment", True),
+        ("done", "partial", False), ("done", "reversed", False), ("done", "not_paid", False),
+        ("done", "blocked", False), ("post", "paid", False), ("approve", "in_payment", False),
+    ],
+)
+def test_a_report_is_paid_only_when_paid_in_full(state, payment_state, paid):
+    assert payloads.expense_report_fully_paid(state, payment_state) is paid
+
+
+def test_report_stamps_are_rendered_like_submitted_at():
+    stamps = {"approved_at": dt.datetime(2026, 11, 26, 6, 0, 0, 999), "approved_by": "Maria"}
+    a = payloads.expense_payload("expense.approved", dict(EXPENSE, **stamps))
+    b = payloads.expense_payload("expense.approved", dict(EXPENSE, expense_id=43, **stamps))
+    assert a["approved_at"] == b["approved_at"] == "2026-11-26T06:00:00Z"
+    r = payloads.expense_payload("expense.rejected", dict(EXPENSE, reason="No receipt", refused_by="Maria",
+                                                          refused_at=dt.datetime(2026, 11, 27, 1, 2, 3)))
+    assert r["refused_at"] == "2026-11-27T01:02:03Z"
 
 
 def test_extra_fields_are_kept():

@@ -166,7 +166,7 @@ def alert_reason(outcome, changes):
 
     * failed for good: the row holds its record's later events until requeued or cancelled;
     * a settings-class answer (401/403/404/405, a redirect, an unusable URL or secret);
-    * still not delivered after ``ALERT_AFTER_ATTEMPTS`` attempts.
+    * still not delivered at its ``ALERT_AFTER_ATTEMPTS``-th attempt (said once).
     """
     if changes.get("state") == SENT:
         return None
@@ -174,7 +174,7 @@ def alert_reason(outcome, changes):
         return "failed for good: %s" % changes.get("last_error")
     if classify(outcome.status, outcome.kind) == ATTENTION:
         return "check ipai.webhook.url / ipai.webhook.secret: %s" % changes.get("last_error")
-    if int(changes.get("attempts") or 0) >= ALERT_AFTER_ATTEMPTS:
+    if int(changes.get("attempts") or 0) == ALERT_AFTER_ATTEMPTS:  # once per row and streak
         return "not delivered after %d attempts: %s" % (changes["attempts"], changes.get("last_error"))
     return None
 

@@ -60,7 +60,7 @@ def _finish(payload, extra):
 EXPENSE_EVENT_FIELDS = {
     "expense.submitted": (),
     "expense.approved": ("approved_by", "approved_at"),
-    "expense.rejected": ("reason", "refused_by"),
+    "expense.rejected": ("reason", "refused_by", "refused_at"),
     "expense.paid": ("paid_at", "payment_ref"),
 }
 
@@ -70,7 +70,9 @@ def expense_payload(event_type, facts, extra=None):
 
     ``facts``: expense_id, employee_id, employee_name, employee_code, employee_email,
     amount, currency, description, date, category, submitted_at, sheet_id, status, and the
-    per-event fields (approved_by/approved_at, reason/refused_by, paid_at/payment_ref).
+    per-event fields (approved_by/approved_at, reason/refused_by/refused_at,
+    paid_at/payment_ref). ``submitted_at``, ``approved_at``, ``refused_at`` and ``paid_at``
+    are the report's transition stamps: identical on every line of one report (SPEC §4).
     """
     _check_family(event_type, "expense")
     p = {
@@ -101,6 +103,18 @@ def expense_payload(event_type, facts, extra=None):
         v = facts[f]
         p[f] = iso_datetime(v) if f.endswith("_at") else str(v)
     return _finish(p, extra)
+
+
+# ``account.move.payment_state`` values (18.0, ``addons/account/models/account_move.py``)
+# that mean the report is paid in full. The sheet is ``done`` as soon as its
+# ``payment_state != 'not_paid'`` (``hr_expense_sheet.py``, ``_compute_state``), which also
+# covers ``partial`` and ``reversed``: those are not "paid".
+FULLY_PAID_PAYMENT_STATES = ("paid", "in_payment")
+
+
+def expense_report_fully_paid(state, payment_state):
+    """Whether an expense report (``hr.expense.sheet``) is paid in full."""
+    return state == "done" and payment_state in FULLY_PAID_PAYMENT_STATES
 
 
 # -------------------------------------------------------------------------------- asset
@@ -186,32 +200,36 @@ def days_overdue(due, now):
 
 FINANCE_STAGE_EVENTS = ("created", "in_progress", "submitted", "approved", "filed")
 
-# Stage names mapped when a stage has no explicit "IPAI finance event" set.
+# Stage names that suggest an event. Used once, to fill a stage's explicit "IPAI finance
+# event" when the addon is installed or upgraded (a migration default); at run time only
+# the explicit field counts. "Done" is deliberately absent: a done task is not a filing.
 _STAGE_NAME_HINTS = (
-    ("filed", ("filed", "file", "lodged", "paid to bir", "done")),
-    ("approved", ("approved", "approve", "signed off")),
-    ("submitted", ("submitted", "for review", "review", "to review", "for approval")),
-    ("in_progress", ("in progress", "in-progress", "ongoing", "working", "doing", "preparation")),
-    ("created", ("new", "to do", "todo", "backlog", "draft")),
+    ("filed", ("filed", "lodged", "paid to bir")),
+    ("approved", ("approved", "signed off")),
+    ("submitted", ("submitted", "for review", "to review", "for approval")),
+    ("in_progress", ("in progress", "in-progress", "ongoing", "preparation")),
 )
 
 
-def finance_event_for_stage(explicit=None, stage_name=None):
-    """The finance_task event a stage change emits: the stage's explicit setting, else a
-    guess from its name, else None (the change emits nothing)."""
-    if explicit:
-        if explicit not in FINANCE_STAGE_EVENTS:
-            raise PayloadError("unknown finance stage event %r" % (explicit,))
-        return "finance_task." + explicit
+def finance_event_for_stage(explicit):
+    """The finance_task event a task entering a stage emits: the stage's explicit
+    ``ipai_finance_event``, else None (the change emits nothing)."""
+    if not explicit:
+        return None
+    if explicit not in FINANCE_STAGE_EVENTS:
+        raise PayloadError("unknown finance stage event %r" % (explicit,))
+    return "finance_task." + explicit
+
+
+def stage_event_from_name(stage_name):
+    """The explicit setting a stage gets by default from its name at install/upgrade
+    (``"For Review"`` -> ``"submitted"``), or None."""
     name = (stage_name or "").strip().lower()
     if not name:
         return None
     for event, hints in _STAGE_NAME_HINTS:
-        if name in hints:
-            return "finance_task." + event
-    for event, hints in _STAGE_NAME_HINTS:
-        if any(h in name for h in hints if len(h) > 3):
-            return "finance_task." + event
+        if name in hints or any(h in name for h in hints):
+            return event
     return None
 
 
