@@ -19,7 +19,10 @@ ADDON_DIR = os.path.join(HERE, ADDON)
 
 # Server-only test modules (TransactionCase): run them with
 #   odoo-bin -d <db> -i ipai_enterprise_bridge --test-enable --stop-after-init
-SERVER_TESTS = [os.path.join(ADDON, "tests", "test_bridge_models.py")]
+SERVER_TESTS = [
+    os.path.join(ADDON, "tests", "test_bridge_models.py"),
+    os.path.join(ADDON, "tests", "test_odoo18_contract.py"),
+]
 
 
 def _real_odoo_available():

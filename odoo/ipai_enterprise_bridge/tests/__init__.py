@@ -2,3 +2,4 @@
 # a database and the addon installed). The pure tests (test_pure_*.py) need no Odoo and
 # run with `python3 -m pytest odoo` (see ../../conftest.py).
 from . import test_bridge_models
+from . import test_odoo18_contract

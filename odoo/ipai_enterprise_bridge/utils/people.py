@@ -1,6 +1,6 @@
 """What the addon reads of an employee, in one place: a fixed list of fields, none of
-them personal identification (no ``identification_id``, ``ssnid``, ``passport_id``,
-``permit_no``, ``visa_no``...). Payloads reach the bus, its event log and Mattermost, so
+them personal identification (no national ID, social security, passport, work permit or
+visa number). Payloads reach the bus, its event log and Mattermost, so
 the employee code comes from the addon's explicit ``ipai_employee_code`` field and from
 nothing else; a test checks that nothing outside this list is read."""
 
