@@ -22,9 +22,9 @@ class Employee:
 
     def __init__(self, reads, **values):
         object.__setattr__(self, "_reads", reads)
-        object.__setattr__(self, "_values", dict(
-            id=7, name="Juan dela Cruz", work_email="juan@example.com", ipai_employee_code="E-0042",
-            parent_id=None, **{f: "SECRET-" + f for f in NATIONAL_ID_FIELDS}, **values))
+        defaults = dict(id=7, name="Juan dela Cruz", work_email="juan@example.com", ipai_employee_code="E-0042",
+                        parent_id=None, **{f: "SECRET-" + f for f in NATIONAL_ID_FIELDS})
+        object.__setattr__(self, "_values", dict(defaults, **values))
 
     def __getattr__(self, name):
         self._reads.append(name)
