@@ -201,12 +201,12 @@ class IpaiEventQueue(models.Model):
         transaction and notifies the cron workers after commit: a rolled-back change
         wakes nobody, and the user's request never waits for the bus."""
         data = self.env.cr.precommit.data
-        if data.get(_TRIGGERED_KEY):
-            return
+        triggers = self.env["ir.cron.trigger"].sudo()
+        if data.get(_TRIGGERED_KEY) and triggers.browse(data[_TRIGGERED_KEY]).exists():
+            return  # already woken by this transaction (and not rolled back to a savepoint)
         cron = self.env.ref(SENDER_CRON, raise_if_not_found=False)
         if cron:
-            cron.sudo()._trigger()
-            data[_TRIGGERED_KEY] = True
+            data[_TRIGGERED_KEY] = cron.sudo()._trigger().ids
         else:
             _logger.warning("IPAI: the sender cron %s is missing; queued events wait", SENDER_CRON)
 
@@ -230,20 +230,7 @@ class IpaiEventQueue(models.Model):
         """Of each record's unsent rows (pending or failed), the oldest, if pending; locked
         (skipping rows another worker holds). ``outbox.sendable`` then applies due-ness."""
         self.flush_model()
-        self.env.cr.execute(
-            """
-            SELECT id FROM (
-                SELECT DISTINCT ON (aggregate_type, aggregate_id) id, state, next_attempt_at
-                  FROM ipai_event_queue
-                 WHERE state IN ('pending', 'failed')
-                 ORDER BY aggregate_type, aggregate_id, id
-            ) heads
-             WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
-             ORDER BY id
-             LIMIT %s
-            """,
-            [fields.Datetime.now(), limit],
-        )
+        self.env.cr.execute(outbox.OLDEST_UNSENT_SQL, [fields.Datetime.now(), limit])
         ids = [r[0] for r in self.env.cr.fetchall()]
         if not ids:
             return self.browse()

@@ -220,6 +220,22 @@ def sendable(unsent_rows, now, limit=None):
     return heads[:limit] if limit is not None else heads
 
 
+# The model's selection of :func:`sendable`'s candidates in SQL (parameters: now, limit):
+# the oldest unsent row of each record, kept when it is pending and due. A test runs it
+# on PostgreSQL against the same rows as :func:`sendable`.
+OLDEST_UNSENT_SQL = """
+    SELECT id FROM (
+        SELECT DISTINCT ON (aggregate_type, aggregate_id) id, state, next_attempt_at
+          FROM ipai_event_queue
+         WHERE state IN ('pending', 'failed')
+         ORDER BY aggregate_type, aggregate_id, id
+    ) heads
+     WHERE state = 'pending' AND (next_attempt_at IS NULL OR next_attempt_at <= %s)
+     ORDER BY id
+     LIMIT %s
+"""
+
+
 def run_batch(rows, send, now, jitter=None, deadline=None, clock=None, on_result=None):
     """Sends due rows in order and returns ``[(row_id, changes), ...]``. Never raises
     because of one row: whatever ``send`` raises becomes that row's recorded error.
