@@ -14,4 +14,4 @@ if "ipai_enterprise_bridge" not in sys.modules:
     pkg.__path__ = [ADDON_DIR]
     sys.modules["ipai_enterprise_bridge"] = pkg
 
-from ipai_enterprise_bridge.utils import events, idempotency, ipai_webhook, outbox, payloads  # noqa: E402,F401
+from ipai_enterprise_bridge.utils import events, idempotency, ipai_webhook, outbox, payloads, sender  # noqa: E402,F401

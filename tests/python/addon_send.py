@@ -5,6 +5,9 @@ usage: addon_send.py URL SECRET SCENARIO [DEAD_URL]
   retry   send one event twice with its stable key (an Odoo retry): 202 then 200 duplicate
   outage  the addon's retry queue: a first batch against DEAD_URL (bus down) leaves the
           rows pending; later batches against URL deliver each exactly once, in order
+  report  one expense report's decisions (two lines approved, one refused) queued like the
+          addon does and delivered by the addon's sender loop (utils/sender.py): every
+          line carries the report's stamp (approved_at / refused_at)
 Prints one JSON document on stdout.
 """
 
@@ -12,7 +15,7 @@ import datetime as dt
 import json
 import sys
 
-from _addon import events, idempotency, ipai_webhook, outbox, payloads
+from _addon import events, idempotency, ipai_webhook, outbox, payloads, sender
 
 WRITE_DATE = dt.datetime(2026, 11, 26, 5, 0, 0)
 
@@ -115,6 +118,53 @@ def scenario_outage(url, secret, dead_url):
     }
 
 
+class MemoryStore:
+    """The queue model's storage for utils.sender.run_sender, in memory."""
+
+    def __init__(self, rows, now):
+        self.rows = {r["id"]: r for r in rows}
+        self.now = now
+
+    def sendable(self, limit):
+        return outbox.sendable(self.rows.values(), self.now, limit)
+
+    def write(self, row_id, changes):
+        self.rows[row_id].update(changes)
+
+    def alert(self, row_id, reason):
+        self.rows[row_id]["alert"] = reason
+
+    def commit(self):
+        pass
+
+    def rollback(self):
+        pass
+
+
+def scenario_report(url, secret):
+    now = dt.datetime(2026, 11, 26, 5, 0, 0)
+    approved_at = dt.datetime(2026, 11, 24, 3, 30, 0, 250000)  # the report's stamp, shared
+    refused_at = dt.datetime(2026, 11, 25, 8, 15, 0)
+    decisions = [("expense.approved", 51, 900, {"approved_at": approved_at}),
+                 ("expense.approved", 52, 900, {"approved_at": approved_at}),
+                 ("expense.rejected", 53, 901, {"refused_at": refused_at, "reason": "No receipt"})]
+    rows = []
+    for i, (t, expense_id, sheet_id, stamp) in enumerate(decisions, 1):
+        facts = dict(EXPENSE, **PER_EVENT[t])
+        facts.update(stamp, expense_id=expense_id, sheet_id=sheet_id)
+        event = events.make_event(t, expense_id, payloads.build_payload(t, facts), occurred_at=now)
+        key = idempotency.make_key("expense", expense_id, t, WRITE_DATE)
+        rows.append({"id": i, "state": "pending", "attempts": 0, "next_attempt_at": now,
+                     "aggregate_type": "expense", "aggregate_id": str(expense_id), "idempotency_key": key,
+                     "body": ipai_webhook.canonical_body(event).decode("utf-8"), "event_type": t})
+    store = MemoryStore(rows, now)
+    send = outbox.deliver_with(ipai_webhook.send_ipai_event, url, secret, timeout=5)
+    summary = sender.run_sender(store, send, now, budget_seconds=30, limit=50, jitter=0)
+    return {"summary": {"attempted": summary.attempted, "sent": summary.sent, "error": summary.error},
+            "rows": [{"key": r["idempotency_key"], "state": r["state"], "event_type": r["event_type"],
+                      "aggregate_id": r["aggregate_id"]} for r in rows]}
+
+
 def main():
     url, secret, scenario = sys.argv[1:4]
     if scenario == "all":
@@ -123,6 +173,8 @@ def main():
         result = scenario_retry(url, secret)
     elif scenario == "outage":
         result = scenario_outage(url, secret, sys.argv[4])
+    elif scenario == "report":
+        result = scenario_report(url, secret)
     else:
         raise SystemExit("unknown scenario %r" % scenario)
     json.dump(result, sys.stdout, default=str)

@@ -165,3 +165,32 @@ async fn an_outage_of_the_bus_loses_nothing_and_delivers_each_event_once_in_orde
         finals[0]["bus_event_id"].as_str().unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_addons_sender_loop_delivers_a_reports_decisions_with_the_reports_stamps() {
+    // Issue 21, item 1: every line of one report carries the report's transition stamp,
+    // identical across lines, so the bus can tell one report decision from the next.
+    let f = Fixture::new().await.unwrap();
+    let url = f.sys.url("/odoo-webhook");
+    let out = python_support::run("addon_send.py", &[&url, TEST_SECRET, "report"], "").await;
+    assert_eq!(out["summary"]["sent"], 3, "{out}");
+    assert!(out["summary"]["error"].is_null(), "{out}");
+    let rows = out["rows"].as_array().unwrap();
+    assert!(rows.iter().all(|r| r["state"] == "sent"), "{out}");
+    let payload = |i: usize| {
+        let key = rows[i]["key"].as_str().unwrap().to_string();
+        let f = &f;
+        async move { outbox_row(f, &key).await.3 }
+    };
+    let (a, b, refused) = (payload(0).await, payload(1).await, payload(2).await);
+    assert_eq!(a["sheet_id"], 900);
+    assert_eq!(a["sheet_id"], b["sheet_id"]);
+    assert_eq!(a["approved_at"], "2026-11-24T03:30:00Z");
+    assert_eq!(
+        a["approved_at"], b["approved_at"],
+        "one stamp per report decision"
+    );
+    assert_eq!(refused["refused_at"], "2026-11-25T08:15:00Z");
+    assert_eq!(refused["reason"], "No receipt");
+    assert_eq!(f.db.count("outbox").await, 3);
+}
