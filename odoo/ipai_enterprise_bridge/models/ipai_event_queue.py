@@ -262,6 +262,11 @@ class IpaiEventQueue(models.Model):
                 user_id=admin.id,
             )
 
+    def _ipai_close_alerts(self, feedback):
+        alerts = self.sudo().activity_ids.filtered(lambda a: (a.summary or "").startswith(_ALERT_SUMMARY_PREFIX))
+        if alerts:
+            alerts.action_feedback(feedback=feedback)
+
     @api.model
     def _cron_send_pending(self):
         """Cron (and its triggers): send due rows, oldest first, per-record order kept.
@@ -297,8 +302,7 @@ class IpaiEventQueue(models.Model):
                 raise UserError(_("Only failed events can be requeued (%(key)s is %(state)s).",
                                   key=row.idempotency_key, state=row.state))
             row.write(outbox.requeue(row._ipai_row(), now))
-            row.activity_ids.filtered(lambda a: (a.summary or "").startswith(_ALERT_SUMMARY_PREFIX)).action_feedback(
-                feedback=_("Requeued"))
+            row._ipai_close_alerts(_("Requeued by %s", self.env.user.name))
         self._ipai_wake_sender()
         return True
 
@@ -312,6 +316,7 @@ class IpaiEventQueue(models.Model):
                                   key=row.idempotency_key, state=row.state))
             row.write(outbox.cancel(row._ipai_row(), now))
             row.message_post(body=_("Cancelled by %s: this event will not be sent.", self.env.user.name))
+            row._ipai_close_alerts(_("Cancelled by %s", self.env.user.name))
         self._ipai_wake_sender()
         return True
 
