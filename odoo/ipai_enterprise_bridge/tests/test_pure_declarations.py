@@ -5,7 +5,6 @@ calls a method the model has. These mistakes would otherwise surface only when a
 server installs the addon."""
 
 import ast
-import ast as _ast
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -13,7 +12,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 ADDON = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MANIFEST = _ast.literal_eval(open(os.path.join(ADDON, "__manifest__.py"), encoding="utf-8").read())
+MANIFEST = ast.literal_eval(open(os.path.join(ADDON, "__manifest__.py"), encoding="utf-8").read())
 # Fields every model has, and those mail.thread / mail.activity.mixin add.
 ORM_FIELDS = {"id", "display_name", "create_date", "create_uid", "write_date", "write_uid"}
 MAIL_FIELDS = {"message_ids", "message_follower_ids", "activity_ids"}
@@ -128,7 +127,7 @@ def test_record_rules_name_fields_the_models_have():
     assert rules
     for _path, rec in rules:
         model = MODEL_REFS[_field(rec, "model_id").get("ref")]
-        domain = _ast.literal_eval(re.sub(r"\buser\.id\b|\bcompany_ids\b", "0", _field(rec, "domain_force").text))
+        domain = ast.literal_eval(re.sub(r"\buser\.id\b|\bcompany_ids\b", "0", _field(rec, "domain_force").text))
         for leaf in domain:
             if isinstance(leaf, tuple) and isinstance(leaf[0], str):
                 assert leaf[0].split(".")[0] in MEMBERS[model]["fields"], "%s has no %s" % (model, leaf[0])
