@@ -155,3 +155,18 @@ def test_an_oversized_answer_is_read_only_up_to_the_limit(scripted_server):
     scripted_server.script = [("status", 202, {"id": "e", "pad": "x" * 200000}, {})]
     resp = send(scripted_server.url())
     assert resp.status == 202 and isinstance(resp.body, str) and len(resp.body) <= 64 * 1024
+
+
+def test_an_https_url_speaks_tls_and_names_the_host(scripted_server):
+    """The loopback server speaks plain HTTP: the TLS handshake fails, as a transport
+    error naming TLS (proof that https:// URLs are wrapped, with the host for SNI)."""
+    seen = []
+
+    def resolver(host, port):
+        seen.append((host, port))
+        return [("127.0.0.1", scripted_server.port)]
+
+    scripted_server.script = [("silent", 0.5)]
+    with pytest.raises(wh.IpaiTransportError, match="TLS|closed|reset|timed out"):
+        send("https://bus.test/odoo-webhook", resolver=resolver, timeout=0.3)
+    assert seen == [("bus.test", 443)]

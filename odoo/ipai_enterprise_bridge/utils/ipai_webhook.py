@@ -285,6 +285,8 @@ class _Connection(http.client.HTTPConnection):
     """An HTTP(S) connection whose DNS, connect and read phases are each bounded."""
 
     def __init__(self, scheme, host, port, timeouts, resolver=None):
+        # The Host header omits the port when it is the scheme's default.
+        self.default_port = 443 if scheme == "https" else 80
         super().__init__(host, port, timeout=timeouts.read)
         self._scheme = scheme
         self._timeouts = timeouts
