@@ -36,6 +36,7 @@ _TRIGGERED_KEY = "ipai_enterprise_bridge.sender_triggered"
 _CRON_BUDGET_SECONDS = 50.0
 _ALERT_ACTIVITY = "mail.mail_activity_data_todo"
 _ALERT_SUMMARY_PREFIX = "IPAI event not delivered"
+_QUIET = {"mail_create_nolog": True, "mail_create_nosubscribe": True, "tracking_disable": True}
 
 
 def _float_param(value, default):
@@ -72,7 +73,6 @@ class IpaiEventQueue(models.Model):
         required=True,
         index=True,
         readonly=True,
-        tracking=True,
         help="Failed: the bus refused this event for good; it holds the later events of its record "
         "until an administrator requeues or cancels it.",
     )
@@ -176,7 +176,9 @@ class IpaiEventQueue(models.Model):
             discriminator,
             namespace=self._ipai_param(PARAM_NAMESPACE) or None,
         )
-        queue = self.sudo()
+        # mail.thread is here for the admins' activities and notes only: no creation
+        # message, follower or tracking per event row.
+        queue = self.sudo().with_context(_QUIET)
         existing = queue.search([("idempotency_key", "=", key)], limit=1)
         if existing:
             return existing
@@ -284,7 +286,7 @@ class IpaiEventQueue(models.Model):
         url, secret, timeout, connect_timeout, batch = self._ipai_config()
         if not url and not self.search_count([("state", "=", outbox.PENDING)], limit=1):
             return None
-        store = _QueueStore(self.sudo(), commit=bool(self.env.context.get("cron_id")))
+        store = _QueueStore(self.sudo().with_context(_QUIET), commit=bool(self.env.context.get("cron_id")))
         send = outbox.deliver_with(send_ipai_event, url, secret, timeout=timeout, connect_timeout=connect_timeout)
         summary = sender.run_sender(store, send, fields.Datetime.now(), _CRON_BUDGET_SECONDS, batch, time.monotonic)
         if summary.attempted and summary.attempted == batch and not summary.error:
