@@ -25,6 +25,8 @@ pub struct LoadedComponent {
     pub pre: wasmtime::component::InstancePre<InstanceState>,
     pub allowed: Arc<AllowedHosts>,
     pub variables: Arc<ComponentVariables>,
+    /// The manifest's `environment` table, for WASI `get-environment`.
+    pub environment: Vec<(String, String)>,
 }
 
 pub struct App {
@@ -75,6 +77,9 @@ impl WasiHttpView for InstanceState {
         &mut self.table
     }
 
+    /// As Spin's outbound HTTP factor: `outgoing-handler/handle` always returns the future,
+    /// and a request the component may not make resolves it to `HttpRequestDenied` (the
+    /// guest sees the refusal from `future-incoming-response#get`, not from `handle`).
     fn send_request(
         &mut self,
         request: hyper::Request<HyperOutgoingBody>,
@@ -86,23 +91,26 @@ impl WasiHttpView for InstanceState {
             .host()
             .and_then(|h| h.strip_suffix(crate::outbound::SERVICE_CHAINING_SUFFIX))
             .map(str::to_string);
+        let denied = || HostFutureIncomingResponse::ready(Ok(Err(ErrorCode::HttpRequestDenied)));
         if chaining_target.is_some() && self.trigger != TriggerKind::Http {
             eprintln!(
                 "[{}] service chaining is only available to HTTP-triggered components: {url}",
                 self.component
             );
-            return Err(ErrorCode::HttpRequestDenied.into());
+            return Ok(denied());
         }
         if !self.allowed.allows_url(&url) {
             eprintln!(
                 "[{}] Outbound network destination not allowed: {url}; add it to allowed_outbound_hosts",
                 self.component
             );
-            return Err(ErrorCode::HttpRequestDenied.into());
+            return Ok(denied());
         }
         if let Some(target) = chaining_target {
             let Some(app) = self.app.upgrade() else {
-                return Err(ErrorCode::InternalError(Some("app is shutting down".into())).into());
+                return Ok(HostFutureIncomingResponse::ready(Ok(Err(
+                    ErrorCode::InternalError(Some("app is shutting down".into())),
+                ))));
             };
             let handle = wasmtime_wasi::runtime::spawn(async move {
                 Ok(
@@ -136,6 +144,35 @@ fn engine() -> Result<Engine> {
     Engine::new(&config)
 }
 
+/// Spin also runs a core module as `source` by wrapping it into a component first
+/// (spin-componentize). The host does the same for modules built by wit-bindgen ≥ 0.5
+/// without WASI preview 1 imports (e.g. `wasm32-unknown-unknown` builds, as Spin's
+/// conformance components are); a module that needs the preview 1 adapter, which Spin
+/// embeds, is refused with a message.
+fn componentize_if_module(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    if !wasmparser::Parser::is_core_wasm(&bytes) {
+        return Ok(bytes);
+    }
+    let needs_adapter = wasmparser::Parser::new(0)
+        .parse_all(&bytes)
+        .filter_map(|payload| match payload {
+            Ok(wasmparser::Payload::ImportSection(imports)) => Some(imports),
+            _ => None,
+        })
+        .flat_map(|imports| imports.into_imports())
+        .any(|import| import.is_ok_and(|i| i.module == "wasi_snapshot_preview1"));
+    if needs_adapter {
+        anyhow::bail!(
+            "this core module imports wasi_snapshot_preview1: the local host runs components and adapter-free modules only (build for wasm32-wasip2)"
+        );
+    }
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&bytes)
+        .and_then(|mut encoder| encoder.encode())
+        .context("cannot make a component of this core module")
+}
+
 /// Compiles a component, reusing a previous compilation of the same bytes by this engine.
 fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Component> {
     let bytes = std::fs::read(path).with_context(|| {
@@ -144,6 +181,7 @@ fn load_component(engine: &Engine, path: &Path, cache_dir: &Path) -> Result<Comp
             path.display()
         )
     })?;
+    let bytes = componentize_if_module(bytes)?;
     let mut h = Sha256::new();
     h.update(&bytes);
     let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
@@ -210,6 +248,11 @@ impl App {
                     pre,
                     allowed,
                     variables: Arc::new(ComponentVariables::new(id, decl.variables.clone())),
+                    environment: decl
+                        .environment
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
                 }),
             );
         }
@@ -246,7 +289,11 @@ impl App {
         let allowed = component.allowed.clone();
         let pg_allowed = allowed.clone();
         InstanceState {
-            wasi: WasiCtx::builder().inherit_stdout().inherit_stderr().build(),
+            wasi: WasiCtx::builder()
+                .inherit_stdout()
+                .inherit_stderr()
+                .envs(&component.environment)
+                .build(),
             http: WasiHttpCtx::new(),
             table: ResourceTable::new(),
             pg: PgState::new(

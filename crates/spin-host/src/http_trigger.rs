@@ -135,6 +135,39 @@ pub async fn chain(
     }
 }
 
+/// The headers Spin 4 adds to a request for the component (trigger-http `headers.rs`), in
+/// its order: `spin-path-info`, `spin-full-url`, `spin-matched-route`, `spin-base-path`,
+/// `spin-raw-component-route`, `spin-component-route`, `spin-client-addr`, then one
+/// `spin-path-match-<name>` per named segment.
+pub fn spin_request_headers(
+    route: &crate::router::RouteMatch,
+    full_url: &str,
+    client: SocketAddr,
+) -> Vec<(String, String)> {
+    let mut headers = vec![
+        ("spin-path-info".to_string(), route.path_info.clone()),
+        ("spin-full-url".to_string(), full_url.to_string()),
+        ("spin-matched-route".to_string(), route.raw_route.clone()),
+        ("spin-base-path".to_string(), "/".to_string()),
+        (
+            "spin-raw-component-route".to_string(),
+            route.raw_route.clone(),
+        ),
+        (
+            "spin-component-route".to_string(),
+            route.route_or_prefix().to_string(),
+        ),
+        ("spin-client-addr".to_string(), client.to_string()),
+    ];
+    headers.extend(
+        route
+            .named
+            .iter()
+            .map(|(name, value)| (crate::router::path_match_header(name), value.clone())),
+    );
+    headers
+}
+
 /// Runs `route.component` for one request and returns its response.
 async fn run_component<B>(
     app: &Arc<App>,
@@ -151,7 +184,6 @@ where
         .ok_or_else(|| anyhow::anyhow!("unknown component {}", route.component))?
         .clone();
 
-    // Headers Spin adds for the guest.
     let host = req
         .headers()
         .get(hyper::header::HOST)
@@ -164,35 +196,15 @@ where
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let full_url = format!("http://{host}{path_and_query}");
-    let mut spin_headers = vec![
-        ("spin-path-info".to_string(), route.path_info.clone()),
-        ("spin-full-url".to_string(), full_url.clone()),
-        ("spin-matched-route".to_string(), route.raw_route.clone()),
-        ("spin-base-path".to_string(), "/".to_string()),
-        (
-            "spin-raw-component-route".to_string(),
-            route.raw_route.clone(),
-        ),
-        (
-            "spin-component-route".to_string(),
-            route.route_or_prefix().to_string(),
-        ),
-        ("spin-client-addr".to_string(), client.to_string()),
-    ];
-    for (name, value) in &route.named {
-        spin_headers.push((
-            format!("spin-path-match-{}", name.to_ascii_lowercase()),
-            value.clone(),
-        ));
-    }
+    // Spin keeps every header the client sent and appends its own after them (a client's
+    // `spin-path-info` stays next to Spin's); wasmtime drops hop-by-hop headers later.
     let headers = req.headers_mut();
-    headers.remove(hyper::header::CONNECTION);
-    for (k, v) in spin_headers {
+    for (k, v) in spin_request_headers(route, &full_url, client) {
         if let (Ok(k), Ok(v)) = (
             hyper::header::HeaderName::from_bytes(k.as_bytes()),
             hyper::header::HeaderValue::from_str(&v),
         ) {
-            headers.insert(k, v);
+            headers.append(k, v);
         }
     }
     *req.uri_mut() = full_url.parse()?;
@@ -225,5 +237,64 @@ where
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.into()),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The request-shape conformance test's route and request: exactly Spin's header set.
+    #[test]
+    fn a_route_with_named_segments_and_a_wildcard_gets_exactly_spins_headers() {
+        let route = crate::router::Router::new([("/base/:path_segment/:path_end/...", "c")])
+            .route("/base/path/end/rest")
+            .expect("route");
+        let client: SocketAddr = "127.0.0.1:4242".parse().expect("addr");
+        let headers = spin_request_headers(
+            &route,
+            "http://example.com/base/path/end/rest?key=value",
+            client,
+        );
+        let expected = [
+            ("spin-path-info", "/rest"),
+            (
+                "spin-full-url",
+                "http://example.com/base/path/end/rest?key=value",
+            ),
+            ("spin-matched-route", "/base/:path_segment/:path_end/..."),
+            ("spin-base-path", "/"),
+            (
+                "spin-raw-component-route",
+                "/base/:path_segment/:path_end/...",
+            ),
+            ("spin-component-route", "/base/:path_segment/:path_end"),
+            ("spin-client-addr", "127.0.0.1:4242"),
+            ("spin-path-match-path-segment", "path"),
+            ("spin-path-match-path-end", "end"),
+        ];
+        let got: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    fn an_exact_route_gets_no_path_match_headers() {
+        let route = crate::router::Router::new([("/hello", "c")])
+            .route("/hello")
+            .expect("route");
+        let headers =
+            spin_request_headers(&route, "http://h/hello", "0.0.0.0:0".parse().expect("addr"));
+        assert_eq!(headers.len(), 7);
+        assert!(headers
+            .iter()
+            .all(|(k, _)| !k.starts_with("spin-path-match-")));
+        assert_eq!(headers[0], ("spin-path-info".to_string(), String::new()));
+        assert_eq!(
+            headers[5],
+            ("spin-component-route".to_string(), "/hello".to_string())
+        );
     }
 }

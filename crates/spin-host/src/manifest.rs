@@ -67,6 +67,9 @@ pub struct ComponentDecl {
     pub allowed_outbound_hosts: Vec<String>,
     #[serde(default)]
     pub variables: BTreeMap<String, String>,
+    /// Environment variables the component's WASI environment holds, as in Spin.
+    #[serde(default)]
+    pub environment: BTreeMap<String, String>,
 }
 
 impl Manifest {

@@ -26,8 +26,17 @@ pub struct RouteMatch {
     pub raw_route: String,
     /// `spin-path-info`: the part of the path matched by the trailing wildcard.
     pub path_info: String,
-    /// `spin-path-match-<name>` values.
+    /// The values of the route's `:name` segments, by name as written.
     pub named: Vec<(String, String)>,
+}
+
+/// The header that carries a named segment's value: Spin writes `SPIN_PATH_MATCH_<NAME>`
+/// and turns it into a header name with `_` → `-`, lowercased, so `:path_segment` is
+/// `spin-path-match-path-segment`.
+pub fn path_match_header(name: &str) -> String {
+    format!("spin-path-match-{name}")
+        .replace('_', "-")
+        .to_ascii_lowercase()
 }
 
 impl RouteMatch {
@@ -36,6 +45,18 @@ impl RouteMatch {
         self.raw_route
             .strip_suffix("/...")
             .unwrap_or(&self.raw_route)
+    }
+}
+
+/// `spin-path-info` for a wildcard route: the rest of the path with a leading `/`, and with
+/// the request's trailing slash kept (`/foo/...` gives `""` for `/foo`, `/` for `/foo/`,
+/// `/bar` for `/foo/bar` and `/bar/` for `/foo/bar/`), as Spin's router has it.
+fn trailing_wildcard(rest: &[&str], trailing_slash: bool) -> String {
+    match (rest.is_empty(), trailing_slash) {
+        (true, false) => String::new(),
+        (true, true) => "/".to_string(),
+        (false, false) => format!("/{}", rest.join("/")),
+        (false, true) => format!("/{}/", rest.join("/")),
     }
 }
 
@@ -108,12 +129,7 @@ impl Router {
             // An exact route outranks a wildcard covering the same segments.
             score.push(if r.wildcard { 1 } else { 2 });
             let path_info = if r.wildcard {
-                let rest = parts[r.segments.len()..].join("/");
-                if rest.is_empty() && !path.ends_with('/') {
-                    String::new()
-                } else {
-                    format!("/{rest}")
-                }
+                trailing_wildcard(&parts[r.segments.len()..], path.ends_with('/'))
             } else {
                 String::new()
             };
@@ -175,6 +191,38 @@ mod tests {
         assert_eq!(m.route_or_prefix(), "/ops");
         assert_eq!(router().route("/ops").unwrap().component, "ops");
         assert_eq!(router().route("/").unwrap().component, "fallback");
+    }
+
+    #[test]
+    fn path_info_keeps_the_trailing_slash_as_spin_does() {
+        let r = Router::new([("/foo/...", "foo")]);
+        let info = |p: &str| r.route(p).unwrap().path_info;
+        assert_eq!(info("/foo"), "");
+        assert_eq!(info("/foo/"), "/");
+        assert_eq!(info("/foo/bar"), "/bar");
+        assert_eq!(info("/foo/bar/"), "/bar/");
+        assert_eq!(info("/foo/bar/baz"), "/bar/baz");
+    }
+
+    #[test]
+    fn named_segments_become_spin_path_match_headers() {
+        assert_eq!(
+            path_match_header("path_segment"),
+            "spin-path-match-path-segment"
+        );
+        assert_eq!(path_match_header("userId"), "spin-path-match-userid");
+        let m = Router::new([("/base/:path_segment/:path_end/...", "c")])
+            .route("/base/path/end/rest")
+            .unwrap();
+        assert_eq!(
+            m.named,
+            vec![
+                ("path_segment".to_string(), "path".to_string()),
+                ("path_end".to_string(), "end".to_string())
+            ]
+        );
+        assert_eq!(m.path_info, "/rest");
+        assert_eq!(m.route_or_prefix(), "/base/:path_segment/:path_end");
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! The two behaviours of Spin 4.0.2 that Spin's conformance suite found missing in the local
+//! host (`request-shape`, `outbound-wasi-http-v0.2.0-no-perms`), reproduced without the suite:
+//! the suite needs a copy of its repository (`make conformance`), which CI does not have.
+//! The component is the workspace's echo-headers fixture (`make components` builds it).
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use ipai_spin_host::app::{App, TriggerKind};
+use std::path::PathBuf;
+use std::sync::Arc;
+use wasmtime_wasi_http::bindings::http::types::ErrorCode;
+use wasmtime_wasi_http::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
+use wasmtime_wasi_http::WasiHttpView;
+
+fn fixture_wasm() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let wasm = target.join("wasm32-wasip2/release/echo_headers.wasm");
+    assert!(
+        wasm.exists(),
+        "{} is missing: build the components first (make components)",
+        wasm.display()
+    );
+    wasm
+}
+
+/// Writes a manifest with one component, the echo-headers fixture, behind `route`.
+fn load_app(name: &str, route: &str, allowed: &str) -> Arc<App> {
+    let dir = std::env::temp_dir().join(format!("ipai-spin-host-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let manifest = format!(
+        "spin_manifest_version = 2\n\
+         [application]\nname = \"{name}\"\n\
+         [[trigger.http]]\nroute = \"{route}\"\ncomponent = \"echo\"\n\
+         [component.echo]\nsource = {source:?}\nallowed_outbound_hosts = [{allowed}]\n",
+        source = fixture_wasm().display().to_string(),
+    );
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, manifest).expect("write manifest");
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/spin-host-cache");
+    Arc::new(App::load(&path, |_| None, Some(cache)).expect("load app"))
+}
+
+#[tokio::test]
+async fn named_segments_and_a_wildcard_give_exactly_spins_headers() {
+    let app = load_app("request-shape", "/base/:path_segment/:path_end/...", "");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = tokio::spawn(ipai_spin_host::http_trigger::serve(app, listener));
+
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::get("/base/path/end/rest?key=value")
+        .header("host", "example.com")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let resp = sender.send_request(req).await.expect("response");
+    assert_eq!(resp.status(), 418, "the fixture answers 418");
+    let body = resp.into_body().collect().await.expect("body").to_bytes();
+    let seen: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&body).expect("fixture JSON");
+    server.abort();
+
+    let client = seen
+        .get("spin-client-addr")
+        .and_then(|v| v.as_str())
+        .expect("spin-client-addr");
+    assert!(client.parse::<std::net::SocketAddr>().is_ok(), "{client}");
+    let mut got: Vec<(&str, &str)> = seen
+        .iter()
+        .filter(|(k, _)| *k != "spin-client-addr")
+        .map(|(k, v)| (k.as_str(), v.as_str().unwrap_or("<not a string>")))
+        .collect();
+    got.sort();
+    // What conformance-tests' request-shape component requires (and nothing else spin-*).
+    let mut want = vec![
+        ("spin-base-path", "/"),
+        ("spin-component-route", "/base/:path_segment/:path_end"),
+        (
+            "spin-full-url",
+            "http://example.com/base/path/end/rest?key=value",
+        ),
+        ("spin-matched-route", "/base/:path_segment/:path_end/..."),
+        ("spin-path-info", "/rest"),
+        ("spin-path-match-path-end", "end"),
+        ("spin-path-match-path-segment", "path"),
+        (
+            "spin-raw-component-route",
+            "/base/:path_segment/:path_end/...",
+        ),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+}
+
+fn outgoing(url: &str) -> hyper::Request<wasmtime_wasi_http::body::HyperOutgoingBody> {
+    let body = Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    hyper::Request::post(url).body(body).expect("request")
+}
+
+fn config() -> OutgoingRequestConfig {
+    let t = std::time::Duration::from_secs(5);
+    OutgoingRequestConfig {
+        use_tls: false,
+        connect_timeout: t,
+        first_byte_timeout: t,
+        between_bytes_timeout: t,
+    }
+}
+
+/// What the guest's `future-incoming-response#get` would give.
+async fn resolve(
+    fut: HostFutureIncomingResponse,
+) -> Result<wasmtime_wasi_http::types::IncomingResponse, ErrorCode> {
+    match fut {
+        HostFutureIncomingResponse::Ready(r) => r.expect("no trap"),
+        HostFutureIncomingResponse::Pending(handle) => handle.await.expect("no trap"),
+        HostFutureIncomingResponse::Consumed => panic!("already consumed"),
+    }
+}
+
+#[tokio::test]
+async fn a_disallowed_host_is_refused_when_the_response_is_read_not_by_handle() {
+    let app = load_app("no-perms", "/", "");
+    let component = app.components["echo"].clone();
+    let mut state = app.instance_state(&component, TriggerKind::Http);
+
+    // `outgoing-handler/handle` goes through `send_request`: it must hand back the future.
+    let fut = state
+        .send_request(outgoing("http://localhost:1234/"), config())
+        .expect("handle returns the future, as in Spin");
+    match resolve(fut).await {
+        Err(ErrorCode::HttpRequestDenied) => {}
+        other => panic!("expected HttpRequestDenied from the future, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_allowed_host_is_attempted() {
+    // A closed port on an allowed host: the request is made, and fails as a connection error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let app = load_app("perms", "/", &format!("\"http://127.0.0.1:{port}\""));
+    let component = app.components["echo"].clone();
+    let mut state = app.instance_state(&component, TriggerKind::Http);
+    let fut = state
+        .send_request(outgoing(&format!("http://127.0.0.1:{port}/")), config())
+        .expect("future");
+    match resolve(fut).await {
+        Err(ErrorCode::HttpRequestDenied) => panic!("an allowed host was denied"),
+        Err(_) => {}
+        Ok(resp) => panic!("nothing listens there, got {}", resp.resp.status()),
+    }
+}
