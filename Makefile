@@ -5,7 +5,7 @@ COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler fina
 TEST_FIXTURES := echo-headers
 CARGO ?= cargo
 
-.PHONY: setup build components host migrate up test spin-cli lint fmt bench deploy clean
+.PHONY: setup build components host migrate up test conformance spin-cli lint fmt bench deploy clean
 
 ## setup: toolchain target + a running local PostgreSQL
 setup:
@@ -38,6 +38,12 @@ test: setup build
 	python3 -m pytest -q odoo
 	scripts/test-e2e.sh local
 	scripts/test-e2e.sh spin
+
+## conformance: Spin's conformance suite (fermyon/conformance-tests, pinned commit) for what
+## the local host implements, against the local host and real Spin when available; needs a
+## clone of the suite in CONFORMANCE_TESTS_DIR (README, "The local Spin host")
+conformance: setup
+	@scripts/conformance.sh
 
 ## spin-cli: unpack the Spin 4.0.2 + cron plugin bundle from ../shared/spin (if present) into target/
 spin-cli:

@@ -38,6 +38,27 @@ fn text(body: &'static str) -> Resp {
     hyper::Response::new(body)
 }
 
+/// `/.well-known/spin/info`: the application's name and version as Spin's `AppInfo`
+/// (pretty JSON, `version` left out when the manifest has none).
+fn app_info(application: &crate::manifest::Application) -> Resp {
+    let mut info = serde_json::Map::new();
+    info.insert("name".into(), application.name.clone().into());
+    if let Some(version) = &application.version {
+        info.insert("version".into(), version.clone().into());
+    }
+    let body = serde_json::to_vec_pretty(&info).unwrap_or_default();
+    let mut resp = hyper::Response::new(
+        http_body_util::Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    resp.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
 /// Serves the app on `listener` until the process ends.
 pub async fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
     loop {
@@ -75,10 +96,10 @@ async fn handle(
 ) -> Result<Resp, std::convert::Infallible> {
     let path = req.uri().path().to_string();
     if let Some(well_known) = path.strip_prefix("/.well-known/spin/") {
-        return Ok(if well_known == "health" {
-            text("OK")
-        } else {
-            empty(404)
+        return Ok(match well_known {
+            "health" => text("OK"),
+            "info" => app_info(&app.manifest.application),
+            _ => empty(404),
         });
     }
     let Some(route) = app.router.route(&path) else {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 pub struct Manifest {
     pub spin_manifest_version: u32,
     #[serde(default)]
+    pub application: Application,
+    #[serde(default)]
     pub variables: BTreeMap<String, VariableDecl>,
     #[serde(default)]
     pub trigger: Triggers,
@@ -30,6 +32,14 @@ pub struct VariableDecl {
     #[serde(default)]
     pub secret: bool,
     pub description: Option<String>,
+}
+
+/// `[application]`: what `/.well-known/spin/info` reports.
+#[derive(Debug, Deserialize, Default, Clone)]
+pub struct Application {
+    #[serde(default)]
+    pub name: String,
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Default)]

@@ -42,31 +42,47 @@ fn load_app(name: &str, route: &str, allowed: &str) -> Arc<App> {
     Arc::new(App::load(&path, |_| None, Some(cache)).expect("load app"))
 }
 
-#[tokio::test]
-async fn named_segments_and_a_wildcard_give_exactly_spins_headers() {
-    let app = load_app("request-shape", "/base/:path_segment/:path_end/...", "");
+/// Serves `app` on a free port, sends one GET with `Host: example.com`, stops serving.
+async fn get(app: Arc<App>, path: &str) -> hyper::Response<Bytes> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     let server = tokio::spawn(ipai_spin_host::http_trigger::serve(app, listener));
-
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
             .await
             .expect("handshake");
     tokio::spawn(conn);
-    let req = hyper::Request::get("/base/path/end/rest?key=value")
+    let req = hyper::Request::get(path)
         .header("host", "example.com")
         .body(Empty::<Bytes>::new())
         .expect("request");
     let resp = sender.send_request(req).await.expect("response");
-    assert_eq!(resp.status(), 418, "the fixture answers 418");
-    let body = resp.into_body().collect().await.expect("body").to_bytes();
-    let seen: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_slice(&body).expect("fixture JSON");
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.expect("body").to_bytes();
     server.abort();
+    hyper::Response::from_parts(parts, body)
+}
+
+#[tokio::test]
+async fn well_known_info_names_the_application() {
+    let app = load_app("info", "/", "");
+    let resp = get(app, "/.well-known/spin/info").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let info: serde_json::Value = serde_json::from_slice(resp.body()).expect("JSON");
+    assert_eq!(info, serde_json::json!({ "name": "info" }));
+}
+
+#[tokio::test]
+async fn named_segments_and_a_wildcard_give_exactly_spins_headers() {
+    let app = load_app("request-shape", "/base/:path_segment/:path_end/...", "");
+    let resp = get(app, "/base/path/end/rest?key=value").await;
+    assert_eq!(resp.status(), 418, "the fixture answers 418");
+    let seen: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(resp.body()).expect("fixture JSON");
 
     let client = seen
         .get("spin-client-addr")

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# `make conformance`: Spin's conformance suite (fermyon/conformance-tests at the pinned
+# commit, the one real Spin 4.0.2 passes) for the capabilities the local host implements,
+# against the local host and, when a Spin CLI is available, against real Spin.
+#
+# The suite is not vendored (its code stays upstream) and is not published on a package
+# registry, so it needs a local copy: CONFORMANCE_TESTS_DIR = a clone or checkout of
+# fermyon/conformance-tests (a bare clone works) that holds the pinned commit. Without one
+# the script says how to get it and exits 2. Its test components are built here as upstream
+# builds them (cargo, wasm32-unknown-unknown, the suite's Cargo.lock).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+COMMIT=61f2799f92b5d85f342cc07e3f5dec5cd0a7bc9c
+TESTS=(request-shape variables postgres outbound-wasi-http-v0.2.0 outbound-wasi-http-v0.2.0-no-perms)
+OUT="$PWD/target/conformance"
+SUITE="$OUT/suite-${COMMIT:0:7}"
+
+src="${CONFORMANCE_TESTS_DIR:-}"
+if [ ! -f "$SUITE/.complete" ]; then
+  if [ -z "$src" ] || ! git -C "$src" cat-file -e "$COMMIT^{commit}" 2>/dev/null; then
+    echo "conformance: no copy of fermyon/conformance-tests holding commit ${COMMIT:0:7}." >&2
+    echo "  Set CONFORMANCE_TESTS_DIR to a clone of it (git clone, or a bare mirror) and rerun." >&2
+    exit 2
+  fi
+  rm -rf "$SUITE" && mkdir -p "$SUITE"
+  git -C "$src" archive "$COMMIT" | tar -x -C "$SUITE"
+  touch "$SUITE/.complete"
+fi
+echo "== conformance suite fermyon/conformance-tests@${COMMIT:0:7} ($SUITE)"
+
+# Test components, as the suite's packager builds them.
+rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+packages=()
+for t in "${TESTS[@]}"; do
+  for c in $(grep -o '%{source=[^}]*}' "$SUITE/tests/$t/spin.toml" | sed -E 's/%\{source=(.*)\}/\1/'); do
+    packages+=(-p "$(sed -nE 's/^name *= *"([^"]+)".*/\1/p' "$SUITE/components/$c/Cargo.toml" | head -n1)")
+  done
+done
+(cd "$SUITE" && cargo build --release --locked --target wasm32-unknown-unknown \
+  --target-dir "$OUT/target" "${packages[@]}")
+
+# Runtimes: the local host always; real Spin when one is found (SPIN_BIN, PATH, make spin-cli).
+cargo build --release -p ipai-spin-host
+runtimes=(--runtime "local=$PWD/target/release/ipai-spin-host up --from spin.toml")
+spin="${SPIN_BIN:-$(command -v spin 2>/dev/null || ls target/spin-cli/spin-*/bin/spin 2>/dev/null | head -n1 || true)}"
+if [ -n "$spin" ] && [ -x "$spin" ]; then
+  echo "== real Spin: $("$spin" --version)"
+  runtimes+=(--runtime "spin=$(cd "$(dirname "$spin")" && pwd)/$(basename "$spin") up")
+else
+  echo "== real Spin leg skipped: no spin CLI (set SPIN_BIN, put spin on PATH, or run 'make spin-cli')"
+fi
+
+python3 scripts/conformance.py --suite "$SUITE" \
+  --components "$OUT/target/wasm32-unknown-unknown/release" \
+  --workdir "$OUT/run" "${runtimes[@]}" "${TESTS[@]}"
