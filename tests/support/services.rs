@@ -1,7 +1,9 @@
 //! The outside services of the domain handlers and approvals as loopback fakes, each
 //! checking the exact shape of what it receives (URL, headers, auth, JSON fields) and
-//! answering as the real service does: Mattermost incoming webhooks, Resend's `POST
-//! /emails`, Google's OAuth token endpoint and Calendar `events.insert`, Odoo JSON-RPC.
+//! answering as the real service does: Mattermost incoming webhooks and its REST user
+//! directory (`GET /api/v4/users/email/{email}`, `GET /api/v4/users/{id}`, bot token),
+//! Resend's `POST /emails`, Google's OAuth token endpoint and Calendar `events.insert`,
+//! Odoo JSON-RPC.
 //! A request of the wrong shape gets the error the real service would give, so a
 //! handler that sends it fails visibly.
 
@@ -25,6 +27,87 @@ pub const ODOO_UID: i64 = 2;
 pub const IT_ADMIN: &str = "it.admin@example.com";
 pub const DIRECTOR: &str = "fin.director@example.com";
 pub const FINANCE_CHANNEL: &str = "finance";
+/// The Mattermost bot's REST API token.
+pub const MM_BOT_TOKEN: &str = "mm-bot-token-7f3kq9xw2";
+/// Mattermost user ids (26 characters, as Mattermost makes them) of the directory's people.
+pub const MARIA_MM_ID: &str = "mariasantos000000000000001";
+pub const JUAN_MM_ID: &str = "juandelacruz00000000000002";
+pub const ANA_MM_ID: &str = "anareyes000000000000000003";
+pub const JOSE_MM_ID: &str = "josegarcia0000000000000004";
+pub const ROSA_MM_ID: &str = "rosareviewer00000000000005";
+/// The finance approvers who stand in when a report's approver cannot decide.
+pub const FINANCE_APPROVERS: &str = "ana.reyes@example.com, jose.garcia@example.com";
+
+/// Mattermost's user directory: (id, username, email). Maria approves; Juan is the
+/// employee of every test report; Ana and José are finance approvers; Rosa is someone else.
+pub const MATTERMOST_USERS: [(&str, &str, &str); 5] = [
+    (MARIA_MM_ID, "maria.santos", "maria.santos@example.com"),
+    (JUAN_MM_ID, "juan.delacruz", "juan.delacruz@example.com"),
+    (ANA_MM_ID, "ana.reyes", "ana.reyes@example.com"),
+    (JOSE_MM_ID, "jose.garcia", "jose.garcia@example.com"),
+    (ROSA_MM_ID, "rosa.reviewer", "rosa.reviewer@example.com"),
+];
+
+/// A user object as Mattermost's REST API returns it (a sanitized subset).
+fn mattermost_user(id: &str, username: &str, email: &str) -> Value {
+    let (first, last) = username.split_once('.').unwrap_or((username, ""));
+    json!({"id": id, "create_at": 1_700_000_000_000_i64, "update_at": 1_700_000_000_000_i64,
+           "delete_at": 0, "username": username, "auth_data": "", "auth_service": "",
+           "email": email, "nickname": "", "first_name": first, "last_name": last,
+           "position": "", "roles": "system_user", "locale": "en"})
+}
+
+fn mattermost_error(status: u16, id: &str, message: &str) -> (u16, String) {
+    (
+        status,
+        json!({"id": id, "message": message, "detailed_error": "", "request_id": "r1",
+               "status_code": status})
+        .to_string(),
+    )
+}
+
+/// Mattermost: the incoming webhook accepts posts; the REST API answers users by email
+/// and by id to the bot token, 404 for anyone it does not know.
+fn mattermost_answer(r: &Recorded) -> (u16, String) {
+    let Some(api_path) = r.path.strip_prefix("/api/v4/") else {
+        return if r.method == "POST" && r.path == MATTERMOST_HOOK_PATH {
+            (200, "ok".into())
+        } else {
+            (404, "Not found".into())
+        };
+    };
+    if r.method != "GET" {
+        return mattermost_error(405, "api.context.method_not_allowed", "Method not allowed");
+    }
+    if r.header("authorization") != Some(&format!("Bearer {MM_BOT_TOKEN}")) {
+        return mattermost_error(
+            401,
+            "api.context.session_expired.app_error",
+            "Invalid or expired session, please login again.",
+        );
+    }
+    let found = if let Some(email) = api_path.strip_prefix("users/email/") {
+        MATTERMOST_USERS
+            .iter()
+            .find(|(_, _, e)| e.eq_ignore_ascii_case(email))
+    } else if let Some(id) = api_path.strip_prefix("users/") {
+        MATTERMOST_USERS.iter().find(|(i, _, _)| *i == id)
+    } else {
+        return mattermost_error(
+            404,
+            "api.context.404.app_error",
+            "Sorry, we could not find the page.",
+        );
+    };
+    match found {
+        Some((id, username, email)) => (200, mattermost_user(id, username, email).to_string()),
+        None => mattermost_error(
+            404,
+            "app.user.missing_account.const",
+            "Unable to find the user.",
+        ),
+    }
+}
 
 /// The approver Odoo returns for every expense report.
 pub fn approver() -> Value {
@@ -34,6 +117,10 @@ pub fn approver() -> Value {
 /// Report 320 ("Team offsite") holds expenses 2001–2003; every other expense is alone in
 /// report 310 ("November expenses", PHP 1,250.50). Both are approved by Maria Santos.
 pub const OFFSITE_LINES: [i64; 3] = [2001, 2002, 2003];
+/// Expense 3001 is alone in report 330, which has no approver in Odoo.
+pub const UNAPPROVED_LINE: i64 = 3001;
+/// Expense 3002 is alone in report 331, whose approver in Odoo is its own employee, Juan.
+pub const SELF_APPROVED_LINE: i64 = 3002;
 
 /// The `sheet_id` value Odoo's `web_read` returns for an expense line.
 fn report_of(expense_id: i64) -> Value {
@@ -41,6 +128,15 @@ fn report_of(expense_id: i64) -> Value {
         json!({"id": 320, "name": "Team offsite", "total_amount": 4350.25,
                "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": OFFSITE_LINES,
                "user_id": approver()})
+    } else if expense_id == UNAPPROVED_LINE {
+        json!({"id": 330, "name": "Conference fees", "total_amount": 980.0,
+               "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": [expense_id],
+               "user_id": false})
+    } else if expense_id == SELF_APPROVED_LINE {
+        json!({"id": 331, "name": "Taxi fares", "total_amount": 420.0,
+               "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": [expense_id],
+               "user_id": {"id": 7, "name": "Juan dela Cruz", "login": "juan",
+                           "email": "juan.delacruz@example.com"}})
     } else {
         json!({"id": 310, "name": "November expenses", "total_amount": 1250.5,
                "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": [expense_id],
@@ -60,13 +156,21 @@ pub enum OdooWrites {
     Fail(String),
 }
 
+/// How the fake Odoo answers: approve/refuse writes, and each report's state
+/// (`submit` unless set).
+#[derive(Debug, Clone)]
+struct OdooBehaviour {
+    writes: OdooWrites,
+    sheet_states: BTreeMap<i64, String>,
+}
+
 /// All fakes, started together.
 pub struct Services {
     pub mattermost: FakeServer,
     pub email: FakeServer,
     pub google: ScriptedServer,
     pub odoo: ScriptedServer,
-    odoo_writes: Arc<Mutex<OdooWrites>>,
+    odoo_behaviour: Arc<Mutex<OdooBehaviour>>,
 }
 
 fn rpc_error(name: &str, message: &str) -> (u16, String) {
@@ -78,7 +182,7 @@ fn rpc_error(name: &str, message: &str) -> (u16, String) {
     )
 }
 
-fn odoo_answer(r: &Recorded, writes: &OdooWrites) -> (u16, String) {
+fn odoo_answer(r: &Recorded, behaviour: &OdooBehaviour) -> (u16, String) {
     if r.method != "POST" || r.path != "/jsonrpc" {
         return (404, "not found".into());
     }
@@ -135,10 +239,36 @@ fn odoo_answer(r: &Recorded, writes: &OdooWrites) -> (u16, String) {
                     }
                 }
                 (Some("hr.expense.sheet"), Some("action_approve_expense_sheets"))
-                | (Some("hr.expense.sheet"), Some("ipai_refuse")) => match writes {
+                | (Some("hr.expense.sheet"), Some("ipai_refuse")) => match &behaviour.writes {
                     OdooWrites::Succeed => ok(json!(true)),
                     OdooWrites::Fail(m) => rpc_error("odoo.exceptions.UserError", m),
                 },
+                (Some("hr.expense.sheet"), Some("read")) => {
+                    if args[6] != json!({"fields": ["state"]}) {
+                        return rpc_error("builtins.ValueError", "unexpected fields");
+                    }
+                    let Some(id) = args[5][0][0].as_i64() else {
+                        return rpc_error("builtins.TypeError", "ids must be a list of ints");
+                    };
+                    let state = behaviour
+                        .sheet_states
+                        .get(&id)
+                        .cloned()
+                        .unwrap_or_else(|| "submit".into());
+                    ok(json!([{"id": id, "state": state}]))
+                }
+                (Some("hr.expense.sheet"), Some("message_post")) => {
+                    let kw = &args[6];
+                    let shaped = args[5][0].as_array().is_some_and(|ids| ids.len() == 1)
+                        && kw["body"].as_str().is_some_and(|b| !b.is_empty())
+                        && kw["message_type"] == "comment"
+                        && kw["subtype_xmlid"] == "mail.mt_note";
+                    if shaped {
+                        ok(json!(9001))
+                    } else {
+                        rpc_error("builtins.ValueError", "Expected singleton or bad note")
+                    }
+                }
                 _ => rpc_error(
                     "odoo.exceptions.MissingError",
                     &format!("unexpected call {model:?}.{method:?}"),
@@ -201,16 +331,18 @@ fn google_answer(r: &Recorded) -> (u16, String) {
 
 impl Services {
     pub async fn start() -> Self {
-        let mattermost = FakeServer::start().await;
-        mattermost.respond_with(200, "ok");
+        let mattermost = FakeServer::start_scripted(mattermost_answer).await;
         let email = FakeServer::start().await;
         email.respond_with(200, r#"{"id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}"#);
         let google = ScriptedServer::start_scripted(google_answer).await;
-        let odoo_writes = Arc::new(Mutex::new(OdooWrites::Succeed));
-        let w = odoo_writes.clone();
+        let odoo_behaviour = Arc::new(Mutex::new(OdooBehaviour {
+            writes: OdooWrites::Succeed,
+            sheet_states: BTreeMap::new(),
+        }));
+        let b = odoo_behaviour.clone();
         let odoo = ScriptedServer::start_scripted(move |r| {
-            let writes = w.lock().expect("odoo writes").clone();
-            odoo_answer(r, &writes)
+            let behaviour = b.lock().expect("odoo behaviour").clone();
+            odoo_answer(r, &behaviour)
         })
         .await;
         Services {
@@ -218,13 +350,22 @@ impl Services {
             email,
             google,
             odoo,
-            odoo_writes,
+            odoo_behaviour,
         }
     }
 
     /// How the fake Odoo answers approve/refuse calls from now on.
     pub fn odoo_writes(&self, w: OdooWrites) {
-        *self.odoo_writes.lock().expect("odoo writes") = w;
+        self.odoo_behaviour.lock().expect("odoo behaviour").writes = w;
+    }
+
+    /// The state Odoo reports for report `sheet_id` from now on (`submit` by default).
+    pub fn odoo_sheet_state(&self, sheet_id: i64, state: &str) {
+        self.odoo_behaviour
+            .lock()
+            .expect("odoo behaviour")
+            .sheet_states
+            .insert(sheet_id, state.to_string());
     }
 
     /// Points every handler variable at the fakes.
@@ -240,6 +381,8 @@ impl Services {
             ),
             ("mattermost_origin", self.mattermost.url.clone()),
             ("mattermost_finance_channel", FINANCE_CHANNEL.into()),
+            ("mattermost_bot_token", MM_BOT_TOKEN.into()),
+            ("mattermost_finance_approvers", FINANCE_APPROVERS.into()),
             ("email_api_url", format!("{}/emails", self.email.url)),
             ("email_api_origin", self.email.url.clone()),
             ("email_api_key", EMAIL_KEY.into()),
@@ -297,11 +440,51 @@ impl Services {
             .collect()
     }
 
+    /// Odoo chatter notes on expense reports as (report id, body).
+    pub fn odoo_notes(&self) -> Vec<(i64, String)> {
+        self.odoo
+            .requests()
+            .iter()
+            .map(|r| r.json())
+            .filter(|b| {
+                let a = &b["params"]["args"];
+                b["params"]["method"] == "execute_kw"
+                    && a[3] == "hr.expense.sheet"
+                    && a[4] == "message_post"
+            })
+            .map(|b| {
+                let a = &b["params"]["args"];
+                (
+                    a[5][0][0].as_i64().unwrap_or_default(),
+                    a[6]["body"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Requests to Mattermost's REST API as (method, path), after checking each carries
+    /// the bot token.
+    pub fn mattermost_api_requests(&self) -> Vec<(String, String)> {
+        self.mattermost
+            .requests()
+            .iter()
+            .filter(|r| r.path.starts_with("/api/"))
+            .map(|r| {
+                assert_eq!(
+                    r.header("authorization"),
+                    Some(format!("Bearer {MM_BOT_TOKEN}").as_str())
+                );
+                (r.method.clone(), r.path.clone())
+            })
+            .collect()
+    }
+
     /// Mattermost webhook posts (JSON bodies), after checking each request's shape.
     pub fn posts(&self) -> Vec<Value> {
         self.mattermost
             .requests()
             .iter()
+            .filter(|r| !r.path.starts_with("/api/"))
             .map(|r| {
                 assert_eq!(
                     (r.method.as_str(), r.path.as_str()),

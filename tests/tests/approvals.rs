@@ -1,11 +1,16 @@
-//! SPEC §7 approvals: Mattermost's button callback (`POST /mattermost/actions`) verifies
-//! the signed context, approves or refuses the expense report in Odoo exactly once, and
-//! answers with an `update` replacing the buttons by the outcome and who clicked.
+//! SPEC §7 approvals: Mattermost's button callback (`POST /mattermost/actions`). Only the
+//! approver the message was bound to decides — never the report's employee, another user
+//! or a forged `user_id` — and only on the report's current, unexpired submission; the
+//! decision is made in Odoo exactly once and named in the report's chatter, and the post
+//! is updated. Odoo and Mattermost (webhook + REST user directory) are loopback fakes that
+//! check each request's shape (tests/support/services.rs).
 
-use ipai_effects::mattermost::{ActionContext, Decision};
+use ipai_effects::mattermost::{ActionContext, Deciders, Decision};
 use ipai_tests::manifest;
 use ipai_tests::runtime::TEST_ACTION_SECRET;
-use ipai_tests::services::{OdooWrites, Services};
+use ipai_tests::services::{
+    self, OdooWrites, Services, ANA_MM_ID, JOSE_MM_ID, JUAN_MM_ID, MARIA_MM_ID, ROSA_MM_ID,
+};
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
 
@@ -19,21 +24,39 @@ async fn system(svc: &Services) -> Fixture {
     .unwrap()
 }
 
-fn context(decision: Decision, event_id: &str, secret: &str) -> Value {
-    ActionContext {
-        decision,
-        event_id: event_id.into(),
-        expense_id: "1042".into(),
-        sheet_id: "310".into(),
-        title: "Expense report 310: Client lunch".into(),
-        summary: "Juan dela Cruz · PHP 1,250.50 · Client lunch".into(),
-    }
-    .signed(secret)
+/// An `expense.submitted` event of Juan dela Cruz's expense `expense_id` in report
+/// `sheet_id`, submitted at `submitted_at`.
+fn submitted(expense_id: i64, sheet_id: i64, submitted_at: &str) -> Value {
+    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": expense_id.to_string(),
+        "payload": {"expense_id": expense_id, "employee_name": "Juan dela Cruz",
+                    "employee_email": "juan.delacruz@example.com", "amount": 1250.5, "currency": "PHP",
+                    "description": "Client lunch", "sheet_id": sheet_id, "submitted_at": submitted_at,
+                    "status": "submit"}})
+}
+
+/// Ingests and dispatches an event; returns the approval message it posted.
+async fn post_for(f: &Fixture, svc: &Services, key: &str, event: &Value) -> Value {
+    let before = svc.posts().len();
+    let id = f.ingest(key, event).await;
+    let s = f.dispatch().await;
+    assert_eq!(f.db.status(&id).await, "done", "{s}\n{}", f.sys.output());
+    let posts = svc.posts();
+    assert_eq!(posts.len(), before + 1, "one message: {posts:?}");
+    posts[before].clone()
+}
+
+/// The (Approve, Reject) contexts of an approval message.
+fn buttons(post: &Value) -> (Value, Value) {
+    let actions = &post["attachments"][0]["actions"];
+    (
+        actions[0]["integration"]["context"].clone(),
+        actions[1]["integration"]["context"].clone(),
+    )
 }
 
 /// Clicks a button as Mattermost does; returns (status, answer).
-async fn click(f: &Fixture, user: &str, context: &Value) -> (u16, Value) {
-    let body = json!({"user_id": format!("uid-{user}"), "user_name": user, "channel_id": "ch1",
+async fn click(f: &Fixture, user_id: &str, user_name: &str, context: &Value) -> (u16, Value) {
+    let body = json!({"user_id": user_id, "user_name": user_name, "channel_id": "ch1",
         "channel_name": "town-square", "team_id": "t1", "team_domain": "ipai", "post_id": "post-9xk3",
         "trigger_id": "trig", "type": "", "data_source": "", "context": context});
     let r = f
@@ -46,21 +69,76 @@ async fn click(f: &Fixture, user: &str, context: &Value) -> (u16, Value) {
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// The answer tells only the clicker (`ephemeral_text` containing `needle`) and leaves
+/// the post as it is.
+fn only_told(answer: &Value, needle: &str) {
+    assert!(
+        answer.get("update").is_none(),
+        "the post is unchanged: {answer}"
+    );
+    let text = answer["ephemeral_text"].as_str().unwrap_or_default();
+    assert!(text.contains(needle), "{needle:?} in {answer}");
+}
+
+/// The answer marks the post with `headline` and removes its buttons.
+fn marked(answer: &Value, headline: &str) {
+    let att = &answer["update"]["props"]["attachments"][0];
+    assert!(att.get("actions").is_none(), "buttons removed: {answer}");
+    assert!(
+        att["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&format!("**{headline}**")),
+        "{answer}"
+    );
+}
+
+async fn odoo_decisions(f: &Fixture) -> i64 {
+    f.db.value::<i64>("SELECT count(*) FROM integration.deliveries WHERE channel = 'odoo' AND target NOT LIKE '%#%'")
+        .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_click_on_a_posted_approval_approves_in_odoo_once_and_updates_the_post() {
+async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
     let svc = Services::start().await;
     let f = system(&svc).await;
     // The real message: ingest → dispatcher → expense-handler → Mattermost.
-    let event = json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": "1042",
-        "payload": {"expense_id": 1042, "employee_name": "Juan dela Cruz", "employee_email": "juan.delacruz@example.com",
-                    "amount": 1250.5, "currency": "PHP", "description": "Client lunch", "sheet_id": 310, "status": "submit"}});
-    let id = f.ingest("exp-1042-sub", &event).await;
-    assert_eq!(f.dispatch().await["done"], 1);
-    let post = svc.posts().remove(0);
-    let approve = post["attachments"][0]["actions"][0]["integration"]["context"].clone();
-    let reject = post["attachments"][0]["actions"][1]["integration"]["context"].clone();
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub",
+        &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+    )
+    .await;
+    assert_eq!(post["channel"], "@maria.santos");
+    // Maria and Juan were resolved in Mattermost's directory by email, with the bot token.
+    assert_eq!(
+        svc.mattermost_api_requests(),
+        vec![
+            (
+                "GET".to_string(),
+                "/api/v4/users/email/juan.delacruz@example.com".to_string()
+            ),
+            (
+                "GET".to_string(),
+                "/api/v4/users/email/maria.santos@example.com".to_string()
+            ),
+        ]
+    );
+    let (approve, reject) = buttons(&post);
+    let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
+    assert_eq!(ctx.deciders.user_ids, vec![MARIA_MM_ID.to_string()]);
+    assert_eq!(ctx.employee_user_id, JUAN_MM_ID);
+    assert_eq!(ctx.submitted_at, "2026-11-24T01:15:00Z");
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (ctx.expires_at - now - 14 * 86_400).abs() < 120,
+        "expires in 14 days: {}",
+        ctx.expires_at
+    );
+    let odoo_before = svc.odoo.requests().len();
 
-    let (status, answer) = click(&f, "maria.santos", &approve).await;
+    let (status, answer) = click(&f, MARIA_MM_ID, "maria.santos", &approve).await;
     assert_eq!(status, 200, "{answer}");
     let att = &answer["update"]["props"]["attachments"][0];
     assert!(
@@ -75,22 +153,58 @@ async fn a_click_on_a_posted_approval_approves_in_odoo_once_and_updates_the_post
         "{answer}"
     );
     assert_eq!(att["title"], post["attachments"][0]["title"]);
+    // Odoo: authenticate, the report is still submitted, approve, the chatter note.
+    let calls: Vec<(String, String, Value)> = svc.odoo_calls().into_iter().skip(1).collect();
     assert_eq!(
-        svc.odoo_writes_made(),
-        vec![("action_approve_expense_sheets".to_string(), json!([[310]]))]
+        calls,
+        vec![
+            ("hr.expense.sheet".into(), "read".into(), json!([[310]])),
+            (
+                "hr.expense.sheet".into(),
+                "action_approve_expense_sheets".into(),
+                json!([[310]])
+            ),
+            (
+                "hr.expense.sheet".into(),
+                "message_post".into(),
+                json!([[310]])
+            ),
+        ]
     );
-    let row = f.db.client
-        .query_one("SELECT status, detail FROM integration.deliveries WHERE event_id::text = $1 AND channel = 'odoo' AND target = 'hr.expense.sheet/310'", &[&id])
-        .await.unwrap();
-    assert_eq!(row.get::<_, String>(0), "sent");
-    assert!(row.get::<_, String>(1).contains("@maria.santos"));
-    let post_id: String = f.db.client
-        .query_one("SELECT external_id FROM integration.id_map WHERE odoo_model = 'hr.expense.sheet' AND odoo_id = '310' AND system = 'mattermost_post'", &[])
-        .await.unwrap().get(0);
+    assert_eq!(svc.odoo.requests().len(), odoo_before + 4);
+    assert_eq!(
+        svc.odoo_notes(),
+        vec![(
+            310,
+            format!(
+                "Approved in Mattermost by @maria.santos (Mattermost user id {MARIA_MM_ID}), \
+                 from the approval message for the submission of 2026-11-24T01:15:00Z."
+            )
+        )]
+    );
+    // The clicker was confirmed in the directory by id.
+    assert_eq!(
+        svc.mattermost_api_requests().last().unwrap().1,
+        format!("/api/v4/users/{MARIA_MM_ID}")
+    );
+    let detail: String = f.db.value(
+        "SELECT status || ' ' || detail FROM integration.deliveries WHERE channel = 'odoo' AND target = 'hr.expense.sheet/310'",
+    )
+    .await;
+    assert!(
+        detail.starts_with("sent ")
+            && detail.contains("@maria.santos")
+            && detail.contains(MARIA_MM_ID),
+        "{detail}"
+    );
+    let post_id: String = f.db.value(
+        "SELECT external_id FROM integration.id_map WHERE odoo_model = 'hr.expense.sheet' AND odoo_id = '310' AND system = 'mattermost_post'",
+    )
+    .await;
     assert_eq!(post_id, "post-9xk3");
 
-    // A second click, and a click on the other button: answered from the record, no Odoo call.
-    let (status, again) = click(&f, "maria.santos", &approve).await;
+    // A second click, and a click on the other button: answered from the record.
+    let (status, again) = click(&f, MARIA_MM_ID, "maria.santos", &approve).await;
     assert_eq!(status, 200);
     assert!(
         again["ephemeral_text"]
@@ -99,8 +213,7 @@ async fn a_click_on_a_posted_approval_approves_in_odoo_once_and_updates_the_post
             .contains("already approved by @maria.santos"),
         "{again}"
     );
-    let (status, other) = click(&f, "jose", &reject).await;
-    assert_eq!(status, 200);
+    let (_, other) = click(&f, MARIA_MM_ID, "maria.santos", &reject).await;
     assert!(
         other["update"]["props"]["attachments"][0]["text"]
             .as_str()
@@ -108,33 +221,316 @@ async fn a_click_on_a_posted_approval_approves_in_odoo_once_and_updates_the_post
             .contains("**Approved** by @maria.santos"),
         "{other}"
     );
-    assert_eq!(svc.odoo_writes_made().len(), 1, "Odoo was called once");
+    assert_eq!(svc.odoo_writes_made().len(), 1, "Odoo decided once");
+    assert_eq!(svc.odoo_notes().len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_or_altered_contexts_are_rejected_without_calling_odoo() {
+async fn another_user_or_a_forged_user_id_decides_nothing() {
+    let svc = Services::start().await;
+    let f = system(&svc).await;
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub",
+        &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+    )
+    .await;
+    let (approve, reject) = buttons(&post);
+    let odoo_before = svc.odoo.requests().len();
+
+    // Another user (a channel member, a forwarded post…).
+    let (status, answer) = click(&f, ROSA_MM_ID, "rosa.reviewer", &approve).await;
+    assert_eq!(status, 200);
+    only_told(&answer, "only @maria.santos can approve or refuse");
+    // The approver's name under another user id.
+    let (_, answer) = click(&f, "mallory0000000000000000009", "maria.santos", &reject).await;
+    only_told(&answer, "only @maria.santos");
+    // The approver's user id under another name: the directory does not confirm it.
+    let (_, answer) = click(&f, MARIA_MM_ID, "mallory", &approve).await;
+    only_told(&answer, "could not be confirmed");
+    // No user id at all.
+    let (_, answer) = click(&f, "", "maria.santos", &approve).await;
+    only_told(&answer, "only @maria.santos");
+
+    assert_eq!(
+        svc.odoo.requests().len(),
+        odoo_before,
+        "Odoo was not called"
+    );
+    assert_eq!(odoo_decisions(&f).await, 0, "nothing claimed");
+    // The approver can still decide afterwards.
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &reject).await;
+    assert!(
+        answer["update"]
+            .to_string()
+            .contains("**Refused** by @maria.santos"),
+        "{answer}"
+    );
+    assert_eq!(
+        svc.odoo_writes_made(),
+        vec![(
+            "ipai_refuse".to_string(),
+            json!([[310], "Refused in Mattermost by @maria.santos"])
+        )]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_submitter_never_approves_their_own_report_and_odoo_notes_the_attempt() {
+    let svc = Services::start().await;
+    let f = system(&svc).await;
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub",
+        &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+    )
+    .await;
+    let (approve, _) = buttons(&post);
+
+    let (status, answer) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
+    assert_eq!(status, 200);
+    only_told(&answer, "you submitted this report");
+    let (_, again) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
+    only_told(&again, "you submitted this report");
+    // Nothing decided in Odoo; the attempt is in the report's chatter, once.
+    assert!(svc.odoo_writes_made().is_empty());
+    let notes = svc.odoo_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].0, 310);
+    assert!(
+        notes[0].1.starts_with(&format!("@juan.delacruz (Mattermost user id {JUAN_MM_ID}), the report's own employee, tried to approve it"))
+            && notes[0].1.contains("Refused"),
+        "{notes:?}"
+    );
+    assert_eq!(odoo_decisions(&f).await, 0);
+
+    // A report whose approver in Odoo is its own employee: the finance approvers decide.
+    let line = services::SELF_APPROVED_LINE;
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-3002-sub",
+        &submitted(line, 331, "2026-11-25T09:00:00Z"),
+    )
+    .await;
+    assert_eq!(post["channel"], services::FINANCE_CHANNEL);
+    assert!(
+        post["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("@ana.reyes, @jose.garcia:"),
+        "{post}"
+    );
+    let (approve, _) = buttons(&post);
+    let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
+    assert_eq!(
+        ctx.deciders.user_ids,
+        vec![ANA_MM_ID.to_string(), JOSE_MM_ID.to_string()]
+    );
+    let (_, answer) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
+    only_told(&answer, "you submitted this report");
+    assert!(svc.odoo_writes_made().is_empty());
+    let (_, answer) = click(&f, JOSE_MM_ID, "jose.garcia", &approve).await;
+    assert!(
+        answer["update"]
+            .to_string()
+            .contains("**Approved** by @jose.garcia"),
+        "{answer}"
+    );
+    assert_eq!(
+        svc.odoo_writes_made(),
+        vec![("action_approve_expense_sheets".to_string(), json!([[331]]))]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_an_approver_only_the_finance_approvers_decide_never_the_channel() {
+    let svc = Services::start().await;
+    let f = system(&svc).await;
+    let line = services::UNAPPROVED_LINE;
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-3001-sub",
+        &submitted(line, 330, "2026-11-25T10:00:00Z"),
+    )
+    .await;
+    assert_eq!(post["channel"], services::FINANCE_CHANNEL);
+    let (approve, reject) = buttons(&post);
+    let odoo_before = svc.odoo.requests().len();
+    let (_, answer) = click(&f, ROSA_MM_ID, "rosa.reviewer", &approve).await;
+    only_told(&answer, "only @ana.reyes or @jose.garcia");
+    assert_eq!(svc.odoo.requests().len(), odoo_before);
+    let (_, answer) = click(&f, ANA_MM_ID, "ana.reyes", &reject).await;
+    assert!(
+        answer["update"]
+            .to_string()
+            .contains("**Refused** by @ana.reyes"),
+        "{answer}"
+    );
+    assert_eq!(svc.odoo_notes().len(), 1);
+    assert!(svc.odoo_notes()[0]
+        .1
+        .starts_with("Refused in Mattermost by @ana.reyes"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
+    let svc = Services::start().await;
+    let f = system(&svc).await;
+    // Submitted, refused in Odoo, corrected and submitted again: a new message.
+    let old = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub",
+        &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+    )
+    .await;
+    let new = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub2",
+        &submitted(1042, 310, "2026-11-26T07:30:00Z"),
+    )
+    .await;
+    let odoo_before = svc.odoo.requests().len();
+    let (status, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&old).0).await;
+    assert_eq!(status, 200);
+    marked(&answer, "Superseded");
+    assert!(
+        answer["ephemeral_text"]
+            .as_str()
+            .unwrap()
+            .contains("submitted again"),
+        "{answer}"
+    );
+    assert_eq!(
+        svc.odoo.requests().len(),
+        odoo_before,
+        "Odoo was not called"
+    );
+    assert_eq!(odoo_decisions(&f).await, 0);
+    // The current message decides.
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&new).0).await;
+    assert!(
+        answer["update"].to_string().contains("**Approved**"),
+        "{answer}"
+    );
+    assert_eq!(svc.odoo_writes_made().len(), 1);
+
+    // Odoo no longer has the report waiting (decided in Odoo itself): read, never written.
+    let offsite = post_for(
+        &f,
+        &svc,
+        "off-a",
+        &submitted(services::OFFSITE_LINES[0], 320, "2026-11-25T02:00:00Z"),
+    )
+    .await;
+    svc.odoo_sheet_state(320, "approve");
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&offsite).1).await;
+    marked(&answer, "Superseded");
+    assert!(
+        answer["ephemeral_text"]
+            .as_str()
+            .unwrap()
+            .contains("state: approve"),
+        "{answer}"
+    );
+    assert_eq!(svc.odoo_writes_made().len(), 1, "no refusal written");
+    let last = svc.odoo_calls().pop().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1.as_str()),
+        ("hr.expense.sheet", "read")
+    );
+
+    // An expired button (a genuine context past its expiry).
+    let expired = ActionContext {
+        decision: Decision::Approve,
+        event_id: "0b6c3f3e-1111-4a4a-9c9c-000000000003".into(),
+        expense_id: "1042".into(),
+        sheet_id: "310".into(),
+        title: "Expense report 310".into(),
+        summary: "Juan dela Cruz · PHP 1,250.50".into(),
+        submitted_at: String::new(),
+        expires_at: chrono::Utc::now().timestamp() - 60,
+        deciders: Deciders {
+            user_ids: vec![MARIA_MM_ID.into()],
+            usernames: vec!["maria.santos".into()],
+        },
+        employee_user_id: JUAN_MM_ID.into(),
+        employee_email: "juan.delacruz@example.com".into(),
+    }
+    .signed(TEST_ACTION_SECRET);
+    let odoo_before = svc.odoo.requests().len();
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &expired).await;
+    marked(&answer, "Expired");
+    assert_eq!(
+        svc.odoo.requests().len(),
+        odoo_before,
+        "Odoo was not called"
+    );
+}
+
+/// A genuine context of the given decision and event, bound to Maria as approver.
+fn context(decision: Decision, event_id: &str, secret: &str) -> Value {
+    ActionContext {
+        decision,
+        event_id: event_id.into(),
+        expense_id: "1042".into(),
+        sheet_id: "310".into(),
+        title: "Expense report 310: Client lunch".into(),
+        summary: "Juan dela Cruz · PHP 1,250.50 · Client lunch".into(),
+        submitted_at: String::new(),
+        expires_at: chrono::Utc::now().timestamp() + 3600,
+        deciders: Deciders {
+            user_ids: vec![MARIA_MM_ID.into()],
+            usernames: vec!["maria.santos".into()],
+        },
+        employee_user_id: JUAN_MM_ID.into(),
+        employee_email: "juan.delacruz@example.com".into(),
+    }
+    .signed(secret)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_altered_or_outdated_contexts_are_rejected_without_calling_odoo() {
     let svc = Services::start().await;
     let f = system(&svc).await;
     let event_id = "0b6c3f3e-1111-4a4a-9c9c-000000000001";
     // Signed with another key.
     let (status, body) = click(
         &f,
-        "mallory",
+        MARIA_MM_ID,
+        "maria.santos",
         &context(Decision::Approve, event_id, "guessed-secret"),
     )
     .await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["error"], "unauthorized");
-    // A genuine approve context turned into a refusal.
+    // A genuine approve context turned into a refusal, or given another approver.
     let mut altered = context(Decision::Approve, event_id, TEST_ACTION_SECRET);
     altered["action"] = json!("refuse");
-    assert_eq!(click(&f, "mallory", &altered).await.0, 401);
+    assert_eq!(
+        click(&f, MARIA_MM_ID, "maria.santos", &altered).await.0,
+        401
+    );
+    let mut rebound = context(Decision::Approve, event_id, TEST_ACTION_SECRET);
+    rebound["approver_ids"] = json!(ROSA_MM_ID);
+    assert_eq!(
+        click(&f, ROSA_MM_ID, "rosa.reviewer", &rebound).await.0,
+        401
+    );
     // Another report under a genuine signature.
     let mut other = context(Decision::Approve, event_id, TEST_ACTION_SECRET);
     other["sheet_id"] = json!("311");
-    assert_eq!(click(&f, "mallory", &other).await.0, 401);
+    assert_eq!(click(&f, MARIA_MM_ID, "maria.santos", &other).await.0, 401);
     // No context at all, or not a Mattermost request.
-    assert_eq!(click(&f, "mallory", &json!({})).await.0, 401);
+    assert_eq!(
+        click(&f, MARIA_MM_ID, "maria.santos", &json!({})).await.0,
+        401
+    );
     let r = f
         .http
         .post(f.sys.url("/mattermost/actions"))
@@ -150,8 +546,26 @@ async fn forged_or_altered_contexts_are_rejected_without_calling_odoo() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    // A genuine button from before approvers were bound to messages (version 1).
+    let v1 = json!({"v": "1", "action": "approve", "event_id": event_id, "expense_id": "1042",
+        "sheet_id": "310", "title": "Expense report 310", "summary": "s"});
+    let (status, answer) = click(&f, ROSA_MM_ID, "rosa.reviewer", &sign_v1(v1)).await;
+    assert_eq!(status, 200, "{answer}");
+    only_told(&answer, "no longer decides anything");
     assert!(svc.odoo.requests().is_empty(), "Odoo was never called");
     assert_eq!(f.db.count("deliveries").await, 0);
+}
+
+/// Signs a version-1 context as the bus did before approvers were bound (same domain,
+/// canonical JSON of the sorted fields).
+fn sign_v1(mut fields: Value) -> Value {
+    use hmac::{Hmac, Mac};
+    let canonical = fields.to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(TEST_ACTION_SECRET.as_bytes()).unwrap();
+    mac.update(b"ipai-mattermost-action.v1\n");
+    mac.update(canonical.as_bytes());
+    fields["sig"] = json!(hex::encode(mac.finalize().into_bytes()));
+    fields
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,27 +575,25 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
     let event_id = "0b6c3f3e-1111-4a4a-9c9c-000000000002";
     let refuse = context(Decision::Refuse, event_id, TEST_ACTION_SECRET);
 
-    // Odoo refuses the write: the user sees why, the buttons stay, nothing is recorded as done.
+    // Odoo refuses the write: the approver sees why, the buttons stay, nothing is recorded
+    // as done.
     svc.odoo_writes(OdooWrites::Fail(
-        "You cannot refuse your own expense report".into(),
+        "You cannot refuse this expense report".into(),
     ));
-    let (status, answer) = click(&f, "juan", &refuse).await;
+    let (status, answer) = click(&f, MARIA_MM_ID, "maria.santos", &refuse).await;
     assert_eq!(status, 200);
-    assert!(answer.get("update").is_none(), "{answer}");
-    assert!(
-        answer["ephemeral_text"]
-            .as_str()
-            .unwrap()
-            .contains("cannot refuse your own"),
-        "{answer}"
-    );
+    only_told(&answer, "cannot refuse this expense report");
     assert_eq!(svc.odoo_writes_made().len(), 1);
+    assert!(
+        svc.odoo_notes().is_empty(),
+        "no note for a decision Odoo refused"
+    );
 
     // Fixed: two clicks at once → one refusal in Odoo, with the reason naming the user.
     svc.odoo_writes(OdooWrites::Succeed);
     let (a, b) = tokio::join!(
-        click(&f, "maria.santos", &refuse),
-        click(&f, "maria.santos", &refuse)
+        click(&f, MARIA_MM_ID, "maria.santos", &refuse),
+        click(&f, MARIA_MM_ID, "maria.santos", &refuse)
     );
     assert_eq!((a.0, b.0), (200, 200));
     let writes = svc.odoo_writes_made();
@@ -207,7 +619,7 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
         .count();
     assert!(updated >= 1, "{a:?} {b:?}");
     // A later click is answered from the record.
-    let (_, later) = click(&f, "maria.santos", &refuse).await;
+    let (_, later) = click(&f, MARIA_MM_ID, "maria.santos", &refuse).await;
     assert!(
         later["ephemeral_text"]
             .as_str()
@@ -216,6 +628,7 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
         "{later}"
     );
     assert_eq!(svc.odoo_writes_made().len(), 2);
+    assert_eq!(svc.odoo_notes().len(), 1);
     let auth = svc
         .odoo
         .requests()

@@ -68,8 +68,125 @@ impl Decision {
     }
 }
 
+/// A Mattermost account, as the REST API (`GET /api/v4/users/...`) or the configured
+/// mapping (`mattermost_user_map`) knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MattermostUser {
+    /// The 26-character user id Mattermost puts in `user_id` of a button callback.
+    pub id: String,
+    pub username: String,
+    /// Empty when Mattermost hides addresses from the bot (privacy settings).
+    pub email: String,
+    /// `false` for a deactivated account (`delete_at` ≠ 0).
+    pub active: bool,
+}
+
+impl MattermostUser {
+    /// A user object of the REST API: `{"id", "username", "email", "delete_at", ...}`.
+    pub fn from_api(body: &[u8]) -> Result<Self, String> {
+        let v: Value = serde_json::from_slice(body)
+            .map_err(|_| "Mattermost did not answer a user object".to_string())?;
+        let text = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        if text("id").is_empty() || text("username").is_empty() {
+            return Err("Mattermost's user object lacks id or username".into());
+        }
+        Ok(MattermostUser {
+            id: text("id").to_string(),
+            username: text("username").to_ascii_lowercase(),
+            email: text("email").to_ascii_lowercase(),
+            active: v.get("delete_at").and_then(Value::as_i64).unwrap_or(0) == 0,
+        })
+    }
+}
+
+/// REST path of a user by email (`GET`, bot token as Bearer). The address goes in the
+/// path as Mattermost's own clients put it: `@` kept, anything outside `A-Z a-z 0-9 - _ . ~ @`
+/// percent-encoded.
+pub fn user_by_email_path(email: &str) -> String {
+    format!("/api/v4/users/email/{}", path_segment(email.trim()))
+}
+
+/// REST path of a user by id.
+pub fn user_by_id_path(user_id: &str) -> String {
+    format!("/api/v4/users/{}", path_segment(user_id.trim()))
+}
+
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'@' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The configured mapping used when the REST API is not (no `mattermost_bot_token`):
+/// `mattermost_user_map` = comma-separated `email=username:user_id` entries, e.g.
+/// `maria.santos@example.com=maria.santos:kq7xpw3fujgcbcz8rgmy1tqgph`.
+pub fn parse_user_map(text: &str) -> Result<Vec<MattermostUser>, String> {
+    let mut users = Vec::new();
+    for entry in text
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let parsed = entry.split_once('=').and_then(|(email, account)| {
+            let (username, id) = account.split_once(':')?;
+            let (email, username, id) = (email.trim(), username.trim(), id.trim());
+            (email.contains('@') && !username.is_empty() && !id.is_empty()).then(|| {
+                MattermostUser {
+                    id: id.to_string(),
+                    username: username.trim_start_matches('@').to_ascii_lowercase(),
+                    email: email.to_ascii_lowercase(),
+                    active: true,
+                }
+            })
+        });
+        match parsed {
+            Some(u) => users.push(u),
+            None => {
+                return Err(format!(
+                    "variable mattermost_user_map: entry {entry:?} is not email=username:user_id"
+                ))
+            }
+        }
+    }
+    Ok(users)
+}
+
+/// Who may decide on an approval message: Mattermost user ids and usernames, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Deciders {
+    pub user_ids: Vec<String>,
+    pub usernames: Vec<String>,
+}
+
+impl Deciders {
+    pub fn of(users: &[MattermostUser]) -> Self {
+        Deciders {
+            user_ids: users.iter().map(|u| u.id.clone()).collect(),
+            usernames: users.iter().map(|u| u.username.clone()).collect(),
+        }
+    }
+
+    pub fn includes(&self, user_id: &str) -> bool {
+        !user_id.is_empty() && self.user_ids.iter().any(|id| id == user_id)
+    }
+
+    /// `@maria.santos` or `@ana.reyes or @jose.garcia`.
+    pub fn mention(&self) -> String {
+        let names: Vec<String> = self.usernames.iter().map(|u| format!("@{u}")).collect();
+        names.join(" or ")
+    }
+}
+
 /// The data an approval button carries back, all text so it survives Mattermost's JSON
-/// round trip unchanged (it decodes numbers into floats).
+/// round trip unchanged (it decodes numbers into floats). Version 2 binds the message to
+/// who may decide, whose report it is, which submission it was made for and until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ActionContext {
     pub decision: Decision,
@@ -80,23 +197,63 @@ pub struct ActionContext {
     /// Title and one-line summary shown again when the post is updated.
     pub title: String,
     pub summary: String,
+    /// The submission the message stands for: the report's `submitted_at` as the payload
+    /// carried it (the stamp in `claim_approval_request`'s key), empty when it had none.
+    pub submitted_at: String,
+    /// Unix seconds after which the buttons are refused.
+    pub expires_at: i64,
+    /// The only Mattermost users whose click decides.
+    pub deciders: Deciders,
+    /// The report's employee, who may never decide on it: Mattermost user id (empty when
+    /// unknown) and email address (lower-cased, empty when unknown).
+    pub employee_user_id: String,
+    pub employee_email: String,
+}
+
+/// Why a button's `context` is not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ContextError {
+    /// Not signed by us, altered, or malformed: answered 401.
+    Invalid(String),
+    /// Genuinely signed, but by a version that bound no approver (v1): refused to the
+    /// clicker, never decided.
+    Outdated,
+}
+
+impl std::fmt::Display for ContextError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ContextError::Invalid(m) => f.write_str(m),
+            ContextError::Outdated => f.write_str("the button predates approver binding"),
+        }
+    }
 }
 
 const SIGNING_DOMAIN: &str = "ipai-mattermost-action.v1\n";
+const CONTEXT_VERSION: &str = "2";
 
 type HmacSha256 = Hmac<Sha256>;
 
 impl ActionContext {
     fn fields(&self) -> Map<String, Value> {
+        let expires_at = self.expires_at.to_string();
+        let approver_ids = self.deciders.user_ids.join(",");
+        let approver_names = self.deciders.usernames.join(",");
         let mut m = Map::new();
         for (k, v) in [
-            ("v", "1"),
+            ("v", CONTEXT_VERSION),
             ("action", self.decision.as_str()),
             ("event_id", &self.event_id),
             ("expense_id", &self.expense_id),
             ("sheet_id", &self.sheet_id),
             ("title", &self.title),
             ("summary", &self.summary),
+            ("submitted_at", &self.submitted_at),
+            ("expires_at", &expires_at),
+            ("approver_ids", &approver_ids),
+            ("approver_names", &approver_names),
+            ("employee_user_id", &self.employee_user_id),
+            ("employee_email", &self.employee_email),
         ] {
             m.insert(k.to_string(), Value::String(v.to_string()));
         }
@@ -112,20 +269,24 @@ impl ActionContext {
         Value::Object(m)
     }
 
-    /// Verifies a `context` Mattermost sent back. Every field must be a string, `v` must
-    /// be 1, and `sig` must match (constant-time); otherwise `Err` says what is wrong.
-    pub fn verify(context: &Value, secret: &str) -> Result<Self, String> {
+    /// Verifies a `context` Mattermost sent back. Every field must be a string and `sig`
+    /// must match (constant-time); a genuine version-1 context is `Outdated`; anything
+    /// else wrong is `Invalid` saying what.
+    pub fn verify(context: &Value, secret: &str) -> Result<Self, ContextError> {
+        let invalid = |m: &str| ContextError::Invalid(m.to_string());
         if secret.is_empty() {
-            return Err("no signing secret is configured".into());
+            return Err(invalid("no signing secret is configured"));
         }
         let Some(obj) = context.as_object() else {
-            return Err("context is not an object".into());
+            return Err(invalid("context is not an object"));
         };
         let mut fields = Map::new();
         let mut sig = None;
         for (k, v) in obj {
             let Some(s) = v.as_str() else {
-                return Err(format!("context field {k} is not a string"));
+                return Err(ContextError::Invalid(format!(
+                    "context field {k} is not a string"
+                )));
             };
             if k == "sig" {
                 sig = Some(s.to_string());
@@ -134,7 +295,7 @@ impl ActionContext {
             }
         }
         let Some(sig) = sig else {
-            return Err("context is not signed".into());
+            return Err(invalid("context is not signed"));
         };
         let expected = signature(secret, &fields);
         if !bool::from(
@@ -142,20 +303,35 @@ impl ActionContext {
                 .as_bytes()
                 .ct_eq(expected.as_bytes()),
         ) {
-            return Err("context signature does not match".into());
+            return Err(invalid("context signature does not match"));
         }
         let get = |k: &str| {
             fields
                 .get(k)
                 .and_then(Value::as_str)
                 .map(str::to_string)
-                .ok_or_else(|| format!("context lacks {k}"))
+                .ok_or_else(|| ContextError::Invalid(format!("context lacks {k}")))
         };
-        if get("v")? != "1" {
-            return Err("unsupported context version".into());
+        match get("v")?.as_str() {
+            CONTEXT_VERSION => {}
+            "1" => return Err(ContextError::Outdated),
+            _ => return Err(invalid("unsupported context version")),
         }
-        let decision =
-            Decision::parse(&get("action")?).ok_or_else(|| "unknown action".to_string())?;
+        let decision = Decision::parse(&get("action")?).ok_or_else(|| invalid("unknown action"))?;
+        let list = |s: String| -> Vec<String> {
+            s.split(',')
+                .map(str::trim)
+                .filter(|x| !x.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        let deciders = Deciders {
+            user_ids: list(get("approver_ids")?),
+            usernames: list(get("approver_names")?),
+        };
+        if deciders.user_ids.is_empty() || deciders.user_ids.len() != deciders.usernames.len() {
+            return Err(invalid("context names no approver"));
+        }
         Ok(ActionContext {
             decision,
             event_id: get("event_id")?,
@@ -163,6 +339,13 @@ impl ActionContext {
             sheet_id: get("sheet_id")?,
             title: get("title")?,
             summary: get("summary")?,
+            submitted_at: get("submitted_at")?,
+            expires_at: get("expires_at")?
+                .parse()
+                .map_err(|_| invalid("expires_at is not a number"))?,
+            deciders,
+            employee_user_id: get("employee_user_id")?,
+            employee_email: get("employee_email")?,
         })
     }
 }
@@ -242,6 +425,23 @@ pub fn update_response(ctx: &ActionContext, decision: Decision, who: &str, note:
     })
 }
 
+/// The answer replacing the post's buttons by a note that nothing can be decided on it
+/// any more (superseded, expired): the same title and summary, no actions.
+pub fn closed_response(ctx: &ActionContext, headline: &str, explanation: &str) -> Value {
+    json!({
+        "update": {
+            "message": "",
+            "props": {"attachments": [{
+                "fallback": format!("{}: {headline}", ctx.title),
+                "color": COLOR_WARN,
+                "title": ctx.title,
+                "text": format!("{}\n**{headline}**: {explanation}", ctx.summary),
+            }]}
+        },
+        "ephemeral_text": format!("{}: {headline}. {explanation}", ctx.title),
+    })
+}
+
 /// An answer that leaves the post as it is and tells only the clicking user.
 pub fn ephemeral(text: &str) -> Value {
     json!({"ephemeral_text": text})
@@ -259,6 +459,14 @@ mod tests {
             sheet_id: "310".into(),
             title: "Expense report 310".into(),
             summary: "Juan · PHP 1,250.50".into(),
+            submitted_at: "2026-11-24T01:15:00Z".into(),
+            expires_at: 1_796_000_000,
+            deciders: Deciders {
+                user_ids: vec!["mariasantos000000000000001".into()],
+                usernames: vec!["maria.santos".into()],
+            },
+            employee_user_id: "juandelacruz00000000000002".into(),
+            employee_email: "juan.delacruz@example.com".into(),
         }
     }
 
@@ -279,6 +487,7 @@ mod tests {
         signed["action"] = json!("refuse");
         assert!(ActionContext::verify(&signed, "s3cret")
             .unwrap_err()
+            .to_string()
             .contains("signature"));
         let mut unsigned = ctx().signed("s3cret");
         unsigned.as_object_mut().unwrap().remove("sig");
@@ -287,6 +496,86 @@ mod tests {
         numeric["sheet_id"] = json!(310);
         assert!(ActionContext::verify(&numeric, "s3cret").is_err());
         assert!(ActionContext::verify(&json!("x"), "s3cret").is_err());
+        // Another approver, a later expiry or another submission under a genuine signature.
+        for (k, v) in [
+            ("approver_ids", "rosareviewer00000000000005"),
+            ("expires_at", "4102444800"),
+            ("submitted_at", "2026-12-01T00:00:00Z"),
+            ("employee_user_id", ""),
+        ] {
+            let mut altered = ctx().signed("s3cret");
+            altered[k] = json!(v);
+            assert!(
+                matches!(
+                    ActionContext::verify(&altered, "s3cret"),
+                    Err(ContextError::Invalid(_))
+                ),
+                "{k}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_genuine_version_1_context_is_outdated_and_one_without_approver_is_invalid() {
+        // As the bus signed buttons before approvers were bound to them.
+        let mut v1 = Map::new();
+        for (k, v) in [
+            ("v", "1"),
+            ("action", "approve"),
+            ("event_id", "e"),
+            ("expense_id", "1"),
+            ("sheet_id", "310"),
+            ("title", "t"),
+            ("summary", "s"),
+        ] {
+            v1.insert(k.into(), json!(v));
+        }
+        let sig = signature("s3cret", &v1);
+        v1.insert("sig".into(), json!(sig));
+        assert_eq!(
+            ActionContext::verify(&Value::Object(v1), "s3cret"),
+            Err(ContextError::Outdated)
+        );
+        let mut nobody = ctx();
+        nobody.deciders = Deciders::default();
+        assert!(matches!(
+            ActionContext::verify(&nobody.signed("s3cret"), "s3cret"),
+            Err(ContextError::Invalid(_))
+        ));
+    }
+
+    #[test]
+    fn users_come_from_the_rest_api_or_the_configured_map() {
+        let u = MattermostUser::from_api(
+            br#"{"id":"mariasantos000000000000001","username":"Maria.Santos","email":"maria.santos@example.com","delete_at":0,"roles":"system_user"}"#,
+        )
+        .unwrap();
+        assert_eq!((u.username.as_str(), u.active), ("maria.santos", true));
+        let gone = MattermostUser::from_api(
+            br#"{"id":"x","username":"old","email":"","delete_at":1764000000000}"#,
+        )
+        .unwrap();
+        assert!(!gone.active);
+        assert!(MattermostUser::from_api(br#"{"message":"nope"}"#).is_err());
+        assert_eq!(
+            user_by_email_path("Maria+fin@example.com"),
+            "/api/v4/users/email/Maria%2Bfin@example.com"
+        );
+        assert_eq!(user_by_id_path("abc/../x"), "/api/v4/users/abc%2F..%2Fx");
+        let map = parse_user_map(
+            "maria.santos@example.com=maria.santos:mariasantos000000000000001,\n Ana.Reyes@example.com=@ana.reyes:anareyes000000000000000003",
+        )
+        .unwrap();
+        assert_eq!(map.len(), 2);
+        assert_eq!(map[1].email, "ana.reyes@example.com");
+        assert_eq!(map[1].username, "ana.reyes");
+        assert!(parse_user_map("").unwrap().is_empty());
+        assert!(parse_user_map("maria=x")
+            .unwrap_err()
+            .contains("mattermost_user_map"));
+        let d = Deciders::of(&map);
+        assert!(d.includes("anareyes000000000000000003") && !d.includes(""));
+        assert_eq!(d.mention(), "@maria.santos or @ana.reyes");
     }
 
     #[test]

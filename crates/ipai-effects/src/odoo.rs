@@ -96,6 +96,37 @@ pub fn refuse_sheet(s: &Session, sheet_id: i64, reason: &str) -> Value {
     )
 }
 
+/// The report's workflow state: `hr.expense.sheet.read([[id]], {fields: ["state"]})`
+/// (`draft`, `submit`, `approve`, `post`, `done`, `cancel`). An approval click decides only
+/// while it is `submit`.
+pub fn sheet_state_read(s: &Session, sheet_id: i64) -> Value {
+    execute_kw(
+        s,
+        "hr.expense.sheet",
+        "read",
+        json!([[sheet_id]]),
+        json!({"fields": ["state"]}),
+    )
+}
+
+/// `sheet_state_read`'s result: `[{"id": 310, "state": "submit"}]`; `None` when the
+/// report no longer exists (empty list) or has no state.
+pub fn parse_sheet_state(result: &Value) -> Option<String> {
+    crate::fields::text(&result[0], "state")
+}
+
+/// A note in the report's chatter (`mail.thread.message_post`, internal note), so Odoo's
+/// own audit trail names who decided in Mattermost, or who was refused.
+pub fn sheet_note(s: &Session, sheet_id: i64, body: &str) -> Value {
+    execute_kw(
+        s,
+        "hr.expense.sheet",
+        "message_post",
+        json!([[sheet_id]]),
+        json!({"body": body, "message_type": "comment", "subtype_xmlid": "mail.mt_note"}),
+    )
+}
+
 /// A JSON-RPC answer: `result`, or the server's error message (Odoo answers HTTP 200
 /// with `{"error": {"message", "data": {"name", "message"}}}` for exceptions).
 pub fn parse_response(body: &[u8]) -> Result<Value, String> {
@@ -276,6 +307,23 @@ mod tests {
             json!({})
         );
         assert_eq!(user_lookup(&s(), 9)["params"]["args"][5], json!([[9]]));
+        let st = sheet_state_read(&s(), 310);
+        assert_eq!(
+            st["params"]["args"],
+            json!(["prod", 2, "k", "hr.expense.sheet", "read", [[310]], {"fields": ["state"]}])
+        );
+        assert_eq!(
+            parse_sheet_state(&json!([{"id": 310, "state": "submit"}])).as_deref(),
+            Some("submit")
+        );
+        assert_eq!(parse_sheet_state(&json!([])), None);
+        let note = sheet_note(&s(), 310, "Approved in Mattermost by @maria");
+        assert_eq!(
+            note["params"]["args"],
+            json!(["prod", 2, "k", "hr.expense.sheet", "message_post", [[310]],
+                   {"body": "Approved in Mattermost by @maria", "message_type": "comment",
+                    "subtype_xmlid": "mail.mt_note"}])
+        );
     }
 
     #[test]

@@ -3,11 +3,12 @@
 //! recorded under in `integration.deliveries`), and the Odoo look-up some need first.
 //! The components execute a `Plan`; nothing here touches the network or the database.
 
+use crate::approval::Approvers;
 use crate::dashboard::{self, Statement};
 use crate::email::{self, Email};
 use crate::fields::{self, html_escape};
 use crate::google::Booking;
-use crate::mattermost::{self, ActionContext, Decision};
+use crate::mattermost::{self, ActionContext, Deciders, Decision, MattermostUser};
 use crate::odoo::{self, Person, Report};
 use ipai_core::dispatch::EventEnvelope;
 use serde_json::{json, Value};
@@ -32,7 +33,12 @@ pub struct Settings {
     pub finance_director_email: Option<String>,
     /// Secret signing the approval buttons' context.
     pub action_secret: Option<String>,
+    /// Days an approval message's buttons stay valid (`approval_expiry_days`; `None` = 14).
+    pub approval_expiry_days: Option<String>,
 }
+
+/// Default validity of an approval message's buttons.
+pub const APPROVAL_EXPIRY_DAYS: i64 = 14;
 
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +47,11 @@ pub enum PlanError {
     Missing {
         variable: &'static str,
         needed_for: String,
+    },
+    /// A variable holds a value that cannot be used.
+    Invalid {
+        variable: &'static str,
+        problem: String,
     },
 }
 
@@ -53,6 +64,11 @@ impl std::fmt::Display for PlanError {
             } => write!(
                 f,
                 "variable {variable} is empty (needed for {needed_for}): set SPIN_VARIABLE_{}",
+                variable.to_ascii_uppercase()
+            ),
+            PlanError::Invalid { variable, problem } => write!(
+                f,
+                "variable {variable} {problem}: fix SPIN_VARIABLE_{}",
                 variable.to_ascii_uppercase()
             ),
         }
@@ -99,6 +115,12 @@ pub struct Found {
     /// Another event of the same report submission claimed its approval request
     /// (`claim_approval_request`): this event does not post one.
     pub approval_posted_by: Option<String>,
+    /// Who decides on the report's approval message, resolved in Mattermost.
+    pub approvers: Approvers,
+    /// The report's employee's Mattermost account, when resolved.
+    pub employee: Option<MattermostUser>,
+    /// When the look-up was made (Unix seconds): the buttons' expiry counts from here.
+    pub planned_at: i64,
 }
 
 /// Delivery targets of the messages that depend on a look-up.
@@ -286,7 +308,18 @@ fn expense_submitted(
         ));
         return Ok(());
     }
-    let approver = found.person.as_ref().and_then(Person::handle);
+    let expiry_days = match s.approval_expiry_days.as_deref().map(str::trim) {
+        None | Some("") => APPROVAL_EXPIRY_DAYS,
+        Some(d) => d
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (1..=365).contains(d))
+            .ok_or(PlanError::Invalid {
+                variable: "approval_expiry_days",
+                problem: format!("is {d:?}, not a number of days from 1 to 365"),
+            })?,
+    };
+    let deciders = Deciders::of(&found.approvers.users);
     // The approver decides on the whole report: show its total when Odoo gave it.
     let report = found.report.as_ref().filter(|r| r.total.is_some());
     let (title, text, summary, fields) = match report {
@@ -343,6 +376,9 @@ fn expense_submitted(
         attachment["title_link"] = json!(odoo::record_url(url, "hr.expense.sheet", sid));
     }
     match &sheet_id {
+        Some(_) if deciders.user_ids.is_empty() => plan.notes.push(
+            "nobody could be resolved in Mattermost to decide: message without buttons".into(),
+        ),
         Some(sid) => {
             let secret = need(
                 &s.action_secret,
@@ -358,6 +394,20 @@ fn expense_submitted(
                 sheet_id: sid.clone(),
                 title: title.clone(),
                 summary: summary.clone(),
+                submitted_at: fields::text(&event.payload, "submitted_at").unwrap_or_default(),
+                expires_at: found.planned_at + expiry_days * 86_400,
+                deciders: deciders.clone(),
+                employee_user_id: found
+                    .employee
+                    .as_ref()
+                    .map(|u| u.id.clone())
+                    .unwrap_or_default(),
+                employee_email: e
+                    .employee_email
+                    .as_deref()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_ascii_lowercase(),
             };
             attachment["actions"] = json!([
                 mattermost::button(
@@ -380,18 +430,42 @@ fn expense_submitted(
             .notes
             .push("the expense has no report (sheet) in Odoo: message without buttons".into()),
     }
-    let (channel, text) = match &approver {
-        Some(h) => (
-            Some(format!("@{h}")),
-            format!("@{h}, an expense is waiting for your approval."),
+    let approvers = &found.approvers;
+    let (channel, text) = match (&approvers.stand_in_reason, approvers.users.as_slice()) {
+        (None, [approver]) => (
+            Some(format!("@{}", approver.username)),
+            format!(
+                "@{}, an expense is waiting for your approval.",
+                approver.username
+            ),
         ),
-        None => {
-            plan.notes
-                .push("no approver found in Odoo: posted to the finance channel".into());
+        (reason, []) => {
+            let reason = reason
+                .clone()
+                .unwrap_or_else(|| "no approver could be resolved".into());
+            plan.notes.push(format!(
+                "{reason}, and no finance approver could be resolved: posted to the finance \
+                 channel without buttons"
+            ));
             (
                 s.finance_channel.clone(),
-                "An expense is waiting for approval (no approver is set on the report in Odoo)."
-                    .to_string(),
+                format!(
+                    "An expense is waiting for approval, but nobody could be found in \
+                     Mattermost to decide on it ({reason}): approve or refuse it in Odoo."
+                ),
+            )
+        }
+        (reason, _) => {
+            let reason = reason.clone().unwrap_or_else(|| "several approvers".into());
+            plan.notes.push(format!(
+                "{reason}: posted to the finance channel for the finance approvers"
+            ));
+            (
+                s.finance_channel.clone(),
+                format!(
+                    "{}: an expense is waiting for approval by one of you ({reason}).",
+                    deciders.mention().replace(" or ", ", ")
+                ),
             )
         }
     };

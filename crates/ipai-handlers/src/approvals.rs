@@ -1,28 +1,40 @@
 //! `POST /mattermost/actions`: a click on an Approve/Reject button (SPEC §7 approvals).
+//! Only the approver the message was bound to decides, never the report's employee, and
+//! only on the report's current submission (docs/handlers.md "Trust model"):
 //!
 //! 1. The `context` must carry a valid HMAC signature (`mattermost_action_secret`):
-//!    otherwise 401 and Odoo is not called.
-//! 2. The decision is claimed in `integration.deliveries` (event = the expense.submitted
+//!    otherwise 401 and Odoo is not called. A genuine button from before approvers were
+//!    bound to messages is refused to the clicker.
+//! 2. Who clicked (`ipai_effects::approval`): the report's employee (by Mattermost id, or
+//!    email from the directory) is refused and the attempt noted once in the report's Odoo
+//!    chatter; a `user_id` that is not a signed decider is refused; with a configured
+//!    directory, the `user_id` must be an active account whose username is the click's
+//!    `user_name`. These refusals go to the clicker alone (`ephemeral_text`), the post
+//!    unchanged, nothing decided in Odoo.
+//! 3. Which message: past its expiry, or no longer the report's newest approval request
+//!    → refused without calling Odoo, the post marked expired / superseded.
+//! 4. The decision is claimed in `integration.deliveries` (event = the expense.submitted
 //!    event the message was posted for, channel `odoo`, target `hr.expense.sheet/<id>`):
-//!    a second click, or a click on the other button, is answered from the record
-//!    without calling Odoo.
-//! 3. Odoo is called once (`action_approve_expense_sheets` or `ipai_refuse`); on success
-//!    the post is updated — buttons replaced by the outcome and who clicked — and the
-//!    report is linked to the post in `id_map`. On failure the buttons stay and only the
-//!    clicking user sees the error (the click can be retried).
+//!    a repeated click is answered from the record without calling Odoo.
+//! 5. Odoo: the report must still be `submit` (else superseded, as in 3); then
+//!    `action_approve_expense_sheets` or `ipai_refuse`, and a chatter note naming the
+//!    Mattermost user who decided. On success the post is updated (buttons replaced by the
+//!    outcome and who decided) and the report linked to the post in `id_map`; on failure
+//!    the buttons stay and only the clicker sees the error (the click can be retried).
 //!
 //! Odoo's own `expense.approved` / `expense.rejected` events then flow back through ingest.
 
-use crate::{db, outbound};
+use crate::{db, outbound, unix_now};
 use ipai_core::handler::HandlerError;
-use ipai_effects::approval;
+use ipai_effects::approval::{self, Refusal};
 use ipai_effects::deliveries::Claim;
-use ipai_effects::mattermost::{self, ActionContext, ActionRequest, Decision};
+use ipai_effects::mattermost::{self, ActionContext, ActionRequest, ContextError, Decision};
 use ipai_effects::odoo;
 use ipai_effects::plan::ODOO;
 use ipai_spin::http::{method, read_body, respond_json};
 use serde_json::{json, Value};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+use spin_sdk::pg4::Connection;
 
 const MAX_BODY: usize = 64 * 1024;
 
@@ -52,6 +64,19 @@ fn from_handler(e: HandlerError) -> Failure {
     (e.status(), e.code(), e.to_string())
 }
 
+/// The answer to a refused click, logged for the audit trail.
+fn refused(ctx: Option<&ActionContext>, click: &ActionRequest, refusal: &Refusal) -> Value {
+    eprintln!(
+        "approvals: refused a {} click on report {} by {} ({}): {}",
+        ctx.map_or("?", |c| c.decision.as_str()),
+        ctx.map_or("?", |c| c.sheet_id.as_str()),
+        click.who(),
+        click.user_id,
+        refusal.code()
+    );
+    refusal.answer(ctx)
+}
+
 async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
     if !method(&req).eq_ignore_ascii_case("POST") {
         return Err((405, "method_not_allowed", "use POST".into()));
@@ -60,17 +85,53 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
     let body = read_body(req, MAX_BODY)
         .await
         .map_err(|e| (400, "bad_request", e.to_string()))?;
-    let action = ActionRequest::parse(&body).map_err(|e| (400, "bad_request", e))?;
-    let ctx = ActionContext::verify(&action.context, &secret)
-        .map_err(|e| (401, "unauthorized", format!("rejected button context: {e}")))?;
+    let click = ActionRequest::parse(&body).map_err(|e| (400, "bad_request", e))?;
+    let ctx = match ActionContext::verify(&click.context, &secret) {
+        Ok(ctx) => ctx,
+        Err(ContextError::Outdated) => return Ok(refused(None, &click, &Refusal::Outdated)),
+        Err(e) => return Err((401, "unauthorized", format!("rejected button context: {e}"))),
+    };
     let sheet_id: i64 = ctx
         .sheet_id
         .parse()
         .map_err(|_| (400, "bad_request", "sheet_id is not a number".to_string()))?;
+
+    // Who clicked: from the signed context, then from Mattermost's directory.
+    if let Err(refusal) = approval::check_clicker(&ctx, &click) {
+        if refusal == Refusal::SelfApproval {
+            note_self_approval(&ctx, &click, sheet_id).await;
+        }
+        return Ok(refused(Some(&ctx), &click, &refusal));
+    }
+    let directory = outbound::Directory::configured().map_err(from_handler)?;
+    if directory.is_configured() {
+        let checked = match directory.by_id(&click.user_id).await {
+            Ok(account) => approval::check_directory(&ctx, &click, account.as_ref()),
+            Err(e) => Err(Refusal::IdentityUnconfirmed(format!(
+                "Mattermost's user directory could not be asked, try again: {e}"
+            ))),
+        };
+        if let Err(refusal) = checked {
+            if refusal == Refusal::SelfApproval {
+                note_self_approval(&ctx, &click, sheet_id).await;
+            }
+            return Ok(refused(Some(&ctx), &click, &refusal));
+        }
+    }
+
+    // Which message: unexpired, and still the report's newest submission.
+    if let Err(refusal) = approval::check_expiry(&ctx, unix_now()) {
+        return Ok(refused(Some(&ctx), &click, &refusal));
+    }
     // Everything Odoo needs is read before claiming, so a missing variable claims nothing.
     let client = outbound::Odoo::configured().map_err(from_handler)?;
     let conn = db::open().map_err(from_handler)?;
-    let who = action.who();
+    let newest = db::newest_approval_request(&conn, sheet_id).map_err(from_handler)?;
+    if let Err(refusal) = approval::check_newest_request(&ctx, &newest) {
+        return Ok(refused(Some(&ctx), &click, &refusal));
+    }
+
+    let who = approval::decider_name(&ctx, &click.user_id);
     let target = approval::target(&ctx);
     match db::claim(&conn, &ctx.event_id, ODOO, &target).map_err(from_handler)? {
         Claim::Done(detail) => return Ok(approval::already_decided(&ctx, &detail)),
@@ -81,9 +142,13 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
         }
         Claim::Send => {}
     }
-    match decide(&client, &ctx, sheet_id, &who).await {
-        Ok(()) => {
-            let detail = approval::record(ctx.decision, &who);
+    let fail = |msg: String| {
+        let _ = db::finish(&conn, &ctx.event_id, ODOO, &target, "failed", None, &msg);
+        msg
+    };
+    match decide(&client, &ctx, sheet_id, &who, &click.user_id).await {
+        Ok(Outcome::Decided { note_failed }) => {
+            let detail = approval::record(ctx.decision, &who, &click.user_id);
             db::finish(
                 &conn,
                 &ctx.event_id,
@@ -94,24 +159,35 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
                 &detail,
             )
             .map_err(from_handler)?;
-            if !action.post_id.is_empty() {
+            if !click.post_id.is_empty() {
                 // Best effort: the decision stands even if the link cannot be written.
                 if let Err(e) = db::map_id(
                     &conn,
                     "hr.expense.sheet",
                     &ctx.sheet_id,
                     "mattermost_post",
-                    &action.post_id,
+                    &click.post_id,
                     &ctx.event_id,
                 ) {
                     eprintln!("approvals: id_map: {e}");
                 }
             }
-            Ok(mattermost::update_response(&ctx, ctx.decision, &who, ""))
+            let mut answer = mattermost::update_response(&ctx, ctx.decision, &who, "");
+            if let Some(e) = note_failed {
+                eprintln!("approvals: sheet {sheet_id}: chatter note failed: {e}");
+                answer["ephemeral_text"] = json!(format!(
+                    "{} The note naming you could not be added to the report in Odoo: {e}",
+                    answer["ephemeral_text"].as_str().unwrap_or_default()
+                ));
+            }
+            Ok(answer)
+        }
+        Ok(Outcome::Refused(refusal)) => {
+            fail(format!("refused: {}", refusal.code()));
+            Ok(refused(Some(&ctx), &click, &refusal))
         }
         Err(e) => {
-            let msg = e.to_string();
-            let _ = db::finish(&conn, &ctx.event_id, ODOO, &target, "failed", None, &msg);
+            let msg = fail(e.to_string());
             eprintln!("approvals: sheet {sheet_id}: {msg}");
             Ok(mattermost::ephemeral(&format!(
                 "Odoo did not {} the report: {msg}",
@@ -121,27 +197,82 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
     }
 }
 
+enum Outcome {
+    /// Odoo took the decision; the chatter note naming who decided failed with this.
+    Decided { note_failed: Option<String> },
+    /// Odoo no longer has the report waiting for approval.
+    Refused(Refusal),
+}
+
 async fn decide(
     client: &outbound::Odoo,
     ctx: &ActionContext,
     sheet_id: i64,
     who: &str,
-) -> Result<(), HandlerError> {
+    user_id: &str,
+) -> Result<Outcome, HandlerError> {
     let session = client.session().await?;
+    let state = client
+        .execute(&odoo::sheet_state_read(&session, sheet_id))
+        .await?;
+    if let Err(refusal) = approval::check_sheet_state(odoo::parse_sheet_state(&state).as_deref()) {
+        return Ok(Outcome::Refused(refusal));
+    }
     match ctx.decision {
         Decision::Approve => {
             let result = client
                 .execute(&odoo::approve_sheet(&session, sheet_id))
                 .await?;
-            odoo::approve_outcome(&result).map_err(HandlerError::Upstream)
+            odoo::approve_outcome(&result).map_err(HandlerError::Upstream)?;
         }
-        Decision::Refuse => client
-            .execute(&odoo::refuse_sheet(
-                &session,
-                sheet_id,
-                &approval::refuse_reason(who),
-            ))
-            .await
-            .map(|_| ()),
+        Decision::Refuse => {
+            client
+                .execute(&odoo::refuse_sheet(
+                    &session,
+                    sheet_id,
+                    &approval::refuse_reason(who),
+                ))
+                .await?;
+        }
+    }
+    let note = approval::decision_note(ctx, ctx.decision, who, user_id);
+    let note_failed = client
+        .execute(&odoo::sheet_note(&session, sheet_id, &note))
+        .await
+        .err()
+        .map(|e| e.to_string());
+    Ok(Outcome::Decided { note_failed })
+}
+
+/// Notes the employee's attempt to decide on their own report in its Odoo chatter, once
+/// per message (ledger target `hr.expense.sheet/<id>#self-approval`). Best effort: the
+/// click is refused whatever happens here.
+async fn note_self_approval(ctx: &ActionContext, click: &ActionRequest, sheet_id: i64) {
+    let noted = async {
+        let client = outbound::Odoo::configured()?;
+        let conn: Connection = db::open()?;
+        let target = approval::self_approval_target(ctx);
+        if !matches!(db::claim(&conn, &ctx.event_id, ODOO, &target)?, Claim::Send) {
+            return Ok(());
+        }
+        let note = approval::self_approval_note(ctx, click);
+        let sent = async {
+            let session = client.session().await?;
+            client
+                .execute(&odoo::sheet_note(&session, sheet_id, &note))
+                .await
+        }
+        .await;
+        let (status, detail) = match &sent {
+            Ok(_) => ("sent", note),
+            Err(e) => ("failed", e.to_string()),
+        };
+        db::finish(&conn, &ctx.event_id, ODOO, &target, status, None, &detail)?;
+        sent.map(|_| ())
+    }
+    .await;
+    if let Err(e) = noted {
+        let e: HandlerError = e;
+        eprintln!("approvals: sheet {sheet_id}: self-approval note failed: {e}");
     }
 }

@@ -2,6 +2,7 @@
 //! ledger, id_map and the OAuth token cache. Every `query` returns exactly one row.
 
 use ipai_core::handler::HandlerError;
+use ipai_effects::approval;
 use ipai_effects::dashboard::Statement;
 use ipai_effects::deliveries::{self, Claim};
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
@@ -82,6 +83,23 @@ pub fn claim_approval_request(
         Some([DbValue::Str(owner)]) => Ok(owner.clone()),
         other => Err(HandlerError::Upstream(format!(
             "claim_approval_request returned {other:?}"
+        ))),
+    }
+}
+
+/// The key of a report's newest approval request, `""` when it has none (see
+/// `ipai_effects::approval::NEWEST_REQUEST_SQL`).
+pub fn newest_approval_request(conn: &Connection, sheet_id: i64) -> Result<String, HandlerError> {
+    let rows = conn
+        .query(
+            approval::NEWEST_REQUEST_SQL,
+            &[text(&approval::requests_of_sheet(sheet_id))],
+        )
+        .map_err(db_error)?;
+    match first(&rows) {
+        Some([DbValue::Str(key)]) => Ok(key.clone()),
+        other => Err(HandlerError::Upstream(format!(
+            "newest approval request returned {other:?}"
         ))),
     }
 }

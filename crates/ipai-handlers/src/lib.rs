@@ -13,9 +13,10 @@ pub mod outbound;
 
 use ipai_core::dispatch::EventEnvelope;
 use ipai_core::handler::HandlerError;
+use ipai_effects::approval::{self, Approvers, Employee};
 use ipai_effects::deliveries::Claim;
 use ipai_effects::plan::{self, Effect, Found, Lookup, Settings};
-use ipai_effects::{email, google, odoo};
+use ipai_effects::{email, fields, google, odoo};
 use ipai_spin::handler::{answer, receive, Handled};
 use ipai_spin::vars;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -41,6 +42,7 @@ pub fn settings() -> Settings {
         it_admin_email: vars::optional("it_admin_email"),
         finance_director_email: vars::optional("finance_director_email"),
         action_secret: vars::optional("mattermost_action_secret"),
+        approval_expiry_days: vars::optional("approval_expiry_days"),
     }
 }
 
@@ -57,7 +59,7 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let mut found = Found::default();
     if let Some((lookup, channel, target)) = plan::lookup_for(event) {
         if approval_posted_by.is_none() && !db::is_done(&conn, &event.id, channel, target)? {
-            found = look_up(&lookup).await?;
+            found = look_up(&lookup, event).await?;
         }
     }
     found.approval_posted_by = approval_posted_by;
@@ -94,7 +96,15 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     Ok(Handled::Done(done))
 }
 
-async fn look_up(lookup: &Lookup) -> Result<Found, HandlerError> {
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+async fn look_up(lookup: &Lookup, event: &EventEnvelope) -> Result<Found, HandlerError> {
     let odoo_client = outbound::Odoo::configured()?;
     let session = odoo_client.session().await?;
     match lookup {
@@ -103,9 +113,13 @@ async fn look_up(lookup: &Lookup) -> Result<Found, HandlerError> {
                 .execute(&odoo::expense_approver_lookup(&session, *expense_id))
                 .await?;
             let (report, person) = odoo::parse_expense_approver(&result);
+            let (approvers, employee) = resolve_approvers(event, person.as_ref()).await?;
             Ok(Found {
                 report,
                 person,
+                approvers,
+                employee: employee.account,
+                planned_at: unix_now(),
                 ..Found::default()
             })
         }
@@ -119,6 +133,69 @@ async fn look_up(lookup: &Lookup) -> Result<Found, HandlerError> {
             })
         }
     }
+}
+
+/// Who decides on an expense report's approval message, in Mattermost: the report's
+/// approver from Odoo, else (missing, unknown in Mattermost, deactivated, or the employee)
+/// the finance approvers of `mattermost_finance_approvers` other than the employee.
+async fn resolve_approvers(
+    event: &EventEnvelope,
+    approver: Option<&odoo::Person>,
+) -> Result<(Approvers, Employee), HandlerError> {
+    let directory = outbound::Directory::configured()?;
+    let employee_email = fields::text(&event.payload, "employee_email")
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !directory.is_configured() {
+        let reason = "no Mattermost directory is configured (mattermost_bot_token or \
+                      mattermost_user_map)";
+        let approvers = Approvers {
+            users: Vec::new(),
+            stand_in_reason: Some(reason.into()),
+        };
+        return Ok((
+            approvers,
+            Employee {
+                email: employee_email,
+                account: None,
+            },
+        ));
+    }
+    let employee = Employee {
+        account: match employee_email.as_str() {
+            "" => None,
+            email => directory.by_email(email).await?,
+        },
+        email: employee_email,
+    };
+    let approver_email = approver.and_then(|p| {
+        p.email
+            .clone()
+            .or_else(|| p.login.clone().filter(|l| l.contains('@')))
+    });
+    let account = match &approver_email {
+        Some(email) => directory.by_email(email).await?,
+        None => None,
+    };
+    let approvers = match approval::report_approver(approver_email.as_deref(), account, &employee) {
+        Ok(approver) => Approvers {
+            users: vec![approver],
+            stand_in_reason: None,
+        },
+        Err(reason) => {
+            let setting = vars::optional("mattermost_finance_approvers");
+            let mut candidates = Vec::new();
+            for email in approval::finance_approver_emails(setting.as_deref()) {
+                let account = directory.by_email(&email).await?;
+                candidates.push((email, account));
+            }
+            Approvers {
+                users: approval::stand_ins(candidates, &employee),
+                stand_in_reason: Some(reason),
+            }
+        }
+    };
+    Ok((approvers, employee))
 }
 
 /// A request ready to send, and how its answer is judged.

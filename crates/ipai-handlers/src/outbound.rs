@@ -4,6 +4,7 @@
 //! retried once it is fixed); a failed request is `HandlerError::Upstream`.
 
 use ipai_core::handler::HandlerError;
+use ipai_effects::mattermost::{self, MattermostUser};
 use ipai_effects::{config, google, odoo};
 use ipai_spin::vars;
 use serde_json::Value;
@@ -69,6 +70,42 @@ impl Answer {
             }
             (None, None) => "no answer".into(),
         }
+    }
+}
+
+/// Sends a GET with `headers`.
+pub async fn get(url: &str, headers: &[(&str, String)]) -> Answer {
+    use spin_sdk::http::{Method, Request, Response};
+    let mut builder = Request::builder();
+    builder.method(Method::Get).uri(url);
+    for (k, v) in headers {
+        builder.header(*k, v.as_str());
+    }
+    let request = builder.body(Vec::new()).build();
+    let sent = ipai_spin::timer::timeout(
+        REQUEST_TIMEOUT,
+        spin_sdk::http::send::<_, Response>(request),
+    )
+    .await;
+    match sent {
+        None => Answer {
+            status: None,
+            body: Vec::new(),
+            error: Some(format!(
+                "timed out after {} ms",
+                REQUEST_TIMEOUT.as_millis()
+            )),
+        },
+        Some(Err(e)) => Answer {
+            status: None,
+            body: Vec::new(),
+            error: Some(format!("request failed: {e}")),
+        },
+        Some(Ok(resp)) => Answer {
+            status: Some(*resp.status()),
+            body: resp.into_body(),
+            error: None,
+        },
     }
 }
 
@@ -220,5 +257,95 @@ impl Odoo {
     /// Runs one `execute_kw` body built for `session`.
     pub async fn execute(&self, body: &Value) -> Result<Value, HandlerError> {
         self.rpc(body).await
+    }
+}
+
+/// Mattermost's user directory, to bind approval messages to accounts: the REST API
+/// (`{mattermost_origin}/api/v4`, Bearer `mattermost_bot_token`) when the token is set,
+/// else the configured `mattermost_user_map`, else none (approval messages then carry no
+/// buttons: nobody can be bound to them).
+pub enum Directory {
+    Api { origin: String, token: String },
+    Map(Vec<MattermostUser>),
+    Unconfigured,
+}
+
+impl Directory {
+    /// Reads the variables; a malformed map or origin is named.
+    pub fn configured() -> Result<Self, HandlerError> {
+        if let Some(token) = vars::optional("mattermost_bot_token") {
+            let origin = vars::optional("mattermost_origin").unwrap_or_default();
+            let origin = config::origin_of(&origin).ok_or_else(|| {
+                misconfigured(
+                    "variable mattermost_origin is not an http(s) origin (the REST API of \
+                     mattermost_bot_token is under it)"
+                        .into(),
+                )
+            })?;
+            return Ok(Directory::Api {
+                origin,
+                token: token.trim().to_string(),
+            });
+        }
+        match vars::optional("mattermost_user_map") {
+            Some(map) => Ok(Directory::Map(
+                mattermost::parse_user_map(&map).map_err(misconfigured)?,
+            )),
+            None => Ok(Directory::Unconfigured),
+        }
+    }
+
+    pub fn is_configured(&self) -> bool {
+        !matches!(self, Directory::Unconfigured)
+    }
+
+    /// The account with this email address (`None`: no such account).
+    pub async fn by_email(&self, email: &str) -> Result<Option<MattermostUser>, HandlerError> {
+        match self {
+            Directory::Api { .. } => self.fetch(&mattermost::user_by_email_path(email)).await,
+            Directory::Map(users) => Ok(users
+                .iter()
+                .find(|u| u.email.eq_ignore_ascii_case(email.trim()))
+                .cloned()),
+            Directory::Unconfigured => Ok(None),
+        }
+    }
+
+    /// The account with this user id (`None`: no such account).
+    pub async fn by_id(&self, user_id: &str) -> Result<Option<MattermostUser>, HandlerError> {
+        if user_id.trim().is_empty() {
+            return Ok(None);
+        }
+        match self {
+            Directory::Api { .. } => self.fetch(&mattermost::user_by_id_path(user_id)).await,
+            Directory::Map(users) => Ok(users.iter().find(|u| u.id == user_id).cloned()),
+            Directory::Unconfigured => Ok(None),
+        }
+    }
+
+    async fn fetch(&self, path: &str) -> Result<Option<MattermostUser>, HandlerError> {
+        let Directory::Api { origin, token } = self else {
+            return Ok(None);
+        };
+        let answer = get(
+            &format!("{origin}{path}"),
+            &[("authorization", format!("Bearer {token}"))],
+        )
+        .await;
+        match answer.status {
+            Some(200) if answer.error.is_none() => MattermostUser::from_api(&answer.body)
+                .map(Some)
+                .map_err(HandlerError::Upstream),
+            Some(404) => Ok(None),
+            Some(401) | Some(403) => Err(misconfigured(format!(
+                "Mattermost refused mattermost_bot_token for its user directory ({}): the bot \
+                 needs a valid token and permission to read users and their email addresses",
+                answer.describe()
+            ))),
+            _ => Err(HandlerError::Upstream(format!(
+                "Mattermost user directory: {}",
+                answer.describe()
+            ))),
+        }
     }
 }

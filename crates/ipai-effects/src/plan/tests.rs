@@ -1,5 +1,6 @@
 use super::*;
-use crate::mattermost::ActionContext;
+use crate::approval::Approvers;
+use crate::mattermost::{ActionContext, MattermostUser};
 use serde_json::json;
 
 fn ev(event_type: &str, payload: Value) -> EventEnvelope {
@@ -26,6 +27,26 @@ fn settings() -> Settings {
         it_admin_email: Some("it@example.com".into()),
         finance_director_email: Some("director@example.com".into()),
         action_secret: Some("s3cret".into()),
+        approval_expiry_days: None,
+    }
+}
+
+const MARIA_ID: &str = "mariasantos000000000000001";
+
+fn account(id: &str, username: &str) -> MattermostUser {
+    MattermostUser {
+        id: id.into(),
+        username: username.into(),
+        email: format!("{username}@example.com"),
+        active: true,
+    }
+}
+
+/// Maria Santos, the report's approver, resolved in Mattermost.
+fn maria_decides() -> Approvers {
+    Approvers {
+        users: vec![account(MARIA_ID, "maria.santos")],
+        stand_in_reason: None,
     }
 }
 
@@ -115,6 +136,9 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
             login: Some("maria".into()),
             email: Some("maria.santos@example.com".into()),
         }),
+        approvers: maria_decides(),
+        employee: Some(account("juandelacruz00000000000002", "juan.delacruz")),
+        planned_at: 1_764_000_000,
     };
     let p = plan(&e, &settings(), &found).unwrap();
     let posts = mm(&p);
@@ -140,6 +164,13 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
         ("310", "1042")
     );
     assert_eq!(approve.event_id, e.id);
+    // Bound to the approver, the employee, the submission and an expiry 14 days on.
+    assert_eq!(approve.deciders.user_ids, vec![MARIA_ID.to_string()]);
+    assert_eq!(approve.deciders.usernames, vec!["maria.santos".to_string()]);
+    assert_eq!(approve.employee_user_id, "juandelacruz00000000000002");
+    assert_eq!(approve.employee_email, "juan.delacruz@example.com");
+    assert_eq!(approve.expires_at, 1_764_000_000 + 14 * 86_400);
+    assert_eq!(approve.submitted_at, "");
     let refuse = ActionContext::verify(&actions[1]["integration"]["context"], "s3cret").unwrap();
     assert_eq!(refuse.decision, Decision::Refuse);
     assert!(att["fields"].to_string().contains("PHP 1,250.50"));
@@ -168,6 +199,8 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
         }),
         person: maria(),
         approval_posted_by: None,
+        approvers: maria_decides(),
+        ..Found::default()
     };
     let p = plan(
         &ev("expense.submitted", payload.clone()),
@@ -195,6 +228,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
     let ctx =
         ActionContext::verify(&att["actions"][0]["integration"]["context"], "s3cret").unwrap();
     assert_eq!(ctx.sheet_id, "310");
+    assert_eq!(ctx.submitted_at, "2026-11-24T01:15:00Z");
     assert!(ctx.summary.contains("PHP 3,750.50"));
 
     // Another line's event leaves the request to the owner and then has nothing to do.
@@ -258,13 +292,67 @@ fn leaving_the_approval_to_another_event_keeps_every_other_effect() {
 }
 
 #[test]
-fn without_an_approver_the_request_goes_to_the_finance_channel_and_without_a_secret_it_fails() {
+fn finance_approvers_stand_in_and_nobody_resolved_means_no_buttons_never_anyone() {
     let e = ev("expense.submitted", expense_payload());
-    let p = plan(&e, &settings(), &Found::default()).unwrap();
-    assert_eq!(mm(&p)[0].1["channel"], "finance");
+    let stand_in = Found {
+        approvers: Approvers {
+            users: vec![
+                account("anareyes000000000000000003", "ana.reyes"),
+                account("josegarcia0000000000000004", "jose.garcia"),
+            ],
+            stand_in_reason: Some("no approver is set on the report in Odoo".into()),
+        },
+        ..Found::default()
+    };
+    let p = plan(&e, &settings(), &stand_in).unwrap();
+    let body = mm(&p)[0].1;
+    assert_eq!(body["channel"], "finance");
+    assert!(body["text"]
+        .as_str()
+        .unwrap()
+        .starts_with("@ana.reyes, @jose.garcia: an expense is waiting"));
+    let ctx = ActionContext::verify(
+        &body["attachments"][0]["actions"][0]["integration"]["context"],
+        "s3cret",
+    )
+    .unwrap();
+    assert_eq!(
+        ctx.deciders.user_ids,
+        vec!["anareyes000000000000000003", "josegarcia0000000000000004"]
+    );
+    // Nobody resolved: the finance channel is told to decide in Odoo, and has no buttons.
+    let nobody = plan(&e, &settings(), &Found::default()).unwrap();
+    let body = mm(&nobody)[0].1;
+    assert_eq!(body["channel"], "finance");
+    assert!(body["attachments"][0].get("actions").is_none(), "{body}");
+    assert!(body["text"].as_str().unwrap().contains("in Odoo"));
+    // The expiry is configurable, and a nonsense value is named.
+    let mut s = settings();
+    s.approval_expiry_days = Some("3".into());
+    let p = plan(&e, &s, &stand_in).unwrap();
+    let ctx = ActionContext::verify(
+        &mm(&p)[0].1["attachments"][0]["actions"][0]["integration"]["context"],
+        "s3cret",
+    )
+    .unwrap();
+    assert_eq!(ctx.expires_at, 3 * 86_400);
+    s.approval_expiry_days = Some("forever".into());
+    let err = plan(&e, &s, &stand_in).unwrap_err().to_string();
+    assert!(
+        err.contains("approval_expiry_days") && err.contains("SPIN_VARIABLE_APPROVAL_EXPIRY_DAYS")
+    );
+}
+
+#[test]
+fn without_a_secret_the_approval_request_fails_naming_it() {
+    let e = ev("expense.submitted", expense_payload());
+    let found = Found {
+        approvers: maria_decides(),
+        ..Found::default()
+    };
     let mut s = settings();
     s.action_secret = None;
-    let err = plan(&e, &s, &Found::default()).unwrap_err();
+    let err = plan(&e, &s, &found).unwrap_err();
     assert!(err.to_string().contains("mattermost_action_secret"));
     assert!(err
         .to_string()
@@ -420,6 +508,7 @@ fn finance_submitted_dms_the_reviewer_with_a_link() {
             login: Some("rosa@example.com".into()),
             email: None,
         }),
+        ..Found::default()
     };
     let p = plan(&e, &settings(), &found).unwrap();
     let (target, body) = mm(&p)[0];
