@@ -36,6 +36,8 @@ pub struct App {
     pub variables: Arc<AppVariables>,
     pub pg_pools: Arc<PgPools>,
     pub manifest: Manifest,
+    /// Where self requests go: the HTTP trigger's listening address, once it listens.
+    pub self_origin: std::sync::OnceLock<std::net::SocketAddr>,
 }
 
 /// Which trigger started an instance: only HTTP-triggered instances may use service
@@ -56,7 +58,53 @@ pub struct InstanceState {
     allowed: Arc<AllowedHosts>,
     component: String,
     trigger: TriggerKind,
+    /// Set for HTTP-triggered instances only: Spin's cron trigger sets no origin.
+    self_origin: Option<std::net::SocketAddr>,
     app: std::sync::Weak<App>,
+}
+
+impl InstanceState {
+    /// Spin's self request, to `http://self.alt/<path>`: allowed by `http://self` (or any
+    /// host), sent over plain HTTP to the app's own listener with that `Host`; without an
+    /// origin (cron) it is `HttpRequestUriInvalid`. (A relative URL without any authority
+    /// is refused by wasmtime-wasi-http 41's `handle` before it gets here.)
+    fn send_self_request(
+        &self,
+        mut request: hyper::Request<HyperOutgoingBody>,
+        mut config: OutgoingRequestConfig,
+    ) -> HostFutureIncomingResponse {
+        let refuse = |code| HostFutureIncomingResponse::ready(Ok(Err(code)));
+        if !self.allowed.allows_self_requests() {
+            eprintln!(
+                "[{}] Outbound network destination not allowed: self request to {}; add \"http://self\" to allowed_outbound_hosts",
+                self.component,
+                request.uri()
+            );
+            return refuse(ErrorCode::HttpRequestDenied);
+        }
+        let Some(origin) = self.self_origin else {
+            eprintln!(
+                "[{}] Couldn't handle outbound HTTP request to relative URI; no origin set",
+                self.component
+            );
+            return refuse(ErrorCode::HttpRequestUriInvalid);
+        };
+        let path = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let (Ok(uri), Ok(host)) = (
+            format!("http://{origin}{path}").parse::<hyper::Uri>(),
+            hyper::header::HeaderValue::from_str(&origin.to_string()),
+        ) else {
+            return refuse(ErrorCode::HttpRequestUriInvalid);
+        };
+        *request.uri_mut() = uri;
+        request.headers_mut().insert(hyper::header::HOST, host);
+        config.use_tls = false;
+        wasmtime_wasi_http::types::default_send_request(request, config)
+    }
 }
 
 impl WasiView for InstanceState {
@@ -85,6 +133,9 @@ impl WasiHttpView for InstanceState {
         request: hyper::Request<HyperOutgoingBody>,
         config: OutgoingRequestConfig,
     ) -> HttpResult<HostFutureIncomingResponse> {
+        if request.uri().host() == Some(crate::outbound::SELF_REQUEST_HOST) {
+            return Ok(self.send_self_request(request, config));
+        }
         let url = request.uri().to_string();
         let chaining_target = request
             .uri()
@@ -277,6 +328,7 @@ impl App {
             variables,
             pg_pools: Arc::new(PgPools::new()),
             manifest,
+            self_origin: std::sync::OnceLock::new(),
         })
     }
 
@@ -307,6 +359,10 @@ impl App {
             allowed,
             component: component.id.clone(),
             trigger,
+            self_origin: match trigger {
+                TriggerKind::Http => self.self_origin.get().copied(),
+                TriggerKind::Cron => None,
+            },
             app: Arc::downgrade(self),
         }
     }

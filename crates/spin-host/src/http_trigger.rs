@@ -61,6 +61,8 @@ fn app_info(application: &crate::manifest::Application) -> Resp {
 
 /// Serves the app on `listener` until the process ends.
 pub async fn serve(app: Arc<App>, listener: TcpListener) -> Result<()> {
+    // Self requests (`http://self.alt/…`) come back here.
+    let _ = app.self_origin.set(listener.local_addr()?);
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(c) => c,

@@ -1,9 +1,13 @@
 //! `allowed_outbound_hosts` as Spin reads it: `<scheme>://<host>[:<port>]` with `*`
 //! wildcards for the scheme, host (`*` or `*.domain`) and port (`*`, a number, `a..b`); a
 //! missing port means the scheme's well-known port. Hosts match literally: allowing
-//! `127.0.0.1` does not allow `localhost`.
+//! `127.0.0.1` does not allow `localhost`. The host `self` (`http://self`) allows only self
+//! requests, to `http://self.alt/…`, which go to the app's own listener.
 
 use anyhow::{bail, Context, Result};
+
+/// The host a component names to reach its own app (Spin's self requests).
+pub const SELF_REQUEST_HOST: &str = "self.alt";
 
 /// Service-chaining hosts: `http://<component>.spin.internal`.
 pub const SERVICE_CHAINING_SUFFIX: &str = ".spin.internal";
@@ -11,6 +15,8 @@ pub const SERVICE_CHAINING_SUFFIX: &str = ".spin.internal";
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Host {
     Any,
+    /// `self`: only self requests.
+    ToSelf,
     Subdomain(String),
     Literal(String),
 }
@@ -72,6 +78,7 @@ impl AllowedHosts {
             e.scheme.as_ref().is_none_or(|s| *s == scheme)
                 && match &e.host {
                     Host::Any => true,
+                    Host::ToSelf => false,
                     Host::Subdomain(suffix) => host.ends_with(suffix.as_str()),
                     Host::Literal(h) => *h == host,
                 }
@@ -92,7 +99,18 @@ impl AllowedHosts {
         self.entries.iter().any(|e| match &e.host {
             Host::Literal(h) => h.ends_with(SERVICE_CHAINING_SUFFIX),
             Host::Subdomain(s) => s == SERVICE_CHAINING_SUFFIX,
-            Host::Any => false,
+            Host::Any | Host::ToSelf => false,
+        })
+    }
+
+    /// Whether self requests are allowed: an entry for `self` or any host, with a scheme
+    /// that covers `http` or `https` (Spin's `allows_relative_url(["http", "https"])`).
+    pub fn allows_self_requests(&self) -> bool {
+        self.entries.iter().any(|e| {
+            e.scheme
+                .as_deref()
+                .is_none_or(|s| s == "http" || s == "https")
+                && matches!(e.host, Host::Any | Host::ToSelf)
         })
     }
 }
@@ -117,6 +135,7 @@ fn parse_entry(entry: &str) -> Result<AllowedHost> {
     };
     let host = match host {
         "*" => Host::Any,
+        "self" => Host::ToSelf,
         h if h.starts_with("*.") => Host::Subdomain(h[1..].to_ascii_lowercase()),
         h if h.contains('*') => bail!("wildcards are allowed only as subdomains"),
         "" => bail!("missing host"),
@@ -203,6 +222,23 @@ mod tests {
         assert!(!a.allows_chaining_to("asset-handler"));
         let any = AllowedHosts::parse(&["http://*.spin.internal"]).unwrap();
         assert!(any.allows_chaining_to("asset-handler"));
+    }
+
+    #[test]
+    fn self_allows_only_self_requests() {
+        let a = AllowedHosts::parse(&["http://self"]).unwrap();
+        assert!(a.allows_self_requests());
+        assert!(!a.allows_url("http://self/x"));
+        assert!(!a.allows_url("http://self.alt/x"));
+        assert!(AllowedHosts::parse(&["*://*:*"])
+            .unwrap()
+            .allows_self_requests());
+        assert!(!AllowedHosts::parse(&["postgres://self"])
+            .unwrap()
+            .allows_self_requests());
+        assert!(!AllowedHosts::parse(&["http://127.0.0.1:3000"])
+            .unwrap()
+            .allows_self_requests());
     }
 
     #[test]

@@ -179,3 +179,57 @@ async fn an_allowed_host_is_attempted() {
         Ok(resp) => panic!("nothing listens there, got {}", resp.resp.status()),
     }
 }
+
+#[tokio::test]
+async fn self_requests_reach_the_app_when_self_is_allowed() {
+    let app = load_app("self", "/...", "\"http://self\"");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let server = tokio::spawn(ipai_spin_host::http_trigger::serve(app.clone(), listener));
+    while app.self_origin.get().is_none() {
+        tokio::task::yield_now().await;
+    }
+    let component = app.components["echo"].clone();
+
+    let mut state = app.instance_state(&component, TriggerKind::Http);
+    let fut = state
+        .send_request(outgoing("http://self.alt/hello?x=1"), config())
+        .expect("future");
+    let resp = resolve(fut).await.expect("the app answers");
+    assert_eq!(resp.resp.status(), 418, "the echo fixture answered");
+    let body = resp
+        .resp
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let seen: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(seen["spin-path-info"], "/hello");
+
+    // Spin's cron trigger sets no origin for self requests.
+    let mut cron = app.instance_state(&component, TriggerKind::Cron);
+    let fut = cron
+        .send_request(outgoing("http://self.alt/hello"), config())
+        .expect("future");
+    assert!(matches!(
+        resolve(fut).await,
+        Err(ErrorCode::HttpRequestUriInvalid)
+    ));
+    server.abort();
+}
+
+#[tokio::test]
+async fn self_requests_are_denied_without_self() {
+    let app = load_app("no-self", "/...", "\"http://127.0.0.1:1\"");
+    let component = app.components["echo"].clone();
+    let mut state = app.instance_state(&component, TriggerKind::Http);
+    let fut = state
+        .send_request(outgoing("http://self.alt/hello"), config())
+        .expect("future");
+    assert!(matches!(
+        resolve(fut).await,
+        Err(ErrorCode::HttpRequestDenied)
+    ));
+}
