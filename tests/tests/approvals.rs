@@ -637,3 +637,100 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
         .count();
     assert_eq!(auth, 2, "authenticate only when Odoo is really called");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_bot_token_the_configured_map_binds_approvers_and_without_either_no_buttons() {
+    let svc = Services::start().await;
+    let map = format!(
+        "maria.santos@example.com=maria.santos:{MARIA_MM_ID}, \
+         juan.delacruz@example.com=juan.delacruz:{JUAN_MM_ID}"
+    );
+    let m = manifest::variant(manifest::without_cron);
+    let mut f = Fixture::with_manifest(m, |v| {
+        v.insert("dispatch_kick".into(), "off".into());
+        svc.configure(v);
+        v.insert("mattermost_bot_token".into(), String::new());
+        v.insert("mattermost_user_map".into(), map);
+    })
+    .await
+    .unwrap();
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub",
+        &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+    )
+    .await;
+    assert_eq!(post["channel"], "@maria.santos");
+    let (approve, _) = buttons(&post);
+    let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
+    assert_eq!(
+        (
+            ctx.deciders.user_ids[0].as_str(),
+            ctx.employee_user_id.as_str()
+        ),
+        (MARIA_MM_ID, JUAN_MM_ID)
+    );
+    let (_, answer) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
+    only_told(&answer, "you submitted this report");
+    let (_, answer) = click(&f, MARIA_MM_ID, "mallory", &approve).await;
+    only_told(&answer, "could not be confirmed");
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &approve).await;
+    assert!(
+        answer["update"]
+            .to_string()
+            .contains("**Approved** by @maria.santos"),
+        "{answer}"
+    );
+    assert!(
+        svc.mattermost_api_requests().is_empty(),
+        "no REST API without a token"
+    );
+
+    // Neither a token nor a map: nobody can be bound, so no buttons; decided in Odoo.
+    f.restart_with(|v| {
+        v.insert("mattermost_user_map".into(), String::new());
+    })
+    .await
+    .unwrap();
+    let post = post_for(
+        &f,
+        &svc,
+        "exp-1043-sub",
+        &submitted(1043, 310, "2026-11-27T00:00:00Z"),
+    )
+    .await;
+    assert_eq!(post["channel"], services::FINANCE_CHANNEL);
+    assert!(post["attachments"][0].get("actions").is_none(), "{post}");
+    assert!(
+        post["text"]
+            .as_str()
+            .unwrap()
+            .contains("approve or refuse it in Odoo"),
+        "{post}"
+    );
+
+    // A bot token Mattermost refuses: the event fails naming the variable, and waits.
+    f.restart_with(|v| {
+        v.insert("mattermost_bot_token".into(), "not-the-bot-token".into());
+    })
+    .await
+    .unwrap();
+    let id = f
+        .ingest(
+            "exp-1044-sub",
+            &submitted(1044, 310, "2026-11-28T00:00:00Z"),
+        )
+        .await;
+    let s = f.dispatch().await;
+    assert_eq!(s["failed"], 1, "{s}");
+    let err: String =
+        f.db.value(&format!(
+            "SELECT coalesce(last_error, '') FROM integration.outbox WHERE id::text = '{id}'"
+        ))
+        .await;
+    assert!(
+        err.starts_with("HTTP 500") && err.contains("mattermost_bot_token"),
+        "{err}"
+    );
+}
