@@ -1,7 +1,8 @@
 //! The two behaviours of Spin 4.0.2 that Spin's conformance suite found missing in the local
 //! host (`request-shape`, `outbound-wasi-http-v0.2.0-no-perms`), reproduced without the suite:
 //! the suite needs a copy of its repository (`make conformance`), which CI does not have.
-//! The component is the workspace's echo-headers fixture (`make components` builds it).
+//! The components are the workspace's fixtures echo-headers and outbound-probe
+//! (`make components` builds them).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -12,11 +13,11 @@ use wasmtime_wasi_http::bindings::http::types::ErrorCode;
 use wasmtime_wasi_http::types::{HostFutureIncomingResponse, OutgoingRequestConfig};
 use wasmtime_wasi_http::WasiHttpView;
 
-fn fixture_wasm() -> PathBuf {
+fn fixture_wasm(file: &str) -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
-    let wasm = target.join("wasm32-wasip2/release/echo_headers.wasm");
+    let wasm = target.join("wasm32-wasip2/release").join(file);
     assert!(
         wasm.exists(),
         "{} is missing: build the components first (make components)",
@@ -27,6 +28,11 @@ fn fixture_wasm() -> PathBuf {
 
 /// Writes a manifest with one component, the echo-headers fixture, behind `route`.
 fn load_app(name: &str, route: &str, allowed: &str) -> Arc<App> {
+    load_fixture_app(name, "echo_headers.wasm", route, allowed)
+}
+
+/// Writes a manifest with one component `echo`, the fixture `wasm`, behind `route`.
+fn load_fixture_app(name: &str, wasm: &str, route: &str, allowed: &str) -> Arc<App> {
     let dir = std::env::temp_dir().join(format!("ipai-spin-host-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let manifest = format!(
@@ -34,7 +40,7 @@ fn load_app(name: &str, route: &str, allowed: &str) -> Arc<App> {
          [application]\nname = \"{name}\"\n\
          [[trigger.http]]\nroute = \"{route}\"\ncomponent = \"echo\"\n\
          [component.echo]\nsource = {source:?}\nallowed_outbound_hosts = [{allowed}]\n",
-        source = fixture_wasm().display().to_string(),
+        source = fixture_wasm(wasm).display().to_string(),
     );
     let path = dir.join("spin.toml");
     std::fs::write(&path, manifest).expect("write manifest");
@@ -44,6 +50,11 @@ fn load_app(name: &str, route: &str, allowed: &str) -> Arc<App> {
 
 /// Serves `app` on a free port, sends one GET with `Host: example.com`, stops serving.
 async fn get(app: Arc<App>, path: &str) -> hyper::Response<Bytes> {
+    get_with(app, path, &[]).await
+}
+
+/// As `get`, with extra request headers.
+async fn get_with(app: Arc<App>, path: &str, headers: &[(&str, &str)]) -> hyper::Response<Bytes> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -55,10 +66,11 @@ async fn get(app: Arc<App>, path: &str) -> hyper::Response<Bytes> {
             .await
             .expect("handshake");
     tokio::spawn(conn);
-    let req = hyper::Request::get(path)
-        .header("host", "example.com")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
+    let mut req = hyper::Request::get(path).header("host", "example.com");
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    let req = req.body(Empty::<Bytes>::new()).expect("request");
     let resp = sender.send_request(req).await.expect("response");
     let (parts, body) = resp.into_parts();
     let body = body.collect().await.expect("body").to_bytes();
@@ -158,6 +170,19 @@ async fn a_disallowed_host_is_refused_when_the_response_is_read_not_by_handle() 
         Err(ErrorCode::HttpRequestDenied) => {}
         other => panic!("expected HttpRequestDenied from the future, got {other:?}"),
     }
+}
+
+/// The guest's view (conformance `outbound-wasi-http-v0.2.0-no-perms`): `handle` succeeds
+/// and `future-incoming-response#get` gives `HttpRequestDenied`.
+#[tokio::test]
+async fn the_guest_sees_the_refusal_from_get_not_from_handle() {
+    let app = load_fixture_app("probe", "outbound_probe.wasm", "/", "");
+    let resp = get_with(app, "/", &[("probe-url", "http://localhost:1234/")]).await;
+    assert_eq!(
+        String::from_utf8_lossy(resp.body()),
+        "get: ErrorCode::HttpRequestDenied"
+    );
+    assert_eq!(resp.status(), 502);
 }
 
 #[tokio::test]
