@@ -39,7 +39,9 @@ run_phase() { # runtime phase
   port=$(free_port); hport=$(free_port)
   target/release/ipai migrate --database-url "$url" >/dev/null
   local -a env=(
-    SPIN_VARIABLE_DB_URL="$url" SPIN_VARIABLE_DB_HOST="127.0.0.1:5432"
+    SPIN_VARIABLE_DB_URL="$(printf '%s' "$url" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_app@#')"
+    SPIN_VARIABLE_DB_URL_INGEST="$(printf '%s' "$url" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_ingest@#')"
+    SPIN_VARIABLE_DB_HOST="127.0.0.1:5432"
     SPIN_VARIABLE_ODOO_WEBHOOK_SECRET=bench-secret SPIN_VARIABLE_DISPATCH_TOKEN=bench-token
     SPIN_VARIABLE_PUBLIC_BASE_URL="http://127.0.0.1:$port"
   )

@@ -11,7 +11,17 @@ export DATABASE_URL
 # host:port of DATABASE_URL, for allowed_outbound_hosts.
 DB_HOST="$(printf '%s' "$DATABASE_URL" | sed -E 's#^[a-z]+://([^@/]*@)?([^/?]*).*#\2#')"
 case "$DB_HOST" in *:*) ;; *) DB_HOST="$DB_HOST:5432" ;; esac
-export SPIN_VARIABLE_DB_URL="${SPIN_VARIABLE_DB_URL:-$DATABASE_URL}"
+# The app connects as its own login roles ipai_app and ipai_ingest (created by the
+# migrations, not superusers, with connection limits): DATABASE_URL with its user (and
+# password) replaced.
+# DATABASE_URL itself (a role that may create databases and roles) is for migrations.
+DATABASE_URL_APP="${DATABASE_URL_APP:-$(printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_app@#')}"
+export DATABASE_URL_APP
+export SPIN_VARIABLE_DB_URL="${SPIN_VARIABLE_DB_URL:-$DATABASE_URL_APP}"
+# Ingest connects as ipai_ingest: a connection budget of its own.
+DATABASE_URL_INGEST="${DATABASE_URL_INGEST:-$(printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_ingest@#')}"
+export DATABASE_URL_INGEST
+export SPIN_VARIABLE_DB_URL_INGEST="${SPIN_VARIABLE_DB_URL_INGEST:-$DATABASE_URL_INGEST}"
 export SPIN_VARIABLE_DB_HOST="${SPIN_VARIABLE_DB_HOST:-$DB_HOST}"
 # Development secret: override with SPIN_VARIABLE_ODOO_WEBHOOK_SECRET in any real setup.
 export SPIN_VARIABLE_ODOO_WEBHOOK_SECRET="${SPIN_VARIABLE_ODOO_WEBHOOK_SECRET:-dev-secret-change-me}"

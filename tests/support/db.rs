@@ -1,5 +1,9 @@
 //! A fresh database per test: created on the local PostgreSQL, migrated with the same
-//! migrator as `ipai migrate`, dropped when the test ends.
+//! migrator as `ipai migrate`, dropped when the test ends. Roles are cluster-wide, so each
+//! test also gets login roles of its own, made by the same SQL contract as the shipped
+//! `ipai_ingest` / `ipai_app` / `integration_reader` (members of them, same limits and settings): the app
+//! under test connects as those, and one test's connections never count against
+//! another's limit.
 
 use anyhow::{Context, Result};
 
@@ -11,22 +15,57 @@ pub fn server_url() -> String {
 
 pub struct TestDb {
     pub name: String,
-    /// URL with `?sslmode=disable`, as components use locally.
+    /// URL with `?sslmode=disable`, as components use locally; the migrating superuser
+    /// (the test's own view of the database).
     pub url: String,
     pub client: tokio_postgres::Client,
+    /// The test's app and read-only login roles (see the module comment).
+    pub roles: ipai_cli::migrate::LoginRoles,
 }
 
 impl TestDb {
-    /// Creates and migrates `ipai_test_<random>`.
+    /// Creates and migrates `ipai_test_<random>`, with the roles `ipai_in_<random>`,
+    /// `ipai_app_<random>` and `ipai_ro_<random>` at the shipped connection limits.
     pub async fn new() -> Result<Self> {
-        let name = format!("ipai_test_{}", uuid::Uuid::new_v4().simple());
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("ipai_test_{id}");
         let url = format!("{}/{}?sslmode=disable", server_url(), name);
-        ipai_cli::migrate::migrate(&url, &crate::workspace_root().join("migrations"))
-            .await
-            .context("migrating the test database")?;
+        let roles = ipai_cli::migrate::LoginRoles {
+            ingest: format!("ipai_in_{id}"),
+            app: format!("ipai_app_{id}"),
+            reader: format!("ipai_ro_{id}"),
+            ..Default::default()
+        };
+        ipai_cli::migrate::migrate_with_roles(
+            &url,
+            &crate::workspace_root().join("migrations"),
+            &roles,
+        )
+        .await
+        .context("migrating the test database")?;
         let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
         tokio::spawn(conn);
-        Ok(Self { name, url, client })
+        Ok(Self {
+            name,
+            url,
+            client,
+            roles,
+        })
+    }
+
+    /// The URL ingest connects with (`db_url_ingest`): the test's ingest role.
+    pub fn ingest_url(&self) -> String {
+        crate::runtime::url_as(&self.url, &self.roles.ingest)
+    }
+
+    /// The URL the app connects with (`db_url`): the test's app role.
+    pub fn app_url(&self) -> String {
+        crate::runtime::url_as(&self.url, &self.roles.app)
+    }
+
+    /// The read-only URL (`db_url_readonly`): the test's read-only role.
+    pub fn reader_url(&self) -> String {
+        crate::runtime::url_as(&self.url, &self.roles.reader)
     }
 
     /// `SELECT count(*)` of an `integration` table.
@@ -66,6 +105,11 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let name = self.name.clone();
+        let roles = [
+            self.roles.ingest.clone(),
+            self.roles.app.clone(),
+            self.roles.reader.clone(),
+        ];
         // Dropping needs its own runtime: Drop cannot await.
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -78,6 +122,11 @@ impl Drop for TestDb {
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                     .await?;
+                for role in roles {
+                    client
+                        .batch_execute(&format!("DROP ROLE IF EXISTS \"{role}\""))
+                        .await?;
+                }
                 Ok::<_, anyhow::Error>(())
             })
         })

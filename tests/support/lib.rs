@@ -49,7 +49,7 @@ impl Fixture {
         edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
     ) -> anyhow::Result<Self> {
         let db = TestDb::new().await?;
-        let mut vars = runtime::default_variables(&db.url);
+        let mut vars = runtime::default_variables(&db);
         edit(&mut vars);
         let rt = Runtime::from_env();
         let (v, m) = (vars.clone(), manifest.clone());
@@ -81,6 +81,13 @@ impl Fixture {
     ) -> anyhow::Result<()> {
         edit(&mut self.vars);
         self.restart().await
+    }
+
+    /// Starts a second instance of the app (same manifest and variables, its own port)
+    /// on the same database, as a second Spin host or replica would run.
+    pub async fn start_another(&self) -> anyhow::Result<System> {
+        let (v, m, rt) = (self.vars.clone(), self.manifest.clone(), self.sys.runtime);
+        tokio::task::spawn_blocking(move || System::start_with(rt, &v, &m)).await?
     }
 
     /// `POST /dispatch` with the test token; returns the HTTP status and the body.

@@ -75,10 +75,15 @@ pub const TEST_MCP_TOKEN: &str = "test-mcp-token";
 
 /// `db_url` with its user replaced by the read-only role `integration_reader`.
 pub fn readonly_url(db_url: &str) -> String {
+    url_as(db_url, "integration_reader")
+}
+
+/// `db_url` with its user (and password) replaced by `user`.
+pub fn url_as(db_url: &str, user: &str) -> String {
     match db_url.split_once("://") {
         Some((scheme, rest)) => {
             let host = rest.split_once('@').map_or(rest, |(_, h)| h);
-            format!("{scheme}://integration_reader@{host}")
+            format!("{scheme}://{user}@{host}")
         }
         None => db_url.to_string(),
     }
@@ -87,10 +92,13 @@ pub fn readonly_url(db_url: &str) -> String {
 /// The password of the ops dashboard (user `ops`) in tests.
 pub const TEST_OPS_PASSWORD: &str = "test-ops-password";
 
-/// The variables a test system gets unless the test overrides them.
-pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
+/// The variables a test system gets unless the test overrides them: it connects as the
+/// test database's own ingest, app and read-only roles, as `make up` connects as
+/// `ipai_ingest`, `ipai_app` and `integration_reader`.
+pub fn default_variables(db: &crate::TestDb) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    v.insert("db_url".into(), db_url.to_string());
+    v.insert("db_url".into(), db.app_url());
+    v.insert("db_url_ingest".into(), db.ingest_url());
     v.insert("db_host".into(), "127.0.0.1:5432".into());
     v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
     v.insert("dispatch_token".into(), TEST_DISPATCH_TOKEN.into());
@@ -99,7 +107,7 @@ pub fn default_variables(db_url: &str) -> BTreeMap<String, String> {
     v.insert("mattermost_action_secret".into(), TEST_ACTION_SECRET.into());
     v.insert("ops_password".into(), TEST_OPS_PASSWORD.into());
     v.insert("mcp_token".into(), TEST_MCP_TOKEN.into());
-    v.insert("db_url_readonly".into(), readonly_url(db_url));
+    v.insert("db_url_readonly".into(), db.reader_url());
     v.insert(
         "standard_webhooks_secret".into(),
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),

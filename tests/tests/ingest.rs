@@ -312,10 +312,11 @@ async fn unknown_event_types_and_aggregate_mismatches_are_422() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_database_is_503_with_retry_after() {
-    // Point db_url at a closed port (allowed, so the failure is the connection itself).
+    // Point ingest's database URL at a closed port (allowed, so the failure is the
+    // connection itself).
     let f = Fixture::with(|v| {
         v.insert(
-            "db_url".into(),
+            "db_url_ingest".into(),
             "postgres://postgres@127.0.0.1:1/ipai?sslmode=disable".into(),
         );
         v.insert("db_host".into(), "127.0.0.1:1".into());

@@ -913,7 +913,7 @@ async fn tool_calls_use_the_read_only_connection() {
     // although db_url (ingest's) works: the component never falls back to db_url.
     let f = Fixture::with_manifest(manifest::variant(manifest::without_cron), |v| {
         v.insert("dispatch_kick".into(), "off".into());
-        let broken = v["db_url_readonly"].replace("integration_reader@", "no_such_role_mcp@");
+        let broken = ipai_tests::runtime::url_as(&v["db_url_readonly"], "no_such_role_mcp");
         v.insert("db_url_readonly".into(), broken);
     })
     .await

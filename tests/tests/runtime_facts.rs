@@ -18,7 +18,7 @@ async fn refused(
     edit: impl FnOnce(&mut std::collections::BTreeMap<String, String>),
 ) -> (i32, String) {
     let db = TestDb::new().await.unwrap();
-    let mut vars = default_variables(&db.url);
+    let mut vars = default_variables(&db);
     edit(&mut vars);
     tokio::task::spawn_blocking(move || System::expect_exit(Runtime::from_env(), &vars, &manifest))
         .await
@@ -70,8 +70,10 @@ async fn a_missing_required_variable_refuses_to_start_naming_it() {
 /// 503 with nothing stored; returns what the runtime logged.
 async fn ingest_refused_by_the_database(edit: impl Fn(&str) -> String) -> String {
     let f = Fixture::with(|v| {
-        let url = edit(&v["db_url"]);
-        v.insert("db_url".into(), url);
+        for name in ["db_url", "db_url_ingest"] {
+            let url = edit(&v[name]);
+            v.insert(name.into(), url);
+        }
     })
     .await
     .unwrap();

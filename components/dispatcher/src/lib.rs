@@ -1,12 +1,16 @@
 //! dispatcher: `POST /dispatch` (bearer `dispatch_token`) runs one dispatch run.
 //!
-//! A run claims batches with `integration.claim_outbox` (SKIP LOCKED, per-aggregate FIFO,
-//! so overlapping runs are harmless), posts each envelope to its domain handler — by Spin
-//! service chaining, or over HTTP where chaining is unavailable — concurrently within a
-//! batch, then `ack_outbox`es 2xx answers and `fail_outbox`es everything else, until the
+//! At most one run claims at a time per database: a run first takes the dispatcher lease
+//! (`integration.start_dispatch_run`); when another run holds it, this call only marks
+//! "claim again" for that run and answers `{"coalesced": true, ...}` at once. The lease
+//! holder claims batches with `integration.claim_dispatch_batch` (which renews the lease,
+//! claims with `claim_outbox`'s SKIP LOCKED and per-aggregate FIFO, and releases the lease
+//! when nothing is left), posts each envelope to its domain handler — by Spin service
+//! chaining, or over HTTP where chaining is unavailable — at most `dispatch_concurrency`
+//! at once, then `ack_outbox`es 2xx answers and `fail_outbox`es everything else, until the
 //! queue is empty or the time budget is spent. It answers with the run's summary.
 
-use futures::future::join_all;
+use futures::stream::{self, StreamExt as _};
 use ipai_core::auth::bearer_matches;
 use ipai_core::dispatch::{
     outcome_of_response, DispatchSettings, EventEnvelope, Outcome, RunSummary, Transport,
@@ -137,12 +141,45 @@ fn configure() -> Result<Config, RunError> {
 
 /// One row always (Spin 4.0.2 never returns from a query with no rows): the claimed batch
 /// as a JSON array, timestamps as text (Spin 4.0.2 cannot read `timestamptz` columns).
+/// An empty batch means the run is over: `claim_dispatch_batch` released the lease (or
+/// another run had taken it over).
 const CLAIM_SQL: &str = "SELECT coalesce(jsonb_agg(jsonb_build_object(\
        'id', c.id, 'seq', c.seq, 'event_type', c.event_type, 'aggregate_type', c.aggregate_type, \
        'aggregate_id', c.aggregate_id, 'payload', c.payload, 'idempotency_key', c.idempotency_key, \
        'source', c.source, 'occurred_at', c.occurred_at::text, 'created_at', c.created_at::text, \
        'attempt', c.attempts) ORDER BY c.seq), '[]'::jsonb) \
-     FROM integration.claim_outbox($1::int4, $2::text, make_interval(secs => $3::int8)) c";
+     FROM integration.claim_dispatch_batch($2::text, $1::int4, $4::int8 * interval '1 millisecond', \
+                                           make_interval(secs => $3::int8)) c";
+
+/// Takes the dispatcher lease; `false` when another run holds it (it is then marked to
+/// claim again before it finishes).
+fn start_run(conn: &Connection, cfg: &Config) -> Result<bool, RunError> {
+    let rows = conn
+        .query(
+            "SELECT integration.start_dispatch_run($1::text, $2::int8 * interval '1 millisecond')",
+            &[
+                ParameterValue::Str(cfg.worker.clone()),
+                ParameterValue::Int64(cfg.settings.lease_ms() as i64),
+            ],
+        )
+        .map_err(db)?;
+    match rows.rows.first().and_then(|r| r.first()) {
+        Some(DbValue::Boolean(b)) => Ok(*b),
+        other => Err(RunError::Database(format!(
+            "start_dispatch_run returned {other:?}"
+        ))),
+    }
+}
+
+/// Lets go of the lease before the queue is empty (budget spent, or the run failed).
+fn end_run(conn: &Connection, cfg: &Config) -> Result<(), RunError> {
+    conn.query(
+        "SELECT integration.end_dispatch_run($1::text)",
+        &[ParameterValue::Str(cfg.worker.clone())],
+    )
+    .map(|_| ())
+    .map_err(db)
+}
 
 fn claim(conn: &Connection, cfg: &Config) -> Result<Vec<EventEnvelope>, RunError> {
     let rows = conn
@@ -152,6 +189,7 @@ fn claim(conn: &Connection, cfg: &Config) -> Result<Vec<EventEnvelope>, RunError
                 ParameterValue::Int32(cfg.settings.batch_size),
                 ParameterValue::Str(cfg.worker.clone()),
                 ParameterValue::Int64(cfg.settings.lock_timeout_s),
+                ParameterValue::Int64(cfg.settings.lease_ms() as i64),
             ],
         )
         .map_err(db)?;
@@ -190,31 +228,60 @@ async fn deliver(cfg: &Config, event: &EventEnvelope) -> Outcome {
 
 async fn run(cfg: &Config) -> Result<RunSummary, RunError> {
     let started = timer::deadline_in(Duration::ZERO);
-    let deadline = timer::deadline_in(Duration::from_millis(cfg.settings.budget_ms));
     let conn = Connection::open(&cfg.db_url).map_err(db)?;
     let mut summary = RunSummary::default();
+    if !start_run(&conn, cfg)? {
+        summary.coalesced = true;
+    } else {
+        let outcome = run_batches(&conn, cfg, &mut summary).await;
+        if !matches!(outcome, Ok(RunEnd::QueueEmpty)) {
+            // Budget spent or a failure: let go now rather than when the lease expires.
+            // If the database is gone this fails too, and the lease simply expires.
+            let _ = end_run(&conn, cfg);
+        }
+        outcome?;
+    }
+    summary.ms = timer::deadline_in(Duration::ZERO).saturating_sub(started) / 1_000_000;
+    Ok(summary)
+}
+
+/// Why a lease holder's run stopped.
+enum RunEnd {
+    /// `claim_dispatch_batch` found nothing more and released the lease.
+    QueueEmpty,
+    /// The time budget is spent; the lease is still held.
+    BudgetSpent,
+}
+
+async fn run_batches(
+    conn: &Connection,
+    cfg: &Config,
+    summary: &mut RunSummary,
+) -> Result<RunEnd, RunError> {
+    let deadline = timer::deadline_in(Duration::from_millis(cfg.settings.budget_ms));
     loop {
-        let batch = claim(&conn, cfg)?;
+        let batch = claim(conn, cfg)?;
         if batch.is_empty() {
-            break;
+            return Ok(RunEnd::QueueEmpty);
         }
         summary.batches += 1;
         summary.claimed += batch.len() as u32;
-        let outcomes = join_all(batch.iter().map(|e| deliver(cfg, e))).await;
+        let outcomes: Vec<Outcome> = stream::iter(batch.iter().map(|e| deliver(cfg, e)))
+            .buffered(cfg.settings.concurrency)
+            .collect()
+            .await;
         let mut acked = Vec::new();
         for (event, outcome) in batch.iter().zip(outcomes) {
             match outcome {
                 Outcome::Ack => acked.push(Some(event.id.clone())),
-                Outcome::Fail(error) => fail(&conn, event, error, &mut summary)?,
+                Outcome::Fail(error) => fail(conn, event, error, summary)?,
             }
         }
-        summary.done += ack_all(&conn, acked)?;
+        summary.done += ack_all(conn, acked)?;
         if timer::passed(deadline) {
-            break;
+            return Ok(RunEnd::BudgetSpent);
         }
     }
-    summary.ms = timer::deadline_in(Duration::ZERO).saturating_sub(started) / 1_000_000;
-    Ok(summary)
 }
 
 /// Acks every delivered event of a batch in one round trip (`ack_outbox` per id).

@@ -4,7 +4,11 @@
 //! stores an accepted event with one call to the SQL function `integration.ingest_event`
 //! (outbox row + audit row, atomically, idempotent), and maps every failure to the status
 //! `ipai_core::IngestError` defines. After answering Odoo it kicks a dispatch run, so a
-//! new event is delivered in milliseconds rather than at the next cron tick.
+//! new event is delivered in milliseconds rather than at the next cron tick. The kick is
+//! decided in the same round trip as the store (`integration.request_dispatch`, in the
+//! same transaction): it marks a run that is already going to claim again, and only when
+//! none is going or starting does ingest call `/dispatch` (so a burst of posts starts one
+//! run, not one per post). The connection goes back to the pool before the answer.
 
 use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
 use ipai_core::{check_request, IngestConfig, IngestError, IngestRequest, ValidEvent};
@@ -19,6 +23,8 @@ use std::time::Duration;
 struct Stored {
     id: String,
     duplicate: bool,
+    /// No dispatcher run is going or starting: this request must start one.
+    start_run: bool,
 }
 
 #[http_component]
@@ -32,7 +38,9 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
             let body = format!(r#"{{"id":"{}","status":"queued"}}"#, s.id);
             respond_json(out, 202, body.into_bytes(), &[]).await;
             // Odoo has its answer; now start delivery (cron remains the safety net).
-            kick_dispatch().await;
+            if s.start_run {
+                kick_dispatch().await;
+            }
         }
         Err(e) => {
             if e.status() >= 500 {
@@ -89,13 +97,21 @@ fn db_error(e: PgError) -> IngestError {
     }
 }
 
-const INGEST_SQL: &str = "SELECT id::text AS id, duplicate, conflict \
-     FROM integration.ingest_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8)";
+/// Stores the event and, for a new one when the kick is on ($9), asks for its delivery in
+/// the same transaction (`request_dispatch`: true = start a run).
+const INGEST_SQL: &str = "SELECT i.id::text AS id, i.duplicate, i.conflict, \
+            CASE WHEN $9::bool AND NOT i.duplicate THEN integration.request_dispatch() \
+                 ELSE false END AS start_run \
+     FROM integration.ingest_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8) AS i";
 
 /// Stores the event with one round trip to `integration.ingest_event`.
 fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
     let e = &event.envelope;
-    let db_url = vars::required("db_url").map_err(IngestError::Misconfigured)?;
+    // Ingest's own role (db_url_ingest) when configured, else the app's.
+    let db_url = match vars::optional("db_url_ingest") {
+        Some(url) => url,
+        None => vars::required("db_url").map_err(IngestError::Misconfigured)?,
+    };
     let conn = Connection::open(&db_url).map_err(db_error)?;
     let payload =
         serde_json::to_vec(&e.payload).map_err(|err| IngestError::Internal(err.to_string()))?;
@@ -110,14 +126,17 @@ fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
             .clone()
             .map_or(ParameterValue::DbNull, ParameterValue::Str),
         ParameterValue::Str(e.source.clone()),
+        ParameterValue::Boolean(vars::optional("dispatch_kick").as_deref() != Some("off")),
     ];
     let rows = conn.query(INGEST_SQL, &params).map_err(db_error)?;
     let row = rows
         .rows
         .first()
         .ok_or_else(|| IngestError::Internal("ingest_event returned no row".into()))?;
-    let (id, duplicate, conflict) = match row.as_slice() {
-        [DbValue::Str(id), DbValue::Boolean(d), DbValue::Boolean(c)] => (id.clone(), *d, *c),
+    let (id, duplicate, conflict, start_run) = match row.as_slice() {
+        [DbValue::Str(id), DbValue::Boolean(d), DbValue::Boolean(c), DbValue::Boolean(k)] => {
+            (id.clone(), *d, *c, *k)
+        }
         other => {
             return Err(IngestError::Internal(format!(
                 "unexpected ingest_event row {other:?}"
@@ -127,16 +146,17 @@ fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
     if conflict {
         return Err(IngestError::IdempotencyConflict(id));
     }
-    Ok(Stored { id, duplicate })
+    Ok(Stored {
+        id,
+        duplicate,
+        start_run,
+    })
 }
 
-/// Asks the dispatcher for a run: by service chaining where available, else over HTTP
-/// to `public_base_url`. Failures are only logged: the event is safe in the outbox and
-/// the cron trigger will deliver it.
+/// Starts a dispatcher run: by service chaining where available, else over HTTP to
+/// `public_base_url`. Failures are only logged: the event is safe in the outbox and the
+/// next kick or the cron trigger will deliver it.
 async fn kick_dispatch() {
-    if vars::optional("dispatch_kick").as_deref() == Some("off") {
-        return;
-    }
     let Ok(token) = vars::required("dispatch_token") else {
         eprintln!("ingest: dispatch kick skipped: variable dispatch_token is not set");
         return;

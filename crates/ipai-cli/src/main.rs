@@ -21,6 +21,15 @@ enum Command {
         database_url: String,
         #[arg(long, default_value = "migrations")]
         dir: PathBuf,
+        /// Most connections the ingest role `ipai_ingest` may hold (docs/deploy.md).
+        #[arg(long, env = "IPAI_INGEST_CONNECTION_LIMIT", default_value_t = 32)]
+        ingest_connection_limit: i32,
+        /// Most connections the app role `ipai_app` may hold (docs/deploy.md).
+        #[arg(long, env = "IPAI_APP_CONNECTION_LIMIT", default_value_t = 24)]
+        app_connection_limit: i32,
+        /// Most connections the read-only role `integration_reader` may hold.
+        #[arg(long, env = "IPAI_READER_CONNECTION_LIMIT", default_value_t = 8)]
+        reader_connection_limit: i32,
     },
     /// Load benchmark: ingest throughput and latency against a running system.
     Bench(ipai_cli::bench::BenchArgs),
@@ -38,8 +47,20 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Migrate { database_url, dir } => {
-            let n = ipai_cli::migrate::migrate(&database_url, &dir).await?;
+        Command::Migrate {
+            database_url,
+            dir,
+            ingest_connection_limit,
+            app_connection_limit,
+            reader_connection_limit,
+        } => {
+            let roles = ipai_cli::migrate::LoginRoles {
+                ingest_connection_limit,
+                app_connection_limit,
+                reader_connection_limit,
+                ..Default::default()
+            };
+            let n = ipai_cli::migrate::migrate_with_roles(&database_url, &dir, &roles).await?;
             println!(
                 "migrations: {n} applied to {}",
                 ipai_cli::migrate::redact(&database_url)

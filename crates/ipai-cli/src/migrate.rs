@@ -1,5 +1,6 @@
 //! Applies `migrations/` with sqlx's migrator (checksummed, recorded in
-//! `public._sqlx_migrations`), creating the database first when it does not exist.
+//! `public._sqlx_migrations`), creating the database first when it does not exist, then
+//! sets the connection limits of the app's login roles (`integration.ensure_login_role`).
 
 use anyhow::{Context, Result};
 use sqlx::migrate::{MigrateDatabase, Migrator};
@@ -7,9 +8,60 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::Postgres;
 use std::path::Path;
 
-/// Creates the database named in `url` if missing, then applies every pending migration
-/// from `dir`. Returns how many migrations were applied by this call.
+/// The app's login roles and their limits (docs/deploy.md, "Connection budget").
+#[derive(Debug, Clone)]
+pub struct LoginRoles {
+    /// The role the ingest component connects as (its own budget: a flood of posts
+    /// cannot take the connections delivery needs).
+    pub ingest: String,
+    pub ingest_connection_limit: i32,
+    /// The role the dispatcher, the handlers, approvals and ops connect as.
+    pub app: String,
+    pub app_connection_limit: i32,
+    /// The read-only role of the MCP component.
+    pub reader: String,
+    pub reader_connection_limit: i32,
+}
+
+/// Server-side defaults of every session of the ingest and app roles: idle pooled
+/// connections are closed by the server, and no statement runs for minutes.
+pub const APP_ROLE_SETTINGS: &[&str] = &[
+    "idle_session_timeout=60s",
+    "idle_in_transaction_session_timeout=60s",
+    "statement_timeout=30s",
+];
+/// The same for the read-only role, whose transactions are all read-only.
+pub const READER_ROLE_SETTINGS: &[&str] = &[
+    "default_transaction_read_only=on",
+    "idle_session_timeout=60s",
+    "idle_in_transaction_session_timeout=60s",
+    "statement_timeout=15s",
+];
+
+impl Default for LoginRoles {
+    /// The shipped roles and limits: together 64 connections, leaving a third of
+    /// PostgreSQL's default `max_connections` of 100 to everyone else.
+    fn default() -> Self {
+        Self {
+            ingest: "ipai_ingest".into(),
+            ingest_connection_limit: 32,
+            app: "ipai_app".into(),
+            app_connection_limit: 24,
+            reader: "integration_reader".into(),
+            reader_connection_limit: 8,
+        }
+    }
+}
+
+/// Creates the database named in `url` if missing, applies every pending migration from
+/// `dir`, then gives the app's login roles their limits. Returns how many migrations
+/// were applied by this call.
 pub async fn migrate(url: &str, dir: &Path) -> Result<usize> {
+    migrate_with_roles(url, dir, &LoginRoles::default()).await
+}
+
+/// [`migrate`] with other role names or limits.
+pub async fn migrate_with_roles(url: &str, dir: &Path, roles: &LoginRoles) -> Result<usize> {
     if !Postgres::database_exists(url)
         .await
         .with_context(|| format!("cannot reach PostgreSQL at {}", redact(url)))?
@@ -29,8 +81,44 @@ pub async fn migrate(url: &str, dir: &Path) -> Result<usize> {
     let before = applied_count(&pool).await;
     migrator.run(&pool).await.context("migration failed")?;
     let after = applied_count(&pool).await;
+    ensure_login_roles(&pool, roles).await?;
     pool.close().await;
     Ok(after.saturating_sub(before))
+}
+
+/// Creates or updates the app's three login roles through the SQL contract.
+pub async fn ensure_login_roles(pool: &sqlx::PgPool, roles: &LoginRoles) -> Result<()> {
+    let list = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    for (name, member_of, limit, settings) in [
+        (
+            &roles.ingest,
+            Some("service_role"),
+            roles.ingest_connection_limit,
+            list(APP_ROLE_SETTINGS),
+        ),
+        (
+            &roles.app,
+            Some("service_role"),
+            roles.app_connection_limit,
+            list(APP_ROLE_SETTINGS),
+        ),
+        (
+            &roles.reader,
+            (roles.reader != "integration_reader").then_some("integration_reader"),
+            roles.reader_connection_limit,
+            list(READER_ROLE_SETTINGS),
+        ),
+    ] {
+        sqlx::query("SELECT integration.ensure_login_role($1, $2, $3, $4)")
+            .bind(name)
+            .bind(member_of)
+            .bind(limit)
+            .bind(&settings)
+            .execute(pool)
+            .await
+            .with_context(|| format!("cannot set up the login role {name}"))?;
+    }
+    Ok(())
 }
 
 async fn applied_count(pool: &sqlx::PgPool) -> usize {

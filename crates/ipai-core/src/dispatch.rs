@@ -119,6 +119,10 @@ pub struct DispatchSettings {
     pub budget_ms: u64,
     pub delivery_timeout_ms: u64,
     pub lock_timeout_s: i64,
+    /// Deliveries of a batch in flight at once. Each holds a handler instance and its
+    /// PostgreSQL connection, so this bounds what a run adds to the app role's
+    /// connection budget (docs/deploy.md).
+    pub concurrency: usize,
 }
 
 impl Default for DispatchSettings {
@@ -128,6 +132,7 @@ impl Default for DispatchSettings {
             budget_ms: 20_000,
             delivery_timeout_ms: 10_000,
             lock_timeout_s: 600,
+            concurrency: 16,
         }
     }
 }
@@ -183,13 +188,32 @@ impl DispatchSettings {
                 1,
                 86_400,
             )?,
+            concurrency: parse_num(
+                "dispatch_concurrency",
+                get("dispatch_concurrency"),
+                d.concurrency,
+                1,
+                500,
+            )?,
         })
+    }
+
+    /// How long a run's lease on the dispatcher (`integration.dispatch_lease`) lasts
+    /// without renewal. Renewed at every claim; one batch takes at most the delivery
+    /// timeout plus a few round trips, so a live run never loses it, and a run that died
+    /// is taken over this long after its last claim.
+    pub fn lease_ms(&self) -> u64 {
+        self.delivery_timeout_ms + 10_000
     }
 }
 
 /// What one run did; returned by `POST /dispatch` and logged by the cron trigger.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
+    /// `true` when another run held the dispatcher lease: this call only asked it to
+    /// claim again before it finishes (a coalesced kick), and claimed nothing itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub coalesced: bool,
     pub claimed: u32,
     pub done: u32,
     pub failed: u32,
@@ -271,6 +295,29 @@ mod tests {
             DispatchSettings::from_lookup(|k| (k == "dispatch_batch_size").then(|| "0".into()))
                 .unwrap_err();
         assert!(err.contains("dispatch_batch_size"));
+        let d = DispatchSettings::default();
+        assert_eq!(d.concurrency, 16);
+        assert!(
+            d.lease_ms() > d.delivery_timeout_ms,
+            "a batch never outlives the lease"
+        );
+        let err =
+            DispatchSettings::from_lookup(|k| (k == "dispatch_concurrency").then(|| "0".into()))
+                .unwrap_err();
+        assert!(err.contains("dispatch_concurrency"));
+    }
+
+    #[test]
+    fn a_coalesced_run_says_so_and_a_real_run_keeps_its_old_shape() {
+        let run = serde_json::to_value(RunSummary::default()).unwrap();
+        assert!(run.get("coalesced").is_none(), "{run}");
+        let kick = serde_json::to_value(RunSummary {
+            coalesced: true,
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(kick["coalesced"], true);
+        assert_eq!(kick["claimed"], 0);
     }
 
     #[test]

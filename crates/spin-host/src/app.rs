@@ -350,6 +350,7 @@ impl App {
             table: ResourceTable::new(),
             pg: PgState::new(
                 self.pg_pools.clone(),
+                &component.id,
                 Arc::new(move |address: &str| pg_allowed.allows_url(address)),
             ),
             vars: VariablesState {

@@ -7,8 +7,10 @@
 //! * `open` checks every host of the connection string against the component's
 //!   `allowed_outbound_hosts` (`ConnectionFailed("address postgres://HOST:PORT is not
 //!   permitted")`; Unix sockets are refused; a malformed string is `ConnectionFailed` with
-//!   tokio-postgres' parse error), then takes a connection from a pool kept per address
-//!   (deadpool, 64 connections, `RecyclingMethod::Clean`); a failure there is
+//!   tokio-postgres' parse error), then takes a connection from a pool kept per component
+//!   and address (Spin's `configure_app` gives every component a client factory of its
+//!   own, each caching one pool per address: deadpool, 64 connections,
+//!   `RecyclingMethod::Clean`, idle connections never closed); a failure there is
 //!   `ConnectionFailed` with the error chain. A store holds at most 1024 open connections
 //!   ("too many connections").
 //! * TLS unless the string says `sslmode=disable`, always with certificate verification
@@ -68,10 +70,11 @@ pub enum EmptyResultPolicy {
     Columns,
 }
 
-/// Connection pools shared by every request: one deadpool pool per connection string,
-/// created on first use.
+/// Connection pools shared by every request: one deadpool pool per component and
+/// connection string, created on first use. So, as under Spin, an app whose N components
+/// use one database may hold up to N × 64 connections to it.
 pub struct PgPools {
-    pools: Mutex<HashMap<String, deadpool_postgres::Pool>>,
+    pools: Mutex<HashMap<(String, String), deadpool_postgres::Pool>>,
     empty_result: EmptyResultPolicy,
 }
 
@@ -104,19 +107,32 @@ impl PgPools {
         self.empty_result
     }
 
-    fn pool(&self, address: &str) -> anyhow::Result<deadpool_postgres::Pool> {
+    fn pool(&self, component: &str, address: &str) -> anyhow::Result<deadpool_postgres::Pool> {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(pool) = pools.get(address) {
+        let key = (component.to_owned(), address.to_owned());
+        if let Some(pool) = pools.get(&key) {
             return Ok(pool.clone());
         }
         let pool = create_pool(address).context("establishing PostgreSQL connection pool")?;
-        pools.insert(address.to_owned(), pool.clone());
+        pools.insert(key, pool.clone());
         Ok(pool)
     }
 
-    async fn get(&self, address: &str) -> anyhow::Result<deadpool_postgres::Object> {
-        let pool = self.pool(address)?;
+    async fn get(
+        &self,
+        component: &str,
+        address: &str,
+    ) -> anyhow::Result<deadpool_postgres::Object> {
+        let pool = self.pool(component, address)?;
         Ok(pool.get().await?)
+    }
+
+    /// Connections currently open in `component`'s pool for `address` (in use or idle).
+    pub fn open_connections(&self, component: &str, address: &str) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .get(&(component.to_owned(), address.to_owned()))
+            .map_or(0, |p| p.status().size)
     }
 }
 
@@ -145,6 +161,7 @@ fn create_pool(address: &str) -> anyhow::Result<deadpool_postgres::Pool> {
 /// Per-request (per-store) state: the connections the guest holds open.
 pub struct PgState {
     pools: Arc<PgPools>,
+    component: String,
     is_allowed: Arc<dyn Fn(&str) -> bool + Send + Sync>,
     connections: HashMap<u32, deadpool_postgres::Object>,
     next_rep: u32,
@@ -155,9 +172,15 @@ impl PgState {
     /// string (`postgres://HOST` when the string names no port: Spin then matches the
     /// allow-list with PostgreSQL's default port 5432) and answers whether the component's
     /// `allowed_outbound_hosts` permit it.
-    pub fn new(pools: Arc<PgPools>, is_allowed: Arc<dyn Fn(&str) -> bool + Send + Sync>) -> Self {
+    /// `component` picks the component's own pools.
+    pub fn new(
+        pools: Arc<PgPools>,
+        component: &str,
+        is_allowed: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+    ) -> Self {
         Self {
             pools,
+            component: component.to_owned(),
             is_allowed,
             connections: HashMap::new(),
             next_rep: 0,
@@ -228,7 +251,7 @@ impl PgState {
         self.ensure_address_allowed(address)?;
         let client = self
             .pools
-            .get(address)
+            .get(&self.component, address)
             .await
             .map_err(|e| Error::ConnectionFailed(errors::debug_text(&e)))?;
         let rep = self.push_connection(client)?;

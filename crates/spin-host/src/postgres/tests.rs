@@ -9,8 +9,13 @@ use super::*;
 const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
 fn state(pools: &Arc<PgPools>) -> PgState {
+    state_of(pools, "test-component")
+}
+
+fn state_of(pools: &Arc<PgPools>, component: &str) -> PgState {
     PgState::new(
         pools.clone(),
+        component,
         Arc::new(|target: &str| target == "postgres://127.0.0.1:5432"),
     )
 }
@@ -91,6 +96,35 @@ async fn postgres_live_types_params_and_errors() {
     let db = TestDb::create().await;
     // run the checks in a task so that the database is dropped even when one fails
     let outcome = tokio::spawn(live_checks(db.url())).await;
+    db.drop_db().await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Spin 4.0.2 gives every component its own client factory: two components using one
+/// connection string draw from two pools, and one component's instances share one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_pools_are_per_component_as_in_spin() {
+    let db = TestDb::create().await;
+    let url = db.url();
+    let outcome = tokio::spawn(async move {
+        let pools = Arc::new(PgPools::new());
+        let (mut a1, mut a2, mut b) = (
+            state_of(&pools, "ingest"),
+            state_of(&pools, "ingest"),
+            state_of(&pools, "dispatcher"),
+        );
+        let _c1 = open(&mut a1, &url).await.unwrap();
+        let _c2 = open(&mut a2, &url).await.unwrap();
+        let _c3 = open(&mut b, &url).await.unwrap();
+        assert_eq!(pools.open_connections("ingest", &url), 2);
+        assert_eq!(pools.open_connections("dispatcher", &url), 1);
+        drop((a1, a2, b));
+        // Returned connections stay open (idle) in their component's pool.
+        assert_eq!(pools.open_connections("ingest", &url), 2);
+    })
+    .await;
     db.drop_db().await;
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
