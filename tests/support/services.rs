@@ -162,6 +162,8 @@ pub enum OdooWrites {
 struct OdooBehaviour {
     writes: OdooWrites,
     sheet_states: BTreeMap<i64, String>,
+    /// `ipai_submitted_at` per report (`false`, never stamped, unless set).
+    sheet_submitted_at: BTreeMap<i64, String>,
 }
 
 /// All fakes, started together.
@@ -244,7 +246,7 @@ fn odoo_answer(r: &Recorded, behaviour: &OdooBehaviour) -> (u16, String) {
                     OdooWrites::Fail(m) => rpc_error("odoo.exceptions.UserError", m),
                 },
                 (Some("hr.expense.sheet"), Some("read")) => {
-                    if args[6] != json!({"fields": ["state"]}) {
+                    if args[6] != json!({"fields": ["state", "ipai_submitted_at"]}) {
                         return rpc_error("builtins.ValueError", "unexpected fields");
                     }
                     let Some(id) = args[5][0][0].as_i64() else {
@@ -255,7 +257,11 @@ fn odoo_answer(r: &Recorded, behaviour: &OdooBehaviour) -> (u16, String) {
                         .get(&id)
                         .cloned()
                         .unwrap_or_else(|| "submit".into());
-                    ok(json!([{"id": id, "state": state}]))
+                    let submitted_at = match behaviour.sheet_submitted_at.get(&id) {
+                        Some(at) => json!(at),
+                        None => json!(false),
+                    };
+                    ok(json!([{"id": id, "state": state, "ipai_submitted_at": submitted_at}]))
                 }
                 (Some("hr.expense.sheet"), Some("message_post")) => {
                     let kw = &args[6];
@@ -338,6 +344,7 @@ impl Services {
         let odoo_behaviour = Arc::new(Mutex::new(OdooBehaviour {
             writes: OdooWrites::Succeed,
             sheet_states: BTreeMap::new(),
+            sheet_submitted_at: BTreeMap::new(),
         }));
         let b = odoo_behaviour.clone();
         let odoo = ScriptedServer::start_scripted(move |r| {
@@ -357,6 +364,16 @@ impl Services {
     /// How the fake Odoo answers approve/refuse calls from now on.
     pub fn odoo_writes(&self, w: OdooWrites) {
         self.odoo_behaviour.lock().expect("odoo behaviour").writes = w;
+    }
+
+    /// The `ipai_submitted_at` Odoo reports for report `sheet_id` from now on
+    /// (`2026-11-26 07:30:00`, naive UTC as Odoo returns it; `false` by default).
+    pub fn odoo_sheet_submitted_at(&self, sheet_id: i64, at: &str) {
+        self.odoo_behaviour
+            .lock()
+            .expect("odoo behaviour")
+            .sheet_submitted_at
+            .insert(sheet_id, at.to_string());
     }
 
     /// The state Odoo reports for report `sheet_id` from now on (`submit` by default).

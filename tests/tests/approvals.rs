@@ -445,6 +445,39 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
         ("hr.expense.sheet", "read")
     );
 
+    // Refused, corrected and submitted again in Odoo, its new event not delivered yet:
+    // Odoo's submission stamp is not the message's.
+    let lunch = post_for(
+        &f,
+        &svc,
+        "off-b",
+        &submitted(services::OFFSITE_LINES[1], 320, "2026-11-27T02:00:00Z"),
+    )
+    .await;
+    svc.odoo_sheet_state(320, "submit");
+    svc.odoo_sheet_submitted_at(320, "2026-11-28 05:00:00");
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&lunch).0).await;
+    marked(&answer, "Superseded");
+    assert!(
+        answer["ephemeral_text"]
+            .as_str()
+            .unwrap()
+            .contains("submitted again in Odoo"),
+        "{answer}"
+    );
+    // Odoo's stamp is the message's: it decides.
+    svc.odoo_sheet_submitted_at(320, "2026-11-27 02:00:00");
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&lunch).0).await;
+    assert!(
+        answer["update"].to_string().contains("**Approved**"),
+        "{answer}"
+    );
+    assert_eq!(
+        svc.odoo_writes_made().len(),
+        2,
+        "only current submissions decided"
+    );
+
     // An expired button (a genuine context past its expiry).
     let expired = ActionContext {
         decision: Decision::Approve,

@@ -10,7 +10,9 @@
 //! employee, is confirmed by Mattermost's directory, and the message is unexpired and still
 //! stands for the report's current submission.
 
+use crate::fields;
 use crate::mattermost::{self, ActionContext, ActionRequest, Decision, MattermostUser};
+use crate::odoo::SheetNow;
 use serde_json::{json, Value};
 
 /// Ledger key of an approval: one decision per report per approval message
@@ -250,8 +252,8 @@ pub fn check_clicker(ctx: &ActionContext, click: &ActionRequest) -> Result<(), R
 }
 
 /// The checks against Mattermost's directory entry for the click's `user_id` (`None` =
-/// unknown to Mattermost): an active account whose username is the click's `user_name`,
-/// and not the employee's email address.
+/// unknown to Mattermost): an active account whose username is the click's `user_name`
+/// (when the request carries one, as Mattermost's do), and not the employee's email address.
 pub fn check_directory(
     ctx: &ActionContext,
     click: &ActionRequest,
@@ -267,7 +269,8 @@ pub fn check_directory(
             "the account is deactivated".into(),
         ));
     }
-    if !a.username.eq_ignore_ascii_case(click.user_name.trim()) {
+    let user_name = click.user_name.trim();
+    if !user_name.is_empty() && !a.username.eq_ignore_ascii_case(user_name) {
         return Err(Refusal::IdentityUnconfirmed(
             "the user name does not belong to this user id".into(),
         ));
@@ -298,17 +301,31 @@ pub fn check_newest_request(ctx: &ActionContext, newest: &str) -> Result<(), Ref
     }
 }
 
-/// Refuses a report that Odoo no longer has waiting for approval (`state` from
-/// `odoo::parse_sheet_state`; `None` = the report is gone).
-pub fn check_sheet_state(state: Option<&str>) -> Result<(), Refusal> {
-    match state {
-        Some("submit") => Ok(()),
-        Some(other) => Err(Refusal::Superseded(format!(
-            "the report is no longer waiting for approval in Odoo (state: {other})"
-        ))),
-        None => Err(Refusal::Superseded(
-            "the report no longer exists in Odoo".into(),
+/// Refuses a report that Odoo no longer has waiting for approval in the submission the
+/// message was made for (`now` from `odoo::parse_sheet_now`): not `submit` (decided, reset
+/// or gone), or submitted again since — even if the bus has not received that submission's
+/// event yet.
+pub fn check_sheet_now(ctx: &ActionContext, now: &SheetNow) -> Result<(), Refusal> {
+    match now.state.as_deref() {
+        Some("submit") => {}
+        Some(other) => {
+            return Err(Refusal::Superseded(format!(
+                "the report is no longer waiting for approval in Odoo (state: {other})"
+            )))
+        }
+        None => {
+            return Err(Refusal::Superseded(
+                "the report no longer exists in Odoo".into(),
+            ))
+        }
+    }
+    let signed = fields::parse_datetime(&ctx.submitted_at);
+    let current = now.submitted_at.as_deref().and_then(fields::parse_datetime);
+    match (signed, current) {
+        (Some(signed), Some(current)) if signed != current => Err(Refusal::Superseded(
+            "the report was submitted again in Odoo after this message was posted".into(),
         )),
+        _ => Ok(()),
     }
 }
 
@@ -435,11 +452,20 @@ mod tests {
         let k = click(MARIA, "maria.santos");
         assert_eq!(check_clicker(&c, &k), Ok(()));
         assert_eq!(check_directory(&c, &k, Some(&maria())), Ok(()));
+        // A request without user_name is judged by its user_id alone.
+        assert_eq!(
+            check_directory(&c, &click(MARIA, ""), Some(&maria())),
+            Ok(())
+        );
         assert_eq!(check_expiry(&c, c.expires_at), Ok(()));
         let mine = "hr.expense.sheet/310@2026-11-24T01:15:00Z";
         assert_eq!(check_newest_request(&c, mine), Ok(()));
         assert_eq!(check_newest_request(&c, ""), Ok(()));
-        assert_eq!(check_sheet_state(Some("submit")), Ok(()));
+        let waiting = SheetNow {
+            state: Some("submit".into()),
+            submitted_at: Some("2026-11-24 01:15:00".into()),
+        };
+        assert_eq!(check_sheet_now(&c, &waiting), Ok(()));
         assert_eq!(decider_name(&c, MARIA), "@maria.santos");
         let note = decision_note(&c, Decision::Approve, "@maria.santos", MARIA);
         assert_eq!(
@@ -563,13 +589,39 @@ mod tests {
             check_newest_request(&unstamped, "hr.expense.sheet/310@x"),
             Ok(())
         );
-        assert!(check_sheet_state(Some("approve"))
-            .unwrap_err()
-            .answer(Some(&c))["update"]["props"]["attachments"][0]["text"]
-            .as_str()
-            .unwrap()
-            .contains("state: approve"));
-        assert_eq!(check_sheet_state(None).unwrap_err().code(), "superseded");
+        let decided = SheetNow {
+            state: Some("approve".into()),
+            submitted_at: None,
+        };
+        assert!(
+            check_sheet_now(&c, &decided).unwrap_err().answer(Some(&c))["update"]["props"]
+                ["attachments"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("state: approve")
+        );
+        assert_eq!(
+            check_sheet_now(&c, &SheetNow::default())
+                .unwrap_err()
+                .code(),
+            "superseded"
+        );
+        // Refused, corrected and submitted again in Odoo before the bus saw the new event.
+        let resubmitted = SheetNow {
+            state: Some("submit".into()),
+            submitted_at: Some("2026-11-26 07:30:00".into()),
+        };
+        assert!(matches!(
+            check_sheet_now(&c, &resubmitted),
+            Err(Refusal::Superseded(why)) if why.contains("submitted again in Odoo")
+        ));
+        // Never stamped, or a message without a stamp: the state decides.
+        let unstamped_sheet = SheetNow {
+            state: Some("submit".into()),
+            submitted_at: None,
+        };
+        assert_eq!(check_sheet_now(&c, &unstamped_sheet), Ok(()));
+        assert_eq!(check_sheet_now(&unstamped, &resubmitted), Ok(()));
         assert_eq!(requests_of_sheet(310), "hr.expense.sheet/310@%");
     }
 

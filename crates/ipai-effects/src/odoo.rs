@@ -96,23 +96,37 @@ pub fn refuse_sheet(s: &Session, sheet_id: i64, reason: &str) -> Value {
     )
 }
 
-/// The report's workflow state: `hr.expense.sheet.read([[id]], {fields: ["state"]})`
-/// (`draft`, `submit`, `approve`, `post`, `done`, `cancel`). An approval click decides only
-/// while it is `submit`.
+/// The report's workflow state (`draft`, `submit`, `approve`, `post`, `done`, `cancel`) and
+/// the addon's stamp of its latest submission:
+/// `hr.expense.sheet.read([[id]], {fields: ["state", "ipai_submitted_at"]})`. An approval
+/// click decides only while the report is `submit` in the submission it was made for.
 pub fn sheet_state_read(s: &Session, sheet_id: i64) -> Value {
     execute_kw(
         s,
         "hr.expense.sheet",
         "read",
         json!([[sheet_id]]),
-        json!({"fields": ["state"]}),
+        json!({"fields": ["state", "ipai_submitted_at"]}),
     )
 }
 
-/// `sheet_state_read`'s result: `[{"id": 310, "state": "submit"}]`; `None` when the
-/// report no longer exists (empty list) or has no state.
-pub fn parse_sheet_state(result: &Value) -> Option<String> {
-    crate::fields::text(&result[0], "state")
+/// A report as `sheet_state_read` found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SheetNow {
+    /// `None` when the report no longer exists (empty list) or has no state.
+    pub state: Option<String>,
+    /// `ipai_submitted_at` as Odoo returns it (`2026-11-24 01:15:00`, UTC); `None` when
+    /// never stamped (`false`).
+    pub submitted_at: Option<String>,
+}
+
+/// `sheet_state_read`'s result: `[{"id": 310, "state": "submit", "ipai_submitted_at":
+/// "2026-11-24 01:15:00" | false}]`.
+pub fn parse_sheet_now(result: &Value) -> SheetNow {
+    SheetNow {
+        state: crate::fields::text(&result[0], "state"),
+        submitted_at: crate::fields::text(&result[0], "ipai_submitted_at"),
+    }
 }
 
 /// A note in the report's chatter (`mail.thread.message_post`, internal note), so Odoo's
@@ -310,13 +324,21 @@ mod tests {
         let st = sheet_state_read(&s(), 310);
         assert_eq!(
             st["params"]["args"],
-            json!(["prod", 2, "k", "hr.expense.sheet", "read", [[310]], {"fields": ["state"]}])
+            json!(["prod", 2, "k", "hr.expense.sheet", "read", [[310]],
+                   {"fields": ["state", "ipai_submitted_at"]}])
         );
         assert_eq!(
-            parse_sheet_state(&json!([{"id": 310, "state": "submit"}])).as_deref(),
-            Some("submit")
+            parse_sheet_now(&json!([{"id": 310, "state": "submit",
+                                     "ipai_submitted_at": "2026-11-24 01:15:00"}])),
+            SheetNow {
+                state: Some("submit".into()),
+                submitted_at: Some("2026-11-24 01:15:00".into())
+            }
         );
-        assert_eq!(parse_sheet_state(&json!([])), None);
+        let never =
+            parse_sheet_now(&json!([{"id": 310, "state": "submit", "ipai_submitted_at": false}]));
+        assert_eq!(never.submitted_at, None);
+        assert_eq!(parse_sheet_now(&json!([])), SheetNow::default());
         let note = sheet_note(&s(), 310, "Approved in Mattermost by @maria");
         assert_eq!(
             note["params"]["args"],

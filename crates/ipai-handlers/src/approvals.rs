@@ -16,7 +16,8 @@
 //! 4. The decision is claimed in `integration.deliveries` (event = the expense.submitted
 //!    event the message was posted for, channel `odoo`, target `hr.expense.sheet/<id>`):
 //!    a repeated click is answered from the record without calling Odoo.
-//! 5. Odoo: the report must still be `submit` (else superseded, as in 3); then
+//! 5. Odoo: the report must still be `submit`, in the submission the message was made for
+//!    (`ipai_submitted_at`; else superseded, as in 3); then
 //!    `action_approve_expense_sheets` or `ipai_refuse`, and a chatter note naming the
 //!    Mattermost user who decided. On success the post is updated (buttons replaced by the
 //!    outcome and who decided) and the report linked to the post in `id_map`; on failure
@@ -212,10 +213,10 @@ async fn decide(
     user_id: &str,
 ) -> Result<Outcome, HandlerError> {
     let session = client.session().await?;
-    let state = client
+    let now = client
         .execute(&odoo::sheet_state_read(&session, sheet_id))
         .await?;
-    if let Err(refusal) = approval::check_sheet_state(odoo::parse_sheet_state(&state).as_deref()) {
+    if let Err(refusal) = approval::check_sheet_now(ctx, &odoo::parse_sheet_now(&now)) {
         return Ok(Outcome::Refused(refusal));
     }
     match ctx.decision {
