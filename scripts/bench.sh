@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # `make bench`: runs `ipai bench` against the system under each available runtime (the
 # local host always; real Spin when a CLI is found), each phase on a fresh database:
-#   ingest   — kick off and no cron trigger, so only ingest runs (nothing dispatches the
+#   shipped  — what users run: spin.toml with every default (kick, cron, chaining, the
+#              app's roles and limits), the expense handler calling Odoo and Mattermost
+#              stand-ins; a burst of expense.submitted, then until every event is done
+#   ingest   — diagnostic: kick off and no cron trigger, so only ingest runs (nothing dispatches the
 #              bench's events on the same cores): throughput, latency at half peak, raw SQL
 #              baseline
-#   dispatch — kick on, handlers = a trivial loopback handler in the bench process:
+#   dispatch — diagnostic: kick on, handlers = a trivial loopback handler in the bench process:
 #              pending→done throughput and end-to-end latency at a fixed rate
-# The merged report is target/bench/report.json. BENCH_ARGS adds flags to every phase.
+# The merged report is target/bench/report.json. BENCH_ARGS adds flags to every phase;
+# BENCH_PHASES and BENCH_RUNTIMES pick a subset.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -35,9 +39,11 @@ run_phase() { # runtime phase
   local rt=$1 phase=$2
   local db="ipai_bench_$(date +%s)_${rt}_${phase}"
   local url="$SERVER/$db?sslmode=disable"
-  local port hport
-  port=$(free_port); hport=$(free_port)
+  local port hport oport mport
+  port=$(free_port); hport=$(free_port); oport=$(free_port); mport=$(free_port)
   target/release/ipai migrate --database-url "$url" >/dev/null
+  # Count calls of the queue's SQL functions (per event figures of the shipped phase).
+  psql "$SERVER/postgres" -q -c "ALTER DATABASE $db SET track_functions = 'pl'" >/dev/null
   local -a env=(
     SPIN_VARIABLE_DB_URL="$(printf '%s' "$url" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_app@#')"
     SPIN_VARIABLE_DB_URL_INGEST="$(printf '%s' "$url" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_ingest@#')"
@@ -47,6 +53,12 @@ run_phase() { # runtime phase
   )
   if [ "$phase" = ingest ]; then
     env+=(SPIN_VARIABLE_DISPATCH_KICK=off)
+  elif [ "$phase" = shipped ]; then
+    env+=(SPIN_VARIABLE_ODOO_URL="http://127.0.0.1:$oport" SPIN_VARIABLE_ODOO_DB=bench
+          SPIN_VARIABLE_ODOO_USER=bench SPIN_VARIABLE_ODOO_API_KEY=bench-key
+          SPIN_VARIABLE_MATTERMOST_ORIGIN="http://127.0.0.1:$mport"
+          SPIN_VARIABLE_MATTERMOST_WEBHOOK_URL="http://127.0.0.1:$mport/hooks/bench"
+          SPIN_VARIABLE_MATTERMOST_USER_MAP="approver@bench.example.com=approver:benchapproverid00000000000")
   else
     env+=(SPIN_VARIABLE_SERVICE_CHAINING=off SPIN_VARIABLE_HANDLER_BASE_URL="http://127.0.0.1:$hport")
   fi
@@ -61,6 +73,7 @@ run_phase() { # runtime phase
   set +e
   target/release/ipai bench --phase "$phase" --runtime "$rt" --url "http://127.0.0.1:$port/odoo-webhook" \
     --secret bench-secret --dispatch-token bench-token --handler-port "$hport" \
+    --odoo-port "$oport" --mattermost-port "$mport" \
     --database-url "$url" --host-pid "$pid" --out "$REPORT" ${BENCH_ARGS:-}
   local rc=$?
   set -e
@@ -71,7 +84,6 @@ run_phase() { # runtime phase
 
 for rt in $RUNTIMES; do
   echo "== runtime: $rt"
-  run_phase "$rt" ingest
-  run_phase "$rt" dispatch
+  for phase in ${BENCH_PHASES:-shipped ingest dispatch}; do run_phase "$rt" "$phase"; done
 done
 echo; echo "== $REPORT"; cat "$REPORT"

@@ -44,8 +44,9 @@ pub struct BenchArgs {
     /// Name of the runtime under test, added as a suffix to keys when not "local".
     #[arg(long, default_value = "local")]
     pub runtime: String,
-    /// `ingest` (throughput, latency, raw SQL baseline) or `dispatch` (pending → done
-    /// throughput, end-to-end latency; the system must deliver to --handler-port).
+    /// `ingest` (throughput, latency, raw SQL baseline), `dispatch` (pending → done
+    /// throughput, end-to-end latency; the system must deliver to --handler-port) or
+    /// `shipped` (the shipped defaults end to end with Odoo and Mattermost stand-ins).
     #[arg(long, default_value = "ingest")]
     pub phase: String,
     /// Port of the trivial handler the bench serves for the dispatch phase (the system's
@@ -69,6 +70,16 @@ pub struct BenchArgs {
     /// Seconds of the end-to-end latency phase.
     #[arg(long, default_value_t = 30)]
     pub e2e_seconds: u64,
+    /// Seconds of the shipped phase's burst.
+    #[arg(long, default_value_t = 15)]
+    pub shipped_seconds: u64,
+    /// Port of the Odoo stand-in the bench serves for the shipped phase (the system's
+    /// odoo_url must be http://127.0.0.1:<port>).
+    #[arg(long, default_value_t = 39997)]
+    pub odoo_port: u16,
+    /// Port of the Mattermost stand-in for the shipped phase (mattermost_origin).
+    #[arg(long, default_value_t = 39998)]
+    pub mattermost_port: u16,
     /// Report file; an existing report is merged into.
     #[arg(long, default_value = "target/bench/report.json")]
     pub out: PathBuf,
@@ -317,7 +328,8 @@ pub async fn run(args: BenchArgs) -> Result<()> {
     match args.phase.as_str() {
         "ingest" => ingest_phase(args).await,
         "dispatch" => crate::bench_dispatch::dispatch_phase(args).await,
-        other => bail!("unknown phase {other:?}: use ingest or dispatch"),
+        "shipped" => crate::bench_shipped::shipped_phase(args).await,
+        other => bail!("unknown phase {other:?}: use ingest, dispatch or shipped"),
     }
 }
 

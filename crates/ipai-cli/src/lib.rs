@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod bench_dispatch;
+pub mod bench_shipped;
 pub mod loopback;
 pub mod migrate;
 pub mod ops;

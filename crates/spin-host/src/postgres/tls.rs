@@ -70,7 +70,34 @@ fn root_store() -> rustls::RootCertStore {
             break;
         }
     }
+    // OpenSSL also looks certificates up by subject hash in its certificate directory
+    // (`SSL_CERT_DIR`, else /etc/ssl/certs): files named `<8 hex digits>.<n>`. A
+    // certificate trusted only that way (c_rehash'ed, not in the bundle) is trusted by
+    // Spin, so here too.
+    let dir = std::env::var_os("SSL_CERT_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/etc/ssl/certs".into());
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if is_subject_hash_name(&entry.file_name().to_string_lossy()) {
+            if let Ok(pem) = std::fs::read(entry.path()) {
+                roots.add_parsable_certificates(parse_pem_certificates(&pem).0);
+            }
+        }
+    }
     roots
+}
+
+/// `5ad8a5d6.0`: the name OpenSSL's `c_rehash` gives a trusted certificate.
+fn is_subject_hash_name(name: &str) -> bool {
+    match name.split_once('.') {
+        Some((hash, n)) => {
+            hash.len() == 8
+                && hash.bytes().all(|b| b.is_ascii_hexdigit())
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+        }
+        None => false,
+    }
 }
 
 /// The `CERTIFICATE` blocks of a PEM file that parse, and how many did not.
@@ -265,6 +292,17 @@ fn signature_algorithm_oid(cert_der: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_subject_hash_names_are_read_from_the_certificate_directory() {
+        assert!(super::is_subject_hash_name("5ad8a5d6.0"));
+        assert!(super::is_subject_hash_name("ABCDEF01.12"));
+        assert!(!super::is_subject_hash_name("ca-certificates.crt"));
+        assert!(!super::is_subject_hash_name("5ad8a5d6"));
+        assert!(!super::is_subject_hash_name("5ad8a5d.0"));
+        assert!(!super::is_subject_hash_name("5ad8a5d6.x"));
+    }
+
     use super::*;
 
     /// A minimal certificate-shaped DER value with the given signature algorithm OID.

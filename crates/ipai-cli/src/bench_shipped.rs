@@ -1,0 +1,485 @@
+//! `ipai bench --phase shipped`: what a user runs, measured end to end.
+//!
+//! The system runs the real `spin.toml` with its defaults (kick and cron on, chaining on,
+//! the app's own roles and limits); its expense handler calls Odoo and Mattermost stand-ins
+//! served here. A burst of signed `expense.submitted` events over `--concurrency`
+//! connections for `--shipped-seconds`, then the bench waits until every stored event is
+//! `done`:
+//! * `shipped_ingest_rps`, `shipped_ingest_p50_ms` / `_p99_ms` (accepted requests), and
+//!   `shipped_refused` (503s: a connection limit reached; Odoo would retry them);
+//! * `shipped_e2e_eps`: events stored ÷ seconds from the first POST to the last `done`;
+//! * `shipped_pg_connections_peak`: most connections the app's roles held at once;
+//! * a CPU split (runtime process tree, PostgreSQL, load generator, stand-ins) in CPU
+//!   seconds per 1,000 events, and the PostgreSQL transactions and queue-function calls per
+//!   event (`track_functions` must be on for the database: `scripts/bench.sh` sets it).
+//!
+//! The stand-ins are minimal hyper services on a thread of their own (so their CPU is told
+//! apart from the load generator's) that answer what the handler asks: Odoo's
+//! `authenticate` and the expense's report with its approver, and Mattermost's webhook.
+//! It is a benchmark, not a test: it asserts nothing about speed.
+
+use crate::bench::{merge_report, percentile, BenchArgs};
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The name of the stand-ins' thread (its CPU time is reported apart).
+const STANDIN_THREAD: &str = "ipai-standins";
+/// The approver the Odoo stand-in names for every report.
+pub const BENCH_APPROVER_EMAIL: &str = "approver@bench.example.com";
+/// `mattermost_user_map` for the system under bench (the approver's Mattermost account).
+pub const BENCH_USER_MAP: &str = "approver@bench.example.com=approver:benchapproverid00000000000";
+
+/// Answers an Odoo JSON-RPC call: `authenticate` → uid 2; the expense look-up → a report
+/// of its own with the bench approver; anything else → `true`.
+fn odoo_answer(body: &[u8]) -> String {
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let p = &req["params"];
+    let result = match (p["method"].as_str(), p["args"][3].as_str()) {
+        (Some("authenticate"), _) => json!(2),
+        (Some("execute_kw"), Some("hr.expense")) => {
+            let id = p["args"][5][0][0].as_i64().unwrap_or(0);
+            json!([{"id": id, "sheet_id": {
+                "id": id, "name": format!("Report {id}"), "total_amount": 1250.5,
+                "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": [id],
+                "user_id": {"id": 5, "name": "Bench Approver", "login": "approver",
+                            "email": BENCH_APPROVER_EMAIL}}}])
+        }
+        _ => json!(true),
+    };
+    json!({"jsonrpc": "2.0", "id": req["id"], "result": result}).to_string()
+}
+
+/// Serves Odoo and Mattermost stand-ins on `odoo_port` / `mattermost_port` on a thread of
+/// their own; returns once both listen.
+fn start_standins(odoo_port: u16, mattermost_port: u16) -> Result<()> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    std::thread::Builder::new()
+        .name(STANDIN_THREAD.into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let bind = |port: u16| tokio::net::TcpListener::bind(("127.0.0.1", port));
+                let (odoo, mm) = match (bind(odoo_port).await, bind(mattermost_port).await) {
+                    (Ok(a), Ok(b)) => (a, b),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let serve = |listener: tokio::net::TcpListener, odoo: bool| async move {
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        tokio::spawn(async move {
+                            let svc = service_fn(
+                                move |req: hyper::Request<hyper::body::Incoming>| async move {
+                                    let body =
+                                        req.into_body().collect().await.map(|b| b.to_bytes());
+                                    let text = match (odoo, body) {
+                                        (true, Ok(b)) => odoo_answer(&b),
+                                        _ => "ok".to_string(),
+                                    };
+                                    Ok::<_, hyper::Error>(
+                                        hyper::Response::builder()
+                                            .header(
+                                                "content-type",
+                                                if odoo {
+                                                    "application/json"
+                                                } else {
+                                                    "text/plain"
+                                                },
+                                            )
+                                            .body(Full::new(Bytes::from(text)))
+                                            .unwrap_or_default(),
+                                    )
+                                },
+                            );
+                            let _ = http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), svc)
+                                .await;
+                        });
+                    }
+                };
+                tokio::join!(serve(odoo, true), serve(mm, false));
+            });
+        })?;
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .context("stand-ins did not start")?
+        .context("cannot serve the stand-ins")
+}
+
+/// utime + stime of `/proc/<path>/stat`, in seconds.
+fn cpu_seconds(stat_path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // After the command name: state is field 3; utime and stime are fields 14 and 15.
+    let (u, s): (f64, f64) = (fields.get(11)?.parse().ok()?, fields.get(12)?.parse().ok()?);
+    Some((u + s) / 100.0) // USER_HZ is 100 on Linux
+}
+
+fn comm_of(path: &str) -> String {
+    std::fs::read_to_string(format!("{path}/comm"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn pids() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// CPU seconds so far of: the runtime's process tree, every PostgreSQL process, this
+/// process's stand-in thread, and the rest of this process (the load generator).
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    runtime: f64,
+    postgres: f64,
+    standins: f64,
+    loadgen: f64,
+}
+
+fn sample_cpu(host_pid: Option<u32>) -> CpuSample {
+    let all = pids();
+    let mut tree: Vec<u32> = host_pid.into_iter().collect();
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(
+            all.iter()
+                .copied()
+                .filter(|&p| parent_of(p) == Some(parent)),
+        );
+        i += 1;
+    }
+    let runtime = tree
+        .iter()
+        .filter_map(|p| cpu_seconds(&format!("/proc/{p}/stat")))
+        .sum();
+    let postgres = all
+        .iter()
+        .filter(|&&p| comm_of(&format!("/proc/{p}")).starts_with("postgres"))
+        .filter_map(|p| cpu_seconds(&format!("/proc/{p}/stat")))
+        .sum();
+    let (mut standins, mut loadgen) = (0.0, 0.0);
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for t in tasks.flatten() {
+            let path = t.path().display().to_string();
+            let cpu = cpu_seconds(&format!("{path}/stat")).unwrap_or(0.0);
+            if comm_of(&path) == STANDIN_THREAD {
+                standins += cpu;
+            } else {
+                loadgen += cpu;
+            }
+        }
+    }
+    CpuSample {
+        runtime,
+        postgres,
+        standins,
+        loadgen,
+    }
+}
+
+/// Transactions committed in the database, and calls per queue/ledger function.
+async fn pg_counters(db: &tokio_postgres::Client) -> Result<(i64, HashMap<String, i64>)> {
+    let xacts: i64 = db
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?
+        .get(0);
+    let calls = db
+        .query(
+            "SELECT funcname::text, calls FROM pg_stat_user_functions WHERE schemaname = 'integration'",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect();
+    Ok((xacts, calls))
+}
+
+fn shipped_event(i: usize, run: &str) -> String {
+    json!({
+        "event_type": "expense.submitted",
+        "aggregate_type": "expense",
+        "aggregate_id": format!("{}", 1_000_000 + i),
+        "payload": {"expense_id": 1_000_000 + i, "sheet_id": 1_000_000 + i,
+                    "employee_code": "E-0001", "employee_name": "Bench Employee",
+                    "employee_email": "employee@bench.example.com", "amount": 1250.5,
+                    "currency": "PHP", "status": "submit", "description": "bench",
+                    "submitted_at": "2026-11-30T08:00:00Z", "bench_run": run}
+    })
+    .to_string()
+}
+
+/// What the burst's senders saw.
+#[derive(Default)]
+struct Burst {
+    accepted: Vec<Duration>,
+    refused: usize,
+    errors: Vec<String>,
+}
+
+async fn burst(args: &BenchArgs, run: &str, seconds: u64) -> Burst {
+    let out = Arc::new(Mutex::new(Burst::default()));
+    let until = Instant::now() + Duration::from_secs(seconds);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()
+        .unwrap_or_default();
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (client, out, next, args, run) = (
+            client.clone(),
+            out.clone(),
+            next.clone(),
+            args.clone(),
+            run.to_string(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while Instant::now() < until {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let body = shipped_event(i, &run);
+                let ts = chrono::Utc::now().timestamp_millis().to_string();
+                let sig = ipai_core::signature::sign(&args.secret, &ts, body.as_bytes());
+                let start = Instant::now();
+                let resp = client
+                    .post(&args.url)
+                    .header("content-type", "application/json")
+                    .header("x-ipai-timestamp", &ts)
+                    .header("x-ipai-signature", sig)
+                    .header("x-idempotency-key", format!("shipped-{run}-{i}"))
+                    .body(body)
+                    .send()
+                    .await;
+                let took = start.elapsed();
+                let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+                match resp.map(|r| r.status().as_u16()) {
+                    Ok(202) => o.accepted.push(took),
+                    Ok(503) => o.refused += 1,
+                    Ok(s) => o.errors.push(format!("HTTP {s}")),
+                    Err(e) => o.errors.push(e.to_string()),
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+    std::mem::take(&mut *o)
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
+pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
+    start_standins(args.odoo_port, args.mattermost_port)?;
+    let (db, conn) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+
+    // Peak connections of the app's roles to this database, sampled while it runs.
+    let sampling = Arc::new(AtomicBool::new(true));
+    let peak = Arc::new(Mutex::new(0i64));
+    let sampler = {
+        let (url, sampling, peak) = (args.database_url.clone(), sampling.clone(), peak.clone());
+        tokio::spawn(async move {
+            let Ok((c, conn)) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await else {
+                return;
+            };
+            tokio::spawn(conn);
+            while sampling.load(Ordering::Relaxed) {
+                if let Ok(row) = c
+                    .query_one(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+                           AND usename IN ('ipai_ingest', 'ipai_app')",
+                        &[],
+                    )
+                    .await
+                {
+                    let n: i64 = row.get(0);
+                    let mut p = peak.lock().unwrap_or_else(|e| e.into_inner());
+                    *p = (*p).max(n);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+
+    let (xacts0, calls0) = pg_counters(&db).await?;
+    let cpu0 = sample_cpu(args.host_pid);
+    let first_post = unix_now();
+    println!(
+        "bench: shipped defaults, {} connections for {} s of expense.submitted",
+        args.concurrency, args.shipped_seconds
+    );
+    let mut out = burst(&args, &run, args.shipped_seconds).await;
+    let burst_s = unix_now() - first_post;
+    if !out.errors.is_empty() {
+        bail!(
+            "{} requests failed unexpectedly, e.g. {:?}",
+            out.errors.len(),
+            &out.errors[..out.errors.len().min(3)]
+        );
+    }
+    let stored = out.accepted.len() as i64;
+    let pattern = format!("shipped-{run}-%");
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let last_done: f64 = loop {
+        let row = db
+            .query_one(
+                "SELECT count(*) FILTER (WHERE status = 'done'), count(*),
+                        extract(epoch FROM max(done_at))::float8
+                   FROM integration.outbox WHERE idempotency_key LIKE $1",
+                &[&pattern],
+            )
+            .await?;
+        let (done, all, last): (i64, i64, Option<f64>) = (row.get(0), row.get(1), row.get(2));
+        if all != stored {
+            bail!("{stored} events were accepted but {all} rows are stored");
+        }
+        if done == stored {
+            break last.unwrap_or(first_post);
+        }
+        if Instant::now() > deadline {
+            bail!("only {done} of {stored} events were done 600 s after the burst");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let cpu1 = sample_cpu(args.host_pid);
+    let (xacts1, calls1) = pg_counters(&db).await?;
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+
+    out.accepted.sort();
+    let rps = stored as f64 / burst_s;
+    let (p50, p99) = (
+        percentile(&out.accepted, 0.50),
+        percentile(&out.accepted, 0.99),
+    );
+    let e2e_eps = stored as f64 / (last_done - first_post).max(0.001);
+    let peak = *peak.lock().unwrap_or_else(|e| e.into_inner());
+    let per_k = |a: f64, b: f64| 1000.0 * (b - a) / stored.max(1) as f64;
+    let cpu = [
+        ("runtime", per_k(cpu0.runtime, cpu1.runtime)),
+        ("postgres", per_k(cpu0.postgres, cpu1.postgres)),
+        ("loadgen", per_k(cpu0.loadgen, cpu1.loadgen)),
+        ("standins", per_k(cpu0.standins, cpu1.standins)),
+    ];
+    let xacts_per_event = (xacts1 - xacts0) as f64 / stored.max(1) as f64;
+    let mut fn_calls: Vec<(String, f64)> = calls1
+        .iter()
+        .map(|(name, c)| {
+            let before = calls0.get(name).copied().unwrap_or(0);
+            (name.clone(), (c - before) as f64 / stored.max(1) as f64)
+        })
+        .filter(|(_, per)| *per > 0.0)
+        .collect();
+    fn_calls.sort_by(|a, b| a.0.cmp(&b.0));
+
+    println!(
+        "bench: {stored} accepted ({rps:.0} req/s, p50 {p50:.1} ms, p99 {p99:.1} ms), {} refused \
+         with 503; all done {:.1} s after the first POST → {e2e_eps:.0} events/s end to end; \
+         app connections peak {peak}",
+        out.refused,
+        last_done - first_post
+    );
+    println!("bench: CPU seconds per 1000 events: {cpu:?}");
+    println!(
+        "bench: per event: {xacts_per_event:.1} PostgreSQL transactions; function calls {fn_calls:?}"
+    );
+    let mut entries: Vec<(String, f64)> = vec![
+        ("shipped_ingest_rps".into(), rps),
+        ("shipped_ingest_p50_ms".into(), p50),
+        ("shipped_ingest_p99_ms".into(), p99),
+        ("shipped_refused".into(), out.refused as f64),
+        ("shipped_e2e_eps".into(), e2e_eps),
+        ("shipped_pg_connections_peak".into(), peak as f64),
+        ("shipped_pg_xacts_per_event".into(), xacts_per_event),
+    ];
+    for (part, v) in cpu {
+        entries.push((format!("shipped_cpu_s_per_1k_{part}"), v));
+    }
+    for (f, v) in &fn_calls {
+        entries.push((format!("shipped_calls_per_event_{f}"), *v));
+    }
+    let borrowed: Vec<(&str, f64)> = entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    merge_report(&args, &borrowed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_odoo_stand_in_answers_what_the_expense_handler_asks() {
+        let auth = json!({"jsonrpc": "2.0", "id": 1, "method": "call",
+                          "params": {"service": "common", "method": "authenticate",
+                                     "args": ["db", "u", "k", {}]}});
+        let a: Value = serde_json::from_str(&odoo_answer(auth.to_string().as_bytes())).unwrap();
+        assert_eq!(a["result"], 2);
+        let read = json!({"jsonrpc": "2.0", "id": 2, "method": "call",
+                          "params": {"service": "object", "method": "execute_kw",
+                                     "args": ["db", 2, "k", "hr.expense", "web_read", [[42]], {}]}});
+        let r: Value = serde_json::from_str(&odoo_answer(read.to_string().as_bytes())).unwrap();
+        assert_eq!(r["id"], 2);
+        assert_eq!(r["result"][0]["sheet_id"]["id"], 42);
+        assert_eq!(
+            r["result"][0]["sheet_id"]["user_id"]["email"],
+            BENCH_APPROVER_EMAIL
+        );
+        assert!(BENCH_USER_MAP.starts_with(BENCH_APPROVER_EMAIL));
+    }
+
+    #[test]
+    fn cpu_seconds_reads_this_process() {
+        assert!(cpu_seconds("/proc/self/stat").is_some());
+        let s = sample_cpu(None);
+        assert!(s.loadgen >= 0.0 && s.standins == 0.0);
+    }
+}
