@@ -68,7 +68,7 @@ fn mattermost_error(status: u16, id: &str, message: &str) -> (u16, String) {
 
 /// Mattermost: the incoming webhook accepts posts; the REST API answers users by email
 /// and by id to the bot token, 404 for anyone it does not know.
-fn mattermost_answer(r: &Recorded) -> (u16, String) {
+pub fn mattermost_answer(r: &Recorded) -> (u16, String) {
     let Some(api_path) = r.path.strip_prefix("/api/v4/") else {
         return if r.method == "POST" && r.path == MATTERMOST_HOOK_PATH {
             (200, "ok".into())

@@ -767,3 +767,50 @@ async fn without_a_bot_token_the_configured_map_binds_approvers_and_without_eith
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_directory_delays_the_message_and_never_posts_it_unbound() {
+    let svc = Services::start().await;
+    let f = system(&svc).await;
+    svc.mattermost.script(|r| {
+        if r.path.starts_with("/api/") {
+            (503, r#"{"message":"Service Unavailable"}"#.to_string())
+        } else {
+            services::mattermost_answer(r)
+        }
+    });
+    let id = f
+        .ingest(
+            "exp-1042-sub",
+            &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+        )
+        .await;
+    assert_eq!(f.dispatch().await["failed"], 1);
+    let err: String =
+        f.db.value(&format!(
+            "SELECT coalesce(last_error, '') FROM integration.outbox WHERE id::text = '{id}'"
+        ))
+        .await;
+    assert!(
+        err.starts_with("HTTP 502") && err.contains("Mattermost user directory: HTTP 503"),
+        "{err}"
+    );
+    assert!(
+        svc.posts().is_empty(),
+        "nothing posted without its approver"
+    );
+    // Mattermost is back: the retry posts the message, bound to the approver.
+    svc.mattermost.script(services::mattermost_answer);
+    f.db.client
+        .execute(
+            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(f.dispatch().await["done"], 1);
+    let posts = svc.posts();
+    assert_eq!(posts.len(), 1);
+    let ctx = ActionContext::verify(&buttons(&posts[0]).0, TEST_ACTION_SECRET).unwrap();
+    assert_eq!(ctx.deciders.user_ids, vec![MARIA_MM_ID.to_string()]);
+}

@@ -219,7 +219,7 @@ impl Refusal {
             )),
             (Refusal::NotADecider, Some(ctx)) => mattermost::ephemeral(&format!(
                 "{title}: only {} can approve or refuse this report. Nothing was changed.",
-                ctx.deciders.mention()
+                ctx.deciders.mentions(" or ")
             )),
             (Refusal::IdentityUnconfirmed(why), _) => mattermost::ephemeral(&format!(
                 "{title}: your Mattermost identity could not be confirmed ({why}). \

@@ -177,10 +177,11 @@ impl Deciders {
         !user_id.is_empty() && self.user_ids.iter().any(|id| id == user_id)
     }
 
-    /// `@maria.santos` or `@ana.reyes or @jose.garcia`.
-    pub fn mention(&self) -> String {
+    /// The deciders' @-mentions joined by `separator`: `@maria.santos`, or
+    /// `@ana.reyes or @jose.garcia` with `" or "`.
+    pub fn mentions(&self, separator: &str) -> String {
         let names: Vec<String> = self.usernames.iter().map(|u| format!("@{u}")).collect();
-        names.join(" or ")
+        names.join(separator)
     }
 }
 
@@ -575,7 +576,8 @@ mod tests {
             .contains("mattermost_user_map"));
         let d = Deciders::of(&map);
         assert!(d.includes("anareyes000000000000000003") && !d.includes(""));
-        assert_eq!(d.mention(), "@maria.santos or @ana.reyes");
+        assert_eq!(d.mentions(" or "), "@maria.santos or @ana.reyes");
+        assert_eq!(d.mentions(", "), "@maria.santos, @ana.reyes");
     }
 
     #[test]

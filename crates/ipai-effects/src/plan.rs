@@ -464,7 +464,7 @@ fn expense_submitted(
                 s.finance_channel.clone(),
                 format!(
                     "{}: an expense is waiting for approval by one of you ({reason}).",
-                    deciders.mention().replace(" or ", ", ")
+                    deciders.mentions(", ")
                 ),
             )
         }
