@@ -107,19 +107,42 @@ impl Fixture {
         }
     }
 
-    /// `POST /dispatch` with the test token; returns the run summary.
+    /// `POST /dispatch` with the test token as a run of its own; returns the run summary.
+    /// One run claims at a time (the dispatcher lease): while another run holds the lease
+    /// (the cron trigger's, a kick's), this waits for it to finish and calls again, so the
+    /// summary is of a run that claimed whatever was due when it started.
     pub async fn dispatch(&self) -> serde_json::Value {
-        let resp = self
-            .http
-            .post(self.sys.url("/dispatch"))
-            .bearer_auth(runtime::TEST_DISPATCH_TOKEN)
-            .send()
-            .await
-            .expect("POST /dispatch");
-        let status = resp.status().as_u16();
-        let body: serde_json::Value = resp.json().await.expect("dispatch summary is JSON");
-        assert_eq!(status, 200, "dispatch failed: {body}");
-        body
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            self.wait_for_no_run(deadline).await;
+            let resp = self
+                .http
+                .post(self.sys.url("/dispatch"))
+                .bearer_auth(runtime::TEST_DISPATCH_TOKEN)
+                .send()
+                .await
+                .expect("POST /dispatch");
+            let status = resp.status().as_u16();
+            let body: serde_json::Value = resp.json().await.expect("dispatch summary is JSON");
+            assert_eq!(status, 200, "dispatch failed: {body}");
+            if body["coalesced"] != true || std::time::Instant::now() > deadline {
+                return body;
+            }
+        }
+    }
+
+    /// Waits until no dispatcher run holds the lease (or `deadline`).
+    async fn wait_for_no_run(&self, deadline: std::time::Instant) {
+        while std::time::Instant::now() < deadline {
+            let busy: bool = self
+                .db
+                .value("SELECT holder IS NOT NULL AND lease_until > now() FROM integration.dispatch_lease")
+                .await;
+            if !busy {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
     }
 
     /// Posts a correctly signed event; returns its outbox id.

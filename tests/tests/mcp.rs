@@ -928,7 +928,7 @@ async fn tool_calls_use_the_read_only_connection() {
     );
 
     // With the real read-only URL, the pooled connection the call leaves behind belongs
-    // to integration_reader.
+    // to the read-only role (the test's own, a member of integration_reader).
     let f = quiet_fixture().await;
     let r = tool(&f, "outbox_health", json!({})).await;
     assert_eq!(r["isError"], false, "{r}");
@@ -945,8 +945,8 @@ async fn tool_calls_use_the_read_only_connection() {
         .map(|r| r.get(0))
         .collect();
     assert!(
-        users.iter().any(|u| u == "integration_reader"),
-        "no integration_reader session on the test database: {users:?}"
+        users.iter().any(|u| *u == f.db.roles.reader),
+        "no read-only session on the test database: {users:?}"
     );
     assert_eq!(
         readonly_url("postgres://postgres@h:1/d?x=1"),

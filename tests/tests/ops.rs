@@ -223,8 +223,10 @@ async fn health_is_503_while_postgresql_is_unreachable_and_200_again_when_it_is_
     let port = proxy.port;
     let fake = FakeServer::start().await;
     let f = quiet_system(&fake, move |v| {
-        let db_url = v["db_url"].replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
-        v.insert("db_url".into(), db_url);
+        for name in ["db_url", "db_url_ingest"] {
+            let url = v[name].replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
+            v.insert(name.into(), url);
+        }
         v.insert("db_host".into(), format!("127.0.0.1:{port}"));
     })
     .await;

@@ -417,10 +417,10 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
     println!();
     println!("| metric ({}) | value | goal |", args.runtime);
     println!("|---|---|---|");
-    println!("| ingest_rps | {rps:.0} | ≥ 50% of baseline |");
+    println!("| ingest_rps (diagnostic: kick off, no cron) | {rps:.0} | |");
     println!("| ingest_baseline_sql_rps | {baseline:.0} | |");
     println!(
-        "| ingest / baseline | {:.0}% | ≥ 50% |",
+        "| ingest / baseline (diagnostic) | {:.0}% | |",
         100.0 * rps / baseline
     );
     println!("| ingest_no_db_rps (401 at the signature check) | {no_db:.0} | |");
