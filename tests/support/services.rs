@@ -114,9 +114,11 @@ pub fn approver() -> Value {
     json!({"id": 5, "name": "Maria Santos", "login": "maria", "email": "maria.santos@example.com"})
 }
 
-/// Report 320 ("Team offsite") holds expenses 2001–2003; every other expense is alone in
-/// report 310 ("November expenses", PHP 1,250.50). Both are approved by Maria Santos.
+/// Report 320 ("Team offsite") holds expenses 2001–2003, report 340 (below) 4001–4005;
+/// every other expense is alone in report 310 ("November expenses", PHP 1,250.50). Both are approved by Maria Santos.
 pub const OFFSITE_LINES: [i64; 3] = [2001, 2002, 2003];
+/// Report 340 ("Sales trip Cebu", PHP 6,250.00) holds five expenses, 4001–4005.
+pub const SALES_TRIP_LINES: [i64; 5] = [4001, 4002, 4003, 4004, 4005];
 /// Expense 3001 is alone in report 330, which has no approver in Odoo.
 pub const UNAPPROVED_LINE: i64 = 3001;
 /// Expense 3002 is alone in report 331, whose approver in Odoo is its own employee, Juan.
@@ -127,6 +129,10 @@ fn report_of(expense_id: i64) -> Value {
     if OFFSITE_LINES.contains(&expense_id) {
         json!({"id": 320, "name": "Team offsite", "total_amount": 4350.25,
                "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": OFFSITE_LINES,
+               "user_id": approver()})
+    } else if SALES_TRIP_LINES.contains(&expense_id) {
+        json!({"id": 340, "name": "Sales trip Cebu", "total_amount": 6250.0,
+               "currency_id": {"id": 2, "name": "PHP"}, "expense_line_ids": SALES_TRIP_LINES,
                "user_id": approver()})
     } else if expense_id == UNAPPROVED_LINE {
         json!({"id": 330, "name": "Conference fees", "total_amount": 980.0,

@@ -241,7 +241,9 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
         &expense(
             "expense.approved",
             1043,
-            json!({"approved_by": "M", "approved_at": "2026-11-24T03:30:00Z"}),
+            // Another report (an approval of report 310 at the same moment would be the
+            // same decision: one post).
+            json!({"approved_by": "M", "approved_at": "2026-11-24T03:30:00Z", "sheet_id": 311}),
         ),
     )
     .await;
@@ -316,8 +318,8 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     // The owner posted through the ledger; the other lines recorded no side effect.
     let owner: String =
         f.db.value(
-            "SELECT event_id::text FROM integration.approval_requests \
-             WHERE request_key = 'hr.expense.sheet/320@2026-11-25T02:00:00Z'",
+            "SELECT event_id::text FROM integration.report_messages \
+             WHERE message_key = 'hr.expense.sheet/320@2026-11-25T02:00:00Z'",
         )
         .await;
     assert_eq!(owner, ctx.event_id);
@@ -350,7 +352,232 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     assert_eq!(f.db.status(&again).await, "done");
     assert_eq!(f.db.status(&later).await, "done");
     assert_eq!(svc.posts().len(), 2);
-    assert_eq!(f.db.count("approval_requests").await, 2);
+    assert_eq!(f.db.count("report_messages").await, 2);
+    assert_eq!(
+        f.db.count("approval_requests").await,
+        2,
+        "the previous release's view"
+    );
+}
+
+/// The events of one transition of report 340 (five lines, `services::SALES_TRIP_LINES`),
+/// ingested together and dispatched; asserts every line is done. Returns their ids.
+async fn report_transition(f: &Fixture, event_type: &str, key: &str, extra: Value) -> Vec<String> {
+    let mut ids = Vec::new();
+    for id in services::SALES_TRIP_LINES {
+        let event = expense(
+            event_type,
+            id as u64,
+            merge(json!({"sheet_id": 340, "amount": 1250.0}), extra.clone()),
+        );
+        ids.push(f.ingest(&format!("{key}-{id}"), &event).await);
+    }
+    let s = f.dispatch().await;
+    for id in &ids {
+        assert_eq!(
+            f.db.status(id).await,
+            "done",
+            "{s} {:?}\n{}",
+            last_error(f, id).await,
+            f.sys.output()
+        );
+    }
+    ids
+}
+
+/// Every delivery recorded for `ids`: `(channel, target, status)`.
+async fn deliveries_of(f: &Fixture, ids: &[String]) -> Vec<(String, String, String)> {
+    let mut all = Vec::new();
+    for id in ids {
+        all.extend(deliveries(f, id).await);
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows() {
+    let svc = Services::start().await;
+    let f = system(&svc, |_| {}).await;
+    let web_reads = || {
+        svc.odoo_calls()
+            .iter()
+            .filter(|(m, method, _)| m == "hr.expense" && method == "web_read")
+            .count()
+    };
+
+    // Refused: one DM to the employee, with the reason, the report's total and its lines.
+    let refused = report_transition(
+        &f,
+        "expense.rejected",
+        "trip-ref",
+        json!({"status": "cancel", "reason": "Receipts missing", "refused_by": "Maria Santos",
+               "refused_at": "2026-11-26T08:00:00Z"}),
+    )
+    .await;
+    let posts = svc.posts();
+    assert_eq!(posts.len(), 1, "one refusal DM for the report: {posts:?}");
+    assert_eq!(posts[0]["channel"], "@juan.delacruz");
+    assert_eq!(
+        posts[0]["text"],
+        "@juan.delacruz, your expense report was refused."
+    );
+    let att = &posts[0]["attachments"][0];
+    assert_eq!(att["title"], "Expense report refused: Sales trip Cebu");
+    let text = att["text"].as_str().unwrap();
+    assert!(
+        text.contains("Receipts missing") && text.contains("Maria Santos"),
+        "{text}"
+    );
+    let fields = att["fields"].to_string();
+    assert!(
+        fields.contains("PHP 6,250.00") && fields.contains("5 expenses"),
+        "{fields}"
+    );
+    assert_eq!(web_reads(), 1, "only the owner looks the report up");
+    assert_eq!(
+        deliveries_of(&f, &refused).await,
+        vec![d("mattermost", "@juan.delacruz", "sent")]
+    );
+
+    // Approved (after a resubmission): one finance post, five payment_queue rows.
+    let approved = report_transition(
+        &f,
+        "expense.approved",
+        "trip-app",
+        json!({"status": "approve", "approved_by": "Maria Santos",
+               "approved_at": "2026-11-27T03:00:00Z"}),
+    )
+    .await;
+    let posts = svc.posts();
+    assert_eq!(posts.len(), 2, "one finance post for the report: {posts:?}");
+    assert_eq!(posts[1]["channel"], services::FINANCE_CHANNEL);
+    let att = &posts[1]["attachments"][0];
+    assert_eq!(
+        att["title"],
+        "Approved for payment: expense report Sales trip Cebu"
+    );
+    assert!(att["text"].as_str().unwrap().contains("Maria Santos"));
+    assert!(att["fields"].to_string().contains("PHP 6,250.00"));
+    let queued: i64 =
+        f.db.value("SELECT count(*) FROM integration.payment_queue WHERE sheet_id = '340' AND status = 'queued'")
+            .await;
+    assert_eq!(queued, 5, "the payment queue stays per line");
+    assert_eq!(
+        deliveries_of(&f, &approved).await,
+        vec![d("mattermost", "finance-channel", "sent")]
+    );
+
+    // Paid: one DM, every row closed.
+    let paid = report_transition(
+        &f,
+        "expense.paid",
+        "trip-paid",
+        json!({"status": "done", "paid_at": "2026-11-28T02:00:00Z", "payment_ref": "BNK1/2026/00077"}),
+    )
+    .await;
+    let posts = svc.posts();
+    assert_eq!(posts.len(), 3, "one payment DM for the report: {posts:?}");
+    assert_eq!(
+        posts[2]["text"],
+        "@juan.delacruz, your expense report was paid."
+    );
+    assert!(posts[2]["attachments"][0]["fields"]
+        .to_string()
+        .contains("BNK1/2026/00077"));
+    let paid_rows: i64 =
+        f.db.value("SELECT count(*) FROM integration.payment_queue WHERE sheet_id = '340' AND status = 'paid'")
+            .await;
+    assert_eq!(paid_rows, 5);
+    assert_eq!(web_reads(), 3, "one look-up per decision");
+    let keys: Vec<String> =
+        f.db.client
+            .query(
+                "SELECT message_key FROM integration.report_messages ORDER BY message_key",
+                &[],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "hr.expense.sheet/340/approved@2026-11-27T03:00:00Z",
+            "hr.expense.sheet/340/paid@2026-11-28T02:00:00Z",
+            "hr.expense.sheet/340/refused@2026-11-26T08:00:00Z",
+        ]
+    );
+
+    // A redelivery of every line (owner or not) sends nothing new and looks nothing up.
+    for (ids, event_type, extra) in [
+        (
+            &refused,
+            "expense.rejected",
+            json!({"reason": "Receipts missing", "refused_at": "2026-11-26T08:00:00Z"}),
+        ),
+        (
+            &approved,
+            "expense.approved",
+            json!({"approved_by": "Maria Santos", "approved_at": "2026-11-27T03:00:00Z"}),
+        ),
+        (
+            &paid,
+            "expense.paid",
+            json!({"paid_at": "2026-11-28T02:00:00Z", "payment_ref": "BNK1/2026/00077"}),
+        ),
+    ] {
+        for (id, line) in ids.iter().zip(services::SALES_TRIP_LINES) {
+            let event = expense(
+                event_type,
+                line as u64,
+                merge(json!({"sheet_id": 340}), extra.clone()),
+            );
+            let (status, answer) = call_handler(&f, "expense", &envelope(id, &event)).await;
+            assert_eq!(status, 200, "{answer}");
+        }
+    }
+    assert_eq!(svc.posts().len(), 3, "nothing new");
+    assert_eq!(web_reads(), 3, "no look-up on redelivery");
+
+    // Through the dispatcher: the owner of the approval requeued from dead posts nothing.
+    let owner: String =
+        f.db.value(
+            "SELECT event_id::text FROM integration.report_messages \
+             WHERE message_key LIKE 'hr.expense.sheet/340/approved@%'",
+        )
+        .await;
+    for id in [&owner, &approved[4]] {
+        f.db.client
+            .execute(
+                "UPDATE integration.outbox SET status = 'dead' WHERE id::text = $1",
+                &[id],
+            )
+            .await
+            .unwrap();
+        f.db.client
+            .query_one("SELECT integration.requeue_outbox($1::text::uuid)", &[id])
+            .await
+            .unwrap();
+    }
+    f.dispatch().await;
+    assert_eq!(f.db.status(&owner).await, "done");
+    assert_eq!(svc.posts().len(), 3);
+
+    // An older addon's lines (no stamp) keep one message each.
+    for id in [4001u64, 4002] {
+        deliver(
+            &f,
+            &format!("trip-old-{id}"),
+            &expense(
+                "expense.paid",
+                id,
+                json!({"sheet_id": 340, "payment_ref": "X"}),
+            ),
+        )
+        .await;
+    }
+    assert_eq!(svc.posts().len(), 5);
 }
 
 /// `claim_approval_request` of one fixed key by event `me`: the owner's id.
@@ -391,7 +618,7 @@ async fn racing_claims_of_one_approval_request_agree_on_one_owner() {
     let owner = &results[0].1;
     assert!(results.iter().all(|(_, o)| o == owner), "{results:?}");
     assert_eq!(results.iter().filter(|(me, _)| me == owner).count(), 1);
-    assert_eq!(db.count("approval_requests").await, 1);
+    assert_eq!(db.count("report_messages").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,17 +147,18 @@ pub fn finance_approver_emails(setting: Option<&str>) -> Vec<String> {
 // ---------------------------------------------------------------------- at click time
 
 /// The newest approval request of a report: `($1 = "hr.expense.sheet/<id>@%")` → one row,
-/// its key, or `''` when the report has none.
-pub const NEWEST_REQUEST_SQL: &str = "SELECT coalesce((SELECT r.request_key \
-    FROM integration.approval_requests r WHERE r.request_key LIKE $1::text \
-    ORDER BY r.created_at DESC, r.request_key DESC LIMIT 1), '')";
+/// its key, or `''` when the report has none. (The pattern matches only approval
+/// requests: a decision's key has `/<transition>` before its `@`.)
+pub const NEWEST_REQUEST_SQL: &str = "SELECT coalesce((SELECT r.message_key \
+    FROM integration.report_messages r WHERE r.message_key LIKE $1::text \
+    ORDER BY r.created_at DESC, r.message_key DESC LIMIT 1), '')";
 
 /// `NEWEST_REQUEST_SQL`'s pattern for a report (its id is a number: no LIKE wildcards).
 pub fn requests_of_sheet(sheet_id: i64) -> String {
     format!("hr.expense.sheet/{sheet_id}@%")
 }
 
-/// The `claim_approval_request` key of the submission a message was made for.
+/// The `claim_report_message` key of the submission a message was made for.
 pub fn request_key(ctx: &ActionContext) -> Option<String> {
     (!ctx.submitted_at.is_empty())
         .then(|| format!("hr.expense.sheet/{}@{}", ctx.sheet_id, ctx.submitted_at))

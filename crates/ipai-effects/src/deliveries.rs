@@ -6,10 +6,11 @@
 pub const CLAIM_SQL: &str = "SELECT c.decision, coalesce(c.detail, '') \
     FROM integration.claim_delivery($1::text::uuid, $2::text, $3::text, $4::int4) c";
 
-/// Which event posts an expense report's approval request: `(request_key, event_id)` →
-/// one row, the owning event's id.
-pub const CLAIM_APPROVAL_REQUEST_SQL: &str =
-    "SELECT integration.claim_approval_request($1::text, $2::text::uuid)";
+/// Which event sends a report transition's one message (the approval request, the
+/// refusal, the approval's finance post, the payment notice): `(message_key, event_id)` →
+/// one row, the owning event's id (`migrations/20261130000400_report_messages_retention.sql`).
+pub const CLAIM_REPORT_MESSAGE_SQL: &str =
+    "SELECT integration.claim_report_message($1::text, $2::text::uuid)";
 
 /// Records the outcome: `(event_id, channel, target, status, response_code, detail)`.
 pub const FINISH_SQL: &str = "SELECT integration.finish_delivery($1::text::uuid, $2::text, \

@@ -199,7 +199,7 @@ pub struct ActionContext {
     pub title: String,
     pub summary: String,
     /// The submission the message stands for: the report's `submitted_at` as the payload
-    /// carried it (the stamp in `claim_approval_request`'s key), empty when it had none.
+    /// carried it (the stamp in `claim_report_message`'s key), empty when it had none.
     pub submitted_at: String,
     /// Unix seconds after which the buttons are refused.
     pub expires_at: i64,

@@ -80,29 +80,56 @@ impl std::fmt::Display for PlanError {
 pub enum Lookup {
     /// The report and approver of an expense line.
     ExpenseApprover { expense_id: i64 },
+    /// The report of an expense line (name, total, lines), for a report decision's message.
+    ExpenseReport { expense_id: i64 },
     /// A user (a finance task's reviewer).
     User { user_id: i64 },
 }
 
 /// The side effect a look-up feeds: when that delivery is already recorded as done the
 /// look-up is not needed (a redelivered event does not call Odoo again).
-pub fn lookup_for(event: &EventEnvelope) -> Option<(Lookup, &'static str, &'static str)> {
+pub fn lookup_for(event: &EventEnvelope) -> Option<(Lookup, &'static str, String)> {
     let p = &event.payload;
+    let expense_id =
+        || fields::int(p, "expense_id").or_else(|| event.aggregate_id.trim().parse().ok());
     match event.event_type.as_str() {
-        "expense.submitted" => {
-            let expense_id =
-                fields::int(p, "expense_id").or_else(|| event.aggregate_id.trim().parse().ok())?;
+        "expense.submitted" => Some((
+            Lookup::ExpenseApprover {
+                expense_id: expense_id()?,
+            },
+            MATTERMOST,
+            APPROVAL_TARGET.into(),
+        )),
+        // A report decision (the addon's stamp present): its one message shows the report.
+        "expense.approved" | "expense.rejected" | "expense.paid" => {
+            report_message_key(event)?;
+            let target = decision_target(event)?;
             Some((
-                Lookup::ExpenseApprover { expense_id },
+                Lookup::ExpenseReport {
+                    expense_id: expense_id()?,
+                },
                 MATTERMOST,
-                APPROVAL_TARGET,
+                target,
             ))
         }
         "finance_task.submitted" => {
             let user_id = fields::int(p, "reviewer_id").filter(|id| *id > 0)?;
-            Some((Lookup::User { user_id }, MATTERMOST, REVIEW_TARGET))
+            Some((Lookup::User { user_id }, MATTERMOST, REVIEW_TARGET.into()))
         }
         _ => None,
+    }
+}
+
+/// The delivery target of an expense decision's message: the finance channel for an
+/// approval, the employee (`@handle`) for a refusal or payment, `None` when the employee
+/// has no address (no message).
+fn decision_target(event: &EventEnvelope) -> Option<String> {
+    match event.event_type.as_str() {
+        "expense.approved" => Some(FINANCE_TARGET.into()),
+        _ => fields::text(&event.payload, "employee_email")
+            .as_deref()
+            .and_then(fields::handle_of_email)
+            .map(|h| format!("@{h}")),
     }
 }
 
@@ -112,9 +139,10 @@ pub struct Found {
     /// An expense line's report (expense approver look-up).
     pub report: Option<Report>,
     pub person: Option<Person>,
-    /// Another event of the same report submission claimed its approval request
-    /// (`claim_approval_request`): this event does not post one.
-    pub approval_posted_by: Option<String>,
+    /// Another event of the same report transition (its lines share one
+    /// [`report_message_key`]) claimed the report's message (`claim_report_message`): this
+    /// event does not send one.
+    pub report_message_by: Option<String>,
     /// Who decides on the report's approval message, resolved in Mattermost.
     pub approvers: Approvers,
     /// The report's employee's Mattermost account, when resolved.
@@ -125,6 +153,8 @@ pub struct Found {
 
 /// Delivery targets of the messages that depend on a look-up.
 pub const APPROVAL_TARGET: &str = "approval-request";
+/// Delivery target of an approval's post to the finance channel.
+pub const FINANCE_TARGET: &str = "finance-channel";
 pub const REVIEW_TARGET: &str = "review-request";
 
 /// One side effect.
@@ -163,11 +193,12 @@ pub struct Plan {
     pub effects: Vec<Effect>,
     /// Effects deliberately left out, with the reason (reported in the answer).
     pub notes: Vec<String>,
-    /// The expense report submission this event's approval request stands for
-    /// (`hr.expense.sheet/<id>@<submitted_at>`, see [`approval_request_key`]). Odoo emits
-    /// `expense.submitted` for every line of a report; of the events sharing a key only the
-    /// first to claim it (`claim_approval_request`) posts the request.
-    pub approval_request: Option<String>,
+    /// The report transition this event's message stands for ([`report_message_key`]:
+    /// `hr.expense.sheet/<id>@<submitted_at>` for the approval request,
+    /// `hr.expense.sheet/<id>/<approved|refused|paid>@<stamp>` for a decision). Odoo emits
+    /// an event for every line of a report; of the events sharing a key only the first to
+    /// claim it (`claim_report_message`) sends the report's one message.
+    pub report_message: Option<String>,
 }
 
 impl Plan {
@@ -200,9 +231,9 @@ pub fn plan(event: &EventEnvelope, s: &Settings, found: &Found) -> Result<Plan, 
     let mut plan = Plan::default();
     match event.event_type.as_str() {
         "expense.submitted" => expense_submitted(event, s, found, &mut plan)?,
-        "expense.approved" => expense_approved(event, s, &mut plan),
-        "expense.rejected" => expense_rejected(event, s, &mut plan),
-        "expense.paid" => expense_paid(event, s, &mut plan),
+        "expense.approved" => expense_approved(event, s, found, &mut plan),
+        "expense.rejected" => expense_rejected(event, s, found, &mut plan),
+        "expense.paid" => expense_paid(event, s, found, &mut plan),
         "asset.reserved" => asset_reserved(event, &mut plan),
         "asset.checked_out" | "asset.checked_in" => asset_status(event, &mut plan),
         "asset.overdue" => asset_overdue(event, s, &mut plan)?,
@@ -276,17 +307,97 @@ fn expense_fields(e: &Expense) -> Vec<Value> {
 }
 
 /// The key that makes a report's lines share one approval request (`expense.submitted`
-/// only): the report and the moment it was submitted, both of which the addon sends on every
-/// line. Without them each line keeps its own request, as nothing else tells a resubmission
-/// from a line of the same submission. Read from the payload alone, so a handler can claim
-/// the request before it spends an Odoo look-up on a line that will not post it.
+/// only): see [`report_message_key`].
 pub fn approval_request_key(event: &EventEnvelope) -> Option<String> {
-    if event.event_type != "expense.submitted" {
-        return None;
-    }
+    (event.event_type == "expense.submitted")
+        .then(|| report_message_key(event))
+        .flatten()
+}
+
+/// The key that makes a report's lines share one message per report transition: the
+/// report and the moment of the transition, both of which the addon sends on every line
+/// (SPEC §4: `submitted_at`, `approved_at`, `refused_at`, `paid_at` are the report's).
+///  * `expense.submitted` → `hr.expense.sheet/<sheet_id>@<submitted_at>` (the approval
+///    request; the key's form predates the others and is kept);
+///  * `expense.approved` → `hr.expense.sheet/<sheet_id>/approved@<approved_at>`;
+///  * `expense.rejected` → `hr.expense.sheet/<sheet_id>/refused@<refused_at>`;
+///  * `expense.paid` → `hr.expense.sheet/<sheet_id>/paid@<paid_at>`.
+///
+/// Without the report or its stamp (an older addon, another sender) each line keeps its
+/// own message, as nothing else tells one report decision from the next. Read from the
+/// payload alone, so a handler can claim the message before it spends an Odoo look-up on a
+/// line that will not send it.
+pub fn report_message_key(event: &EventEnvelope) -> Option<String> {
+    let (transition, stamp) = match event.event_type.as_str() {
+        "expense.submitted" => ("", "submitted_at"),
+        "expense.approved" => ("/approved", "approved_at"),
+        "expense.rejected" => ("/refused", "refused_at"),
+        "expense.paid" => ("/paid", "paid_at"),
+        _ => return None,
+    };
     let sheet_id = fields::text(&event.payload, "sheet_id")?;
-    let submitted_at = fields::text(&event.payload, "submitted_at")?;
-    Some(format!("hr.expense.sheet/{sheet_id}@{submitted_at}"))
+    let at = fields::text(&event.payload, stamp)?;
+    Some(format!("hr.expense.sheet/{sheet_id}{transition}@{at}"))
+}
+
+/// What a report decision's one message says about the report: its name, and the fields
+/// Employee, Total and Lines (from Odoo's look-up; the line's own amount when Odoo gave
+/// no total).
+struct ReportFacts {
+    name: String,
+    lines: String,
+    fields: Vec<Value>,
+}
+
+fn report_facts(event: &EventEnvelope, e: &Expense, found: &Found) -> ReportFacts {
+    let who = match &e.employee_code {
+        Some(c) => format!("{} ({c})", e.employee),
+        None => e.employee.clone(),
+    };
+    let sheet_id = fields::text(&event.payload, "sheet_id").unwrap_or_default();
+    match found.report.as_ref().filter(|r| r.total.is_some()) {
+        Some(r) => {
+            let total = fields::money(
+                r.total.as_deref(),
+                r.currency
+                    .clone()
+                    .or_else(|| fields::text(&event.payload, "currency"))
+                    .as_deref(),
+            );
+            let lines = match r.lines {
+                Some(1) => "1 expense".to_string(),
+                Some(n) => format!("{n} expenses"),
+                None => "expenses".to_string(),
+            };
+            ReportFacts {
+                name: r.name.clone().unwrap_or_else(|| r.id.to_string()),
+                fields: vec![
+                    mattermost::field("Employee", &who, true),
+                    mattermost::field("Total", &total, true),
+                    mattermost::field("Lines", &lines, true),
+                ],
+                lines,
+            }
+        }
+        None => ReportFacts {
+            name: sheet_id,
+            lines: "its expenses".to_string(),
+            fields: vec![mattermost::field("Employee", &who, true)],
+        },
+    }
+}
+
+/// A note when another line of the same report transition sends the report's message.
+fn sent_by_another(plan: &mut Plan, found: &Found, what: &str) -> bool {
+    match (&found.report_message_by, &plan.report_message) {
+        (Some(owner), Some(key)) => {
+            plan.notes.push(format!(
+                "the {what} message for {key} is sent by event {owner}"
+            ));
+            true
+        }
+        _ => false,
+    }
 }
 
 fn expense_submitted(
@@ -301,8 +412,8 @@ fn expense_submitted(
         .as_ref()
         .map(|r| r.id.to_string())
         .or_else(|| fields::text(&event.payload, "sheet_id"));
-    plan.approval_request = approval_request_key(event);
-    if let (Some(owner), Some(key)) = (&found.approval_posted_by, &plan.approval_request) {
+    plan.report_message = approval_request_key(event);
+    if let (Some(owner), Some(key)) = (&found.report_message_by, &plan.report_message) {
         plan.notes.push(format!(
             "the approval request for {key} is posted by event {owner}"
         ));
@@ -476,10 +587,34 @@ fn expense_submitted(
     Ok(())
 }
 
-fn expense_approved(event: &EventEnvelope, s: &Settings, plan: &mut Plan) {
+fn expense_approved(event: &EventEnvelope, s: &Settings, found: &Found, plan: &mut Plan) {
     let e = expense(event);
     let by = fields::text(&event.payload, "approved_by").unwrap_or_else(|| "a manager".into());
+    // The payment queue stays per line, as payment is.
     plan.statements.push(dashboard::payment_queued(event));
+    plan.report_message = report_message_key(event);
+    if plan.report_message.is_some() {
+        if sent_by_another(plan, found, "approval") {
+            return;
+        }
+        let r = report_facts(event, &e, found);
+        let attachment = json!({
+            "fallback": format!("Approved for payment: {} · expense report {} ({})", e.employee, r.name, r.lines),
+            "color": mattermost::COLOR_GOOD,
+            "title": format!("Approved for payment: expense report {}", r.name),
+            "text": format!("Approved by {by}. {} added to the payment queue.", r.lines),
+            "fields": r.fields,
+        });
+        plan.effects.push(Effect::Mattermost {
+            target: FINANCE_TARGET.into(),
+            body: mattermost::message(
+                s.finance_channel.as_deref(),
+                "An expense report was approved and is ready for payment.",
+                attachment,
+            ),
+        });
+        return;
+    }
     let attachment = json!({
         "fallback": format!("Approved for payment: {} {} ({})", e.employee, e.amount, e.description),
         "color": mattermost::COLOR_GOOD,
@@ -488,7 +623,7 @@ fn expense_approved(event: &EventEnvelope, s: &Settings, plan: &mut Plan) {
         "fields": expense_fields(&e),
     });
     plan.effects.push(Effect::Mattermost {
-        target: "finance-channel".into(),
+        target: FINANCE_TARGET.into(),
         body: mattermost::message(
             s.finance_channel.as_deref(),
             "An expense was approved and is ready for payment.",
@@ -513,65 +648,106 @@ fn employee_dm(e: &Expense, plan: &mut Plan, what: &str) -> Option<String> {
     }
 }
 
-fn expense_rejected(event: &EventEnvelope, _s: &Settings, plan: &mut Plan) {
+fn expense_rejected(event: &EventEnvelope, _s: &Settings, found: &Found, plan: &mut Plan) {
     let e = expense(event);
     let reason = fields::text(&event.payload, "reason").unwrap_or_else(|| "no reason given".into());
     let by = fields::text(&event.payload, "refused_by");
     plan.statements.push(dashboard::payment_unqueued(event));
-    if let Some(h) = employee_dm(&e, plan, "refusal") {
-        let mut text = format!("Reason: {reason}");
-        if let Some(by) = &by {
-            text.push_str(&format!("\nRefused by {by}."));
-        }
-        let attachment = json!({
-            "fallback": format!("Your expense {} ({}) was refused: {reason}", e.description, e.amount),
-            "color": mattermost::COLOR_BAD,
-            "title": format!("Expense refused: {}", e.description),
-            "text": text,
-            "fields": expense_fields(&e),
-        });
-        plan.effects.push(Effect::Mattermost {
-            target: format!("@{h}"),
-            body: mattermost::message(
-                Some(&format!("@{h}")),
-                &format!("@{h}, your expense was refused."),
-                attachment,
-            ),
-        });
+    plan.report_message = report_message_key(event);
+    if plan.report_message.is_some() && sent_by_another(plan, found, "refusal") {
+        return;
     }
+    let Some(h) = employee_dm(&e, plan, "refusal") else {
+        return;
+    };
+    let mut text = format!("Reason: {reason}");
+    if let Some(by) = &by {
+        text.push_str(&format!("\nRefused by {by}."));
+    }
+    let (attachment, greeting) = if plan.report_message.is_some() {
+        let r = report_facts(event, &e, found);
+        (
+            json!({
+                "fallback": format!("Your expense report {} ({}) was refused: {reason}", r.name, r.lines),
+                "color": mattermost::COLOR_BAD,
+                "title": format!("Expense report refused: {}", r.name),
+                "text": text,
+                "fields": r.fields,
+            }),
+            format!("@{h}, your expense report was refused."),
+        )
+    } else {
+        (
+            json!({
+                "fallback": format!("Your expense {} ({}) was refused: {reason}", e.description, e.amount),
+                "color": mattermost::COLOR_BAD,
+                "title": format!("Expense refused: {}", e.description),
+                "text": text,
+                "fields": expense_fields(&e),
+            }),
+            format!("@{h}, your expense was refused."),
+        )
+    };
+    plan.effects.push(Effect::Mattermost {
+        target: format!("@{h}"),
+        body: mattermost::message(Some(&format!("@{h}")), &greeting, attachment),
+    });
 }
 
-fn expense_paid(event: &EventEnvelope, _s: &Settings, plan: &mut Plan) {
+fn expense_paid(event: &EventEnvelope, _s: &Settings, found: &Found, plan: &mut Plan) {
     let e = expense(event);
     let p = &event.payload;
+    // The payment queue row is closed per line, as payment is.
     plan.statements.push(dashboard::payment_paid(event));
-    if let Some(h) = employee_dm(&e, plan, "payment") {
-        let mut f = expense_fields(&e);
-        if let Some(r) = fields::text(p, "payment_ref") {
-            f.push(mattermost::field("Payment reference", &r, true));
-        }
-        if let Some(at) = fields::datetime(p, "paid_at") {
-            f.push(mattermost::field(
-                "Paid at",
-                &fields::human_datetime(&at),
-                true,
-            ));
-        }
-        let attachment = json!({
-            "fallback": format!("Your expense {} ({}) was paid", e.description, e.amount),
-            "color": mattermost::COLOR_GOOD,
-            "title": format!("Expense paid: {}", e.description),
-            "fields": f,
-        });
-        plan.effects.push(Effect::Mattermost {
-            target: format!("@{h}"),
-            body: mattermost::message(
-                Some(&format!("@{h}")),
-                &format!("@{h}, your expense was paid."),
-                attachment,
-            ),
-        });
+    plan.report_message = report_message_key(event);
+    if plan.report_message.is_some() && sent_by_another(plan, found, "payment") {
+        return;
     }
+    let Some(h) = employee_dm(&e, plan, "payment") else {
+        return;
+    };
+    let report = plan
+        .report_message
+        .is_some()
+        .then(|| report_facts(event, &e, found));
+    let mut f = match &report {
+        Some(r) => r.fields.clone(),
+        None => expense_fields(&e),
+    };
+    if let Some(r) = fields::text(p, "payment_ref") {
+        f.push(mattermost::field("Payment reference", &r, true));
+    }
+    if let Some(at) = fields::datetime(p, "paid_at") {
+        f.push(mattermost::field(
+            "Paid at",
+            &fields::human_datetime(&at),
+            true,
+        ));
+    }
+    let (attachment, greeting) = match &report {
+        Some(r) => (
+            json!({
+                "fallback": format!("Your expense report {} ({}) was paid", r.name, r.lines),
+                "color": mattermost::COLOR_GOOD,
+                "title": format!("Expense report paid: {}", r.name),
+                "fields": f,
+            }),
+            format!("@{h}, your expense report was paid."),
+        ),
+        None => (
+            json!({
+                "fallback": format!("Your expense {} ({}) was paid", e.description, e.amount),
+                "color": mattermost::COLOR_GOOD,
+                "title": format!("Expense paid: {}", e.description),
+                "fields": f,
+            }),
+            format!("@{h}, your expense was paid."),
+        ),
+    };
+    plan.effects.push(Effect::Mattermost {
+        target: format!("@{h}"),
+        body: mattermost::message(Some(&format!("@{h}")), &greeting, attachment),
+    });
 }
 
 // -------------------------------------------------------------------------------- asset

@@ -67,22 +67,22 @@ pub fn claim(
     }
 }
 
-/// The event that posts the approval request `key` (see `claim_approval_request`).
-pub fn claim_approval_request(
+/// The event that sends the report message `key` (see `claim_report_message`).
+pub fn claim_report_message(
     conn: &Connection,
     key: &str,
     event_id: &str,
 ) -> Result<String, HandlerError> {
     let rows = conn
         .query(
-            deliveries::CLAIM_APPROVAL_REQUEST_SQL,
+            deliveries::CLAIM_REPORT_MESSAGE_SQL,
             &[text(key), text(event_id)],
         )
         .map_err(db_error)?;
     match first(&rows) {
         Some([DbValue::Str(owner)]) => Ok(owner.clone()),
         other => Err(HandlerError::Upstream(format!(
-            "claim_approval_request returned {other:?}"
+            "claim_report_message returned {other:?}"
         ))),
     }
 }

@@ -49,20 +49,21 @@ pub fn settings() -> Settings {
 /// Handles one event: look-up, plan, dashboards, side effects.
 pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let conn = db::open()?;
-    // One approval request per report submission: the first of its lines' events owns it;
-    // the others neither look the report up nor post.
-    let approval_posted_by = match plan::approval_request_key(event) {
-        Some(key) => Some(db::claim_approval_request(&conn, &key, &event.id)?)
+    // One message per report transition (the approval request, a refusal, an approval's
+    // finance post, a payment): the first of its lines' events owns it; the others neither
+    // look the report up nor send it.
+    let report_message_by = match plan::report_message_key(event) {
+        Some(key) => Some(db::claim_report_message(&conn, &key, &event.id)?)
             .filter(|owner| *owner != event.id),
         None => None,
     };
     let mut found = Found::default();
     if let Some((lookup, channel, target)) = plan::lookup_for(event) {
-        if approval_posted_by.is_none() && !db::is_done(&conn, &event.id, channel, target)? {
+        if report_message_by.is_none() && !db::is_done(&conn, &event.id, channel, &target)? {
             found = look_up(&lookup, event).await?;
         }
     }
-    found.approval_posted_by = approval_posted_by;
+    found.report_message_by = report_message_by;
     let plan = plan::plan(event, &settings(), &found)
         .map_err(|e| HandlerError::Misconfigured(e.to_string()))?;
     if let Some(reason) = plan.skip_reason() {
@@ -120,6 +121,16 @@ async fn look_up(lookup: &Lookup, event: &EventEnvelope) -> Result<Found, Handle
                 approvers,
                 employee: employee.account,
                 planned_at: unix_now(),
+                ..Found::default()
+            })
+        }
+        Lookup::ExpenseReport { expense_id } => {
+            let result = odoo_client
+                .execute(&odoo::expense_approver_lookup(&session, *expense_id))
+                .await?;
+            let (report, _approver) = odoo::parse_expense_approver(&result);
+            Ok(Found {
+                report,
                 ..Found::default()
             })
         }

@@ -121,7 +121,7 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
         Some((
             Lookup::ExpenseApprover { expense_id: 1042 },
             MATTERMOST,
-            APPROVAL_TARGET
+            APPROVAL_TARGET.to_string()
         ))
     );
     let found = Found {
@@ -129,7 +129,7 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
             id: 310,
             ..Report::default()
         }),
-        approval_posted_by: None,
+        report_message_by: None,
         person: Some(Person {
             id: Some(5),
             name: Some("Maria Santos".into()),
@@ -198,7 +198,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
             lines: Some(3),
         }),
         person: maria(),
-        approval_posted_by: None,
+        report_message_by: None,
         approvers: maria_decides(),
         ..Found::default()
     };
@@ -210,7 +210,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
     .unwrap();
     // Every line of that submission carries the same key: the first to claim it posts.
     assert_eq!(
-        p.approval_request.as_deref(),
+        p.report_message.as_deref(),
         Some("hr.expense.sheet/310@2026-11-24T01:15:00Z")
     );
     let att = &mm(&p)[0].1["attachments"][0];
@@ -233,7 +233,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
 
     // Another line's event leaves the request to the owner and then has nothing to do.
     let claimed = Found {
-        approval_posted_by: Some("0b6c3f3e-1111-4a4a-9c9c-000000000009".into()),
+        report_message_by: Some("0b6c3f3e-1111-4a4a-9c9c-000000000009".into()),
         ..Found::default()
     };
     let other = plan(
@@ -259,12 +259,12 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
     )
     .unwrap();
     assert_eq!(
-        again.approval_request.as_deref(),
+        again.report_message.as_deref(),
         Some("hr.expense.sheet/310@2026-11-26T08:00:00Z")
     );
     payload.as_object_mut().unwrap().remove("submitted_at");
     let unkeyed = plan(&ev("expense.submitted", payload), &settings(), &found).unwrap();
-    assert_eq!(unkeyed.approval_request, None);
+    assert_eq!(unkeyed.report_message, None);
 }
 
 #[test]
@@ -276,7 +276,7 @@ fn leaving_the_approval_to_another_event_keeps_every_other_effect() {
     )
     .unwrap();
     let claimed = Found {
-        approval_posted_by: Some("someone-else".into()),
+        report_message_by: Some("someone-else".into()),
         ..Found::default()
     };
     let p = plan(
@@ -497,11 +497,15 @@ fn finance_submitted_dms_the_reviewer_with_a_link() {
     let e = ev("finance_task.submitted", task(json!({})));
     assert_eq!(
         lookup_for(&e),
-        Some((Lookup::User { user_id: 3 }, MATTERMOST, REVIEW_TARGET))
+        Some((
+            Lookup::User { user_id: 3 },
+            MATTERMOST,
+            REVIEW_TARGET.to_string()
+        ))
     );
     let found = Found {
         report: None,
-        approval_posted_by: None,
+        report_message_by: None,
         person: Some(Person {
             id: Some(3),
             name: Some("Rosa".into()),
@@ -553,4 +557,202 @@ fn finance_overdue_alerts_responsibles_and_after_three_days_the_director() {
         .contains("finance_director_email"));
     let e3 = ev("finance_task.overdue", task(json!({"days_overdue": 3})));
     assert!(plan(&e3, &s, &Found::default()).is_ok());
+}
+
+fn with(mut p: Value, extra: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (p.as_object_mut(), extra) {
+        a.extend(b);
+    }
+    p
+}
+
+fn five_line_report() -> Report {
+    Report {
+        id: 340,
+        name: Some("Sales trip Cebu".into()),
+        total: Some("6250".into()),
+        currency: Some("PHP".into()),
+        lines: Some(5),
+    }
+}
+
+#[test]
+fn report_decisions_are_keyed_by_the_report_and_its_transition_stamp() {
+    let at = |t: &str, field: &str| {
+        ev(
+            t,
+            with(expense_payload(), json!({ field: "2026-11-26T08:00:00Z" })),
+        )
+    };
+    let cases = [
+        (
+            "expense.submitted",
+            "submitted_at",
+            "hr.expense.sheet/310@2026-11-26T08:00:00Z",
+        ),
+        (
+            "expense.approved",
+            "approved_at",
+            "hr.expense.sheet/310/approved@2026-11-26T08:00:00Z",
+        ),
+        (
+            "expense.rejected",
+            "refused_at",
+            "hr.expense.sheet/310/refused@2026-11-26T08:00:00Z",
+        ),
+        (
+            "expense.paid",
+            "paid_at",
+            "hr.expense.sheet/310/paid@2026-11-26T08:00:00Z",
+        ),
+    ];
+    for (t, field, key) in cases {
+        assert_eq!(
+            report_message_key(&at(t, field)).as_deref(),
+            Some(key),
+            "{t}"
+        );
+        // Without the stamp (an older addon), or with Odoo's `false`: no key.
+        assert_eq!(report_message_key(&ev(t, expense_payload())), None, "{t}");
+        assert_eq!(report_message_key(&at(t, "other_at")), None, "{t}");
+        let unset = ev(t, with(expense_payload(), json!({ field: false })));
+        assert_eq!(report_message_key(&unset), None, "{t}");
+    }
+    assert_eq!(
+        approval_request_key(&at("expense.approved", "approved_at")),
+        None
+    );
+    // The owner looks the report up (not the approver); an unstamped line does not.
+    assert_eq!(
+        lookup_for(&at("expense.rejected", "refused_at")),
+        Some((
+            Lookup::ExpenseReport { expense_id: 1042 },
+            MATTERMOST,
+            "@juan.delacruz".to_string()
+        ))
+    );
+    assert_eq!(
+        lookup_for(&at("expense.approved", "approved_at")),
+        Some((
+            Lookup::ExpenseReport { expense_id: 1042 },
+            MATTERMOST,
+            FINANCE_TARGET.to_string()
+        ))
+    );
+    assert_eq!(lookup_for(&ev("expense.rejected", expense_payload())), None);
+}
+
+#[test]
+fn a_refused_report_gets_one_dm_with_the_reason_its_total_and_lines() {
+    let payload = with(
+        expense_payload(),
+        json!({"reason": "No receipts", "refused_by": "Maria Santos",
+               "refused_at": "2026-11-26T08:00:00Z", "sheet_id": 340}),
+    );
+    let e = ev("expense.rejected", payload);
+    let found = Found {
+        report: Some(five_line_report()),
+        ..Found::default()
+    };
+    let p = plan(&e, &settings(), &found).unwrap();
+    assert_eq!(
+        p.report_message.as_deref(),
+        Some("hr.expense.sheet/340/refused@2026-11-26T08:00:00Z")
+    );
+    assert_eq!(p.statements.len(), 1, "the line leaves the payment queue");
+    assert_eq!(p.effects.len(), 1);
+    let Effect::Mattermost { target, body } = &p.effects[0] else {
+        panic!("{:?}", p.effects)
+    };
+    assert_eq!(target, "@juan.delacruz");
+    assert_eq!(
+        body["text"],
+        "@juan.delacruz, your expense report was refused."
+    );
+    let att = &body["attachments"][0];
+    assert_eq!(att["title"], "Expense report refused: Sales trip Cebu");
+    assert_eq!(att["text"], "Reason: No receipts\nRefused by Maria Santos.");
+    let fields = att["fields"].to_string();
+    assert!(
+        fields.contains("PHP 6,250.00") && fields.contains("5 expenses"),
+        "{fields}"
+    );
+
+    // Another line of the same refusal: the queue row goes, no message.
+    let other = Found {
+        report_message_by: Some("0b6c3f3e-1111-4a4a-9c9c-000000000009".into()),
+        ..Found::default()
+    };
+    let p = plan(&e, &settings(), &other).unwrap();
+    assert_eq!((p.statements.len(), p.effects.len()), (1, 0));
+    assert!(p.notes[0].contains("is sent by event 0b6c3f3e-1111-4a4a-9c9c-000000000009"));
+    assert_eq!(p.skip_reason(), None);
+}
+
+#[test]
+fn an_approved_report_gets_one_finance_post_and_each_line_its_queue_row() {
+    let payload = with(
+        expense_payload(),
+        json!({"approved_by": "Maria Santos", "approved_at": "2026-11-26T08:00:00Z"}),
+    );
+    let e = ev("expense.approved", payload);
+    let found = Found {
+        report: Some(five_line_report()),
+        ..Found::default()
+    };
+    let p = plan(&e, &settings(), &found).unwrap();
+    assert_eq!(p.statements.len(), 1);
+    let Effect::Mattermost { target, body } = &p.effects[0] else {
+        panic!("{:?}", p.effects)
+    };
+    assert_eq!(target, FINANCE_TARGET);
+    assert_eq!(body["channel"], "finance");
+    let att = &body["attachments"][0];
+    assert_eq!(
+        att["title"],
+        "Approved for payment: expense report Sales trip Cebu"
+    );
+    assert_eq!(
+        att["text"],
+        "Approved by Maria Santos. 5 expenses added to the payment queue."
+    );
+    let other = Found {
+        report_message_by: Some("someone-else".into()),
+        ..Found::default()
+    };
+    let p = plan(&e, &settings(), &other).unwrap();
+    assert_eq!((p.statements.len(), p.effects.len()), (1, 0));
+}
+
+#[test]
+fn a_paid_report_gets_one_dm_and_unstamped_lines_keep_one_each() {
+    let payload = with(
+        expense_payload(),
+        json!({"paid_at": "2026-11-28T02:00:00Z", "payment_ref": "BNK1/2026/00042"}),
+    );
+    let e = ev("expense.paid", payload);
+    // Odoo gave no total (the look-up found no report): the report's id, no total.
+    let p = plan(&e, &settings(), &Found::default()).unwrap();
+    let Effect::Mattermost { body, .. } = &p.effects[0] else {
+        panic!("{:?}", p.effects)
+    };
+    assert_eq!(
+        body["text"],
+        "@juan.delacruz, your expense report was paid."
+    );
+    assert_eq!(body["attachments"][0]["title"], "Expense report paid: 310");
+    assert!(body["attachments"][0]["fields"]
+        .to_string()
+        .contains("BNK1/2026/00042"));
+    // An older addon's line (no paid_at): today's per-line DM.
+    let old = ev(
+        "expense.paid",
+        with(expense_payload(), json!({"payment_ref": "BNK1/2026/00042"})),
+    );
+    let p = plan(&old, &settings(), &Found::default()).unwrap();
+    assert_eq!(p.report_message, None);
+    let Effect::Mattermost { body, .. } = &p.effects[0] else {
+        panic!("{:?}", p.effects)
+    };
+    assert_eq!(body["text"], "@juan.delacruz, your expense was paid.");
 }
