@@ -119,6 +119,12 @@ pub const REQUEUE_SQL: &str = "SELECT integration.requeue_outbox($1::text::uuid)
 pub const PURGE_SQL: &str =
     "SELECT integration.purge_done_outbox(make_interval(days => $1::text::int), $2::text::int)";
 
+/// One batch of every ledger purge (`integration.purge_ledgers`): rows older than `$1`
+/// days, at most `$2` per ledger. Returns `{"deliveries": n, "report_messages": n,
+/// "id_map": n, "oauth_tokens": n}`.
+pub const PURGE_LEDGERS_SQL: &str =
+    "SELECT integration.purge_ledgers(make_interval(days => $1::text::int), $2::text::int)";
+
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 pub struct HealthData {
     #[serde(default)]

@@ -207,6 +207,12 @@ pub struct Config {
     pub retention_days: i64,
     /// `retention_batch_size` (default 1000, 1–10000): rows per purge batch.
     pub retention_batch: i64,
+    /// `ledger_retention_days` (default 30, 1–36500): the handlers' ledgers (deliveries,
+    /// report_messages, id_map) keep rows at least this long (`integration.purge_ledgers`).
+    pub ledger_retention_days: i64,
+    /// `approval_expiry_days` (default 14, 1–365): how long approval buttons stay valid;
+    /// the ledgers that judge a click keep their rows at least one day longer.
+    pub approval_expiry_days: i64,
 }
 
 impl Default for Config {
@@ -219,6 +225,8 @@ impl Default for Config {
             lock_timeout_s: 600,
             retention_days: 7,
             retention_batch: 1000,
+            ledger_retention_days: 30,
+            approval_expiry_days: 14,
         }
     }
 }
@@ -241,6 +249,13 @@ fn number<T: std::str::FromStr + PartialOrd + Copy>(
 }
 
 impl Config {
+    /// Days the handlers' ledger rows live at least: `ledger_retention_days`, and always
+    /// longer than an approval message's buttons (a click is judged by the ledgers).
+    pub fn ledger_window_days(&self) -> i64 {
+        self.ledger_retention_days
+            .max(self.approval_expiry_days + 1)
+    }
+
     /// Reads the variables through `get` (unset or empty → `None`).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
@@ -279,6 +294,22 @@ impl Config {
                 1,
                 10_000,
                 "between 1 and 10000",
+            )?,
+            ledger_retention_days: number(
+                &get,
+                "ledger_retention_days",
+                30,
+                1,
+                36_500,
+                "whole days between 1 and 36500",
+            )?,
+            approval_expiry_days: number(
+                &get,
+                "approval_expiry_days",
+                14,
+                1,
+                365,
+                "whole days between 1 and 365",
             )?,
         })
     }
@@ -563,11 +594,59 @@ fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             cfg.retention_days
         );
     }
+    let ledgers = match purge_ledgers(cfg, db) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("ops: retention: ledgers: {e}");
+            return Response::json(
+                503,
+                &json!({"error": "database_unavailable", "message": "ledger purge failed",
+                        "deleted": deleted, "batches": batches}),
+            )
+            .with("retry-after", "5");
+        }
+    };
     Response::json(
         200,
         &json!({"deleted": deleted, "batches": batches, "more": more,
-                "older_than_days": cfg.retention_days, "batch_size": cfg.retention_batch}),
+                "older_than_days": cfg.retention_days, "batch_size": cfg.retention_batch,
+                "ledgers": ledgers}),
     )
+}
+
+/// The handlers' ledgers (`integration.purge_ledgers`): batches until every ledger is
+/// caught up or `RETENTION_MAX_BATCHES` is spent. Returns rows deleted per ledger,
+/// `older_than_days` and `more` (a ledger had a full last batch).
+fn purge_ledgers(cfg: &Config, db: &mut dyn Database) -> Result<Value, DbError> {
+    let params = [
+        cfg.ledger_window_days().to_string(),
+        cfg.retention_batch.to_string(),
+    ];
+    let mut deleted = serde_json::Map::new();
+    let mut more = false;
+    for _ in 0..RETENTION_MAX_BATCHES {
+        let counts = db.query_value(data::PURGE_LEDGERS_SQL, &params)?;
+        let counts = counts.as_object().cloned().unwrap_or_default();
+        more = false;
+        for (ledger, n) in counts {
+            let n = n.as_i64().unwrap_or(0);
+            more |= n >= cfg.retention_batch;
+            let total = deleted.get(&ledger).and_then(Value::as_i64).unwrap_or(0) + n;
+            deleted.insert(ledger, json!(total));
+        }
+        if !more {
+            break;
+        }
+    }
+    let total: i64 = deleted.values().filter_map(Value::as_i64).sum();
+    if total > 0 {
+        eprintln!(
+            "ops: retention deleted {total} ledger rows older than {} days: {}",
+            cfg.ledger_window_days(),
+            Value::Object(deleted.clone())
+        );
+    }
+    Ok(json!({"deleted": deleted, "more": more, "older_than_days": cfg.ledger_window_days()}))
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ struct FakeDb {
     requeue: Option<Value>,
     /// Rows each purge call deletes, in order (then 0).
     purges: Vec<i64>,
+    /// What each `purge_ledgers` call answers, in order (then nothing deleted).
+    ledger_purges: Vec<Value>,
     down: bool,
     calls: Vec<(String, Vec<String>)>,
 }
@@ -31,6 +33,12 @@ impl Database for FakeDb {
             self.dashboard.clone()
         } else if sql == data::REQUEUE_SQL {
             self.requeue.clone()
+        } else if sql == data::PURGE_LEDGERS_SQL {
+            Some(if self.ledger_purges.is_empty() {
+                json!({"deliveries": 0, "report_messages": 0, "id_map": 0, "oauth_tokens": 0})
+            } else {
+                self.ledger_purges.remove(0)
+            })
         } else if sql == data::PURGE_SQL {
             Some(json!(if self.purges.is_empty() {
                 0
@@ -365,6 +373,63 @@ fn retention_needs_the_dispatch_token_and_purges_in_bounded_batches() {
 }
 
 #[test]
+fn retention_purges_the_ledgers_in_batches_past_their_window() {
+    let full = json!({"deliveries": 1000, "report_messages": 3, "id_map": 0, "oauth_tokens": 1});
+    let rest = json!({"deliveries": 20, "report_messages": 0, "id_map": 0, "oauth_tokens": 0});
+    let mut db = FakeDb {
+        ledger_purges: vec![full, rest],
+        ..Default::default()
+    };
+    let mut authed = req("POST", "/ops/retention");
+    authed
+        .headers
+        .push(("authorization".into(), "Bearer tok".into()));
+    let r = handle(&authed, &cfg(), &mut db);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(
+        v["ledgers"],
+        json!({"deleted": {"deliveries": 1020, "report_messages": 3, "id_map": 0, "oauth_tokens": 1},
+               "more": false, "older_than_days": 30})
+    );
+    let ledger_calls: Vec<_> = db
+        .calls
+        .iter()
+        .filter(|(sql, _)| sql == data::PURGE_LEDGERS_SQL)
+        .collect();
+    assert_eq!(
+        ledger_calls.len(),
+        2,
+        "again while a ledger had a full batch"
+    );
+    assert_eq!(
+        ledger_calls[0].1,
+        vec!["30".to_string(), "1000".to_string()]
+    );
+
+    // The window never ends before an approval message's buttons expire.
+    let long_buttons = Config {
+        approval_expiry_days: 60,
+        ..cfg()
+    };
+    assert_eq!(long_buttons.ledger_window_days(), 61);
+    let mut db = FakeDb::default();
+    handle(&authed, &long_buttons, &mut db);
+    let last = db.calls.last().unwrap();
+    assert_eq!(
+        (last.0.as_str(), last.1[0].as_str()),
+        (data::PURGE_LEDGERS_SQL, "61")
+    );
+
+    // A failing database: 503, retried by the next tick.
+    let mut down = FakeDb {
+        down: true,
+        ..Default::default()
+    };
+    assert_eq!(handle(&authed, &cfg(), &mut down).status, 503);
+}
+
+#[test]
 fn variables_are_parsed_with_defaults_and_named_errors() {
     let c = Config::from_lookup(|_| None).unwrap();
     assert_eq!(c, Config::default());
@@ -377,6 +442,9 @@ fn variables_are_parsed_with_defaults_and_named_errors() {
     assert_eq!((c.retention_days, c.ops_password), (30, None));
     let e = Config::from_lookup(|n| (n == "retention_batch_size").then(|| "0".into())).unwrap_err();
     assert!(e.contains("retention_batch_size"), "{e}");
+    let e =
+        Config::from_lookup(|n| (n == "ledger_retention_days").then(|| "0".into())).unwrap_err();
+    assert!(e.contains("ledger_retention_days"), "{e}");
     let e =
         Config::from_lookup(|n| (n == "health_max_pending_age_s").then(|| "x".into())).unwrap_err();
     assert!(e.contains("health_max_pending_age_s"), "{e}");
