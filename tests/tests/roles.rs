@@ -168,9 +168,11 @@ async fn the_reader_cannot_insert_update_delete_or_truncate_any_table() {
                 .batch_execute(&format!("BEGIN READ WRITE; {sql}; COMMIT"))
                 .await
                 .expect_err(&format!("{sql} in READ WRITE must fail"));
-            assert_eq!(
-                code(&e),
-                Some(&SqlState::INSUFFICIENT_PRIVILEGE),
+            // (A view, such as approval_requests, cannot be truncated by anyone.)
+            assert!(
+                matches!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE))
+                    || (sql.starts_with("TRUNCATE")
+                        && code(&e) == Some(&SqlState::WRONG_OBJECT_TYPE)),
                 "{sql}: {e}"
             );
             reader.batch_execute("ROLLBACK").await.expect("rollback");
