@@ -1,6 +1,7 @@
 //! ops: `GET /health`, `GET /metrics`, `GET /ops` (dashboard, HTTP Basic auth user `ops`),
 //! `POST /ops/outbox/{id}/requeue` (same auth + CSRF token) and `POST /ops/retention`
-//! (bearer `dispatch_token`; purges done outbox rows in bounded batches).
+//! (bearer `dispatch_token`; purges done outbox rows and the handlers' ledgers in bounded
+//! batches).
 //!
 //! A thin Spin adapter over `ipai_ops`, which decides everything: this file gathers the
 //! request, reads the variables, runs the library's statements on a `db_url` connection
