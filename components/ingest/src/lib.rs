@@ -93,16 +93,22 @@ fn db_error(e: PgError) -> IngestError {
             eprintln!("ingest: database connection failed: {msg}");
             IngestError::DatabaseUnavailable
         }
+        // Logged in full by the caller; the client's body says only that nothing was
+        // stored (`IngestError::message`).
         other => IngestError::Internal(format!("database error: {other:?}")),
     }
 }
 
 /// Stores the event and, for a new one when the kick is on ($9), asks for its delivery in
-/// the same transaction (`request_dispatch`: true = start a run).
-const INGEST_SQL: &str = "SELECT i.id::text AS id, i.duplicate, i.conflict, \
-            CASE WHEN $9::bool AND NOT i.duplicate THEN integration.request_dispatch() \
-                 ELSE false END AS start_run \
-     FROM integration.ingest_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8) AS i";
+/// the same transaction (`request_dispatch`: true = start a run). $10 is the signature
+/// digest: a signature already accepted under another key comes back `replayed`, with
+/// nothing stored and no kick.
+const INGEST_SQL: &str = "SELECT coalesce(i.id::text, '') AS id, i.duplicate, i.conflict, \
+            i.replayed, \
+            CASE WHEN $9::bool AND NOT i.duplicate AND NOT i.replayed \
+                 THEN integration.request_dispatch() ELSE false END AS start_run \
+     FROM integration.ingest_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8, \
+                                   $10::text) AS i";
 
 /// Stores the event with one round trip to `integration.ingest_event`.
 fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
@@ -127,15 +133,19 @@ fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
             .map_or(ParameterValue::DbNull, ParameterValue::Str),
         ParameterValue::Str(e.source.clone()),
         ParameterValue::Boolean(vars::optional("dispatch_kick").as_deref() != Some("off")),
+        event
+            .signature_digest
+            .clone()
+            .map_or(ParameterValue::DbNull, ParameterValue::Str),
     ];
     let rows = conn.query(INGEST_SQL, &params).map_err(db_error)?;
     let row = rows
         .rows
         .first()
         .ok_or_else(|| IngestError::Internal("ingest_event returned no row".into()))?;
-    let (id, duplicate, conflict, start_run) = match row.as_slice() {
-        [DbValue::Str(id), DbValue::Boolean(d), DbValue::Boolean(c), DbValue::Boolean(k)] => {
-            (id.clone(), *d, *c, *k)
+    let (id, duplicate, conflict, replayed, start_run) = match row.as_slice() {
+        [DbValue::Str(id), DbValue::Boolean(d), DbValue::Boolean(c), DbValue::Boolean(r), DbValue::Boolean(k)] => {
+            (id.clone(), *d, *c, *r, *k)
         }
         other => {
             return Err(IngestError::Internal(format!(
@@ -143,6 +153,9 @@ fn store(event: &ValidEvent) -> Result<Stored, IngestError> {
             )))
         }
     };
+    if replayed {
+        return Err(IngestError::ReplayedSignature);
+    }
     if conflict {
         return Err(IngestError::IdempotencyConflict(id));
     }

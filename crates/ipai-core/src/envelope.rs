@@ -12,7 +12,8 @@ pub struct Envelope {
     /// Integers are kept as their decimal text, so the outbox has one key type.
     pub aggregate_id: String,
     pub payload: Value,
-    /// RFC 3339 as sent, already checked to parse.
+    /// RFC 3339, checked to be storable and normalised to UTC
+    /// (`2026-11-26T05:00:00Z`; the stored `timestamptz` keeps no offset anyway).
     pub occurred_at: Option<String>,
     pub source: String,
     pub domain: &'static Domain,
@@ -24,6 +25,75 @@ fn string_field(obj: &Map<String, Value>, name: &'static str) -> Result<String, 
         Some(Value::String(s)) => Ok(s.clone()),
         Some(_) => Err(IngestError::InvalidField(name, "a string")),
     }
+}
+
+/// PostgreSQL's largest UTC offset in a timestamp literal (±15:59; beyond that it answers
+/// "time zone displacement out of range").
+const MAX_OFFSET_SECONDS: i32 = 15 * 3600 + 59 * 60;
+
+fn unstorable(field: impl Into<String>, reason: impl Into<String>) -> IngestError {
+    IngestError::UnstorableValue {
+        field: field.into(),
+        reason: reason.into(),
+    }
+}
+
+/// PostgreSQL text and jsonb cannot hold U+0000.
+fn check_no_nul(field: &str, value: &str) -> Result<(), IngestError> {
+    if value.contains('\0') {
+        return Err(unstorable(
+            field,
+            "it contains a NUL character (\\u0000), which PostgreSQL cannot store",
+        ));
+    }
+    Ok(())
+}
+
+/// Every string and object key of a JSON value, at any depth (serde_json's recursion limit
+/// bounds the depth), checked for NUL; the error names the path (`payload.items[2].name`).
+fn check_json_storable(path: &str, value: &Value) -> Result<(), IngestError> {
+    match value {
+        Value::String(s) => check_no_nul(path, s),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_json_storable(&format!("{path}[{i}]"), v)),
+        Value::Object(map) => map.iter().try_for_each(|(k, v)| {
+            let child = format!("{path}.{k}");
+            if k.contains('\0') {
+                return Err(unstorable(
+                    format!("{path} (a key)"),
+                    "a key contains a NUL character (\\u0000), which PostgreSQL cannot store",
+                ));
+            }
+            check_json_storable(&child, v)
+        }),
+        Value::Null | Value::Bool(_) | Value::Number(_) => Ok(()),
+    }
+}
+
+/// An RFC 3339 `occurred_at` PostgreSQL can store, as UTC text: the offset within ±15:59
+/// and the instant between the years 1 and 9999 (RFC 3339 has four-digit years;
+/// PostgreSQL has no year 0).
+fn storable_timestamp(text: &str) -> Result<String, IngestError> {
+    let parsed =
+        chrono::DateTime::parse_from_rfc3339(text).map_err(|_| IngestError::InvalidOccurredAt)?;
+    let offset = parsed.offset().local_minus_utc();
+    if offset.abs() > MAX_OFFSET_SECONDS {
+        return Err(unstorable(
+            "occurred_at",
+            "its UTC offset is beyond ±15:59, which PostgreSQL cannot store",
+        ));
+    }
+    let utc = parsed.with_timezone(&chrono::Utc);
+    let year = chrono::Datelike::year(&utc);
+    if !(1..=9999).contains(&year) || !(1..=9999).contains(&chrono::Datelike::year(&parsed)) {
+        return Err(unstorable(
+            "occurred_at",
+            "it lies outside the years 0001-9999 (UTC), which this bus stores",
+        ));
+    }
+    Ok(utc.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
 }
 
 /// Parses the raw body (step "JSON") and checks it against the taxonomy (step "schema").
@@ -77,9 +147,10 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, IngestError> {
         Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
         _ => return Err(IngestError::InvalidAggregateId),
     };
-    if let Some(ts) = &occurred_at {
-        chrono::DateTime::parse_from_rfc3339(ts).map_err(|_| IngestError::InvalidOccurredAt)?;
-    }
+    let occurred_at = occurred_at.as_deref().map(storable_timestamp).transpose()?;
+    check_no_nul("aggregate_id", &aggregate_id)?;
+    check_no_nul("source", &source)?;
+    check_json_storable("payload", &payload)?;
     Ok(Envelope {
         event_type,
         aggregate_type,
@@ -157,5 +228,65 @@ mod tests {
             parse_envelope(&body(v)).unwrap_err().code(),
             "invalid_occurred_at"
         );
+    }
+
+    fn unstorable_field(v: Value) -> String {
+        match parse_envelope(&body(v)) {
+            Err(IngestError::UnstorableValue { field, .. }) => field,
+            other => panic!("expected unstorable_value, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_with_422_naming_the_field() {
+        let mut v = valid();
+        v["payload"]["note"] = json!("a\u{0}b");
+        assert_eq!(unstorable_field(v), "payload.note");
+        let mut v = valid();
+        v["payload"]["lines"] = json!([{"name": "ok"}, {"name": "x\u{0}"}]);
+        assert_eq!(unstorable_field(v), "payload.lines[1].name");
+        let mut v = valid();
+        v["payload"]["k\u{0}ey"] = json!(1);
+        assert_eq!(unstorable_field(v), "payload (a key)");
+        let mut v = valid();
+        v["aggregate_id"] = json!("4\u{0}2");
+        assert_eq!(unstorable_field(v), "aggregate_id");
+        let mut v = valid();
+        v["source"] = json!("odoo\u{0}");
+        assert_eq!(unstorable_field(v), "source");
+        // The wire form (a JSON escape) is what senders send.
+        let raw = br#"{"event_type":"expense.submitted","aggregate_type":"expense","aggregate_id":"1","payload":{"n":"\u0000"}}"#;
+        let err = parse_envelope(raw).unwrap_err();
+        assert_eq!((err.status(), err.code()), (422, "unstorable_value"));
+        assert!(err.to_string().contains("payload.n"), "{err}");
+    }
+
+    #[test]
+    fn timestamps_postgresql_cannot_store_are_refused_and_others_normalised_to_utc() {
+        for bad in [
+            "0000-01-01T00:00:00Z",
+            "0001-01-01T00:30:00+01:00",
+            "2026-11-26T05:00:00+16:00",
+            "2026-11-26T05:00:00-23:59",
+        ] {
+            let mut v = valid();
+            v["occurred_at"] = json!(bad);
+            assert_eq!(unstorable_field(v), "occurred_at", "{bad}");
+        }
+        for (good, utc) in [
+            ("2026-11-26T05:00:00Z", "2026-11-26T05:00:00Z"),
+            ("2026-11-26T13:00:00+08:00", "2026-11-26T05:00:00Z"),
+            (
+                "2026-11-26T05:00:00.123456-15:59",
+                "2026-11-26T20:59:00.123456Z",
+            ),
+            ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00Z"),
+            ("9999-12-31T23:59:59Z", "9999-12-31T23:59:59Z"),
+        ] {
+            let mut v = valid();
+            v["occurred_at"] = json!(good);
+            let e = parse_envelope(&body(v)).unwrap();
+            assert_eq!(e.occurred_at.as_deref(), Some(utc), "{good}");
+        }
     }
 }

@@ -43,6 +43,18 @@ pub enum IngestError {
     InvalidAggregateId,
     #[error("occurred_at must be an RFC 3339 date-time")]
     InvalidOccurredAt,
+    /// A well-formed value the event store cannot hold (a NUL character, a date outside
+    /// PostgreSQL's range): refused before the database call, naming the field.
+    #[error("field {field} cannot be stored: {reason}")]
+    UnstorableValue { field: String, reason: String },
+    #[error("webhook-signature has {0} entries; at most {max} are accepted (one per active secret)", max = crate::signature::MAX_SIGNATURE_ENTRIES)]
+    TooManySignatures(usize),
+    #[error("Standard Webhooks signatures are not accepted: this bus has no standard_webhooks_secret; sign with x-ipai-signature")]
+    UnsupportedSignatureScheme,
+    #[error(
+        "this signature was already accepted under another idempotency key; sign each event anew"
+    )]
+    ReplayedSignature,
     #[error("idempotency key was already used with a different body (event {0})")]
     IdempotencyConflict(String),
     #[error("the event store is unreachable; retry later")]
@@ -63,10 +75,11 @@ impl IngestError {
             UnsupportedMediaType(_) => 415,
             MissingHeader(_) | InvalidIdempotencyKey => 400,
             MissingSignature(_) | InvalidTimestamp | StaleTimestamp(_) | InvalidSignature => 401,
+            TooManySignatures(_) | UnsupportedSignatureScheme => 401,
             InvalidJson(_) | MissingField(_) | InvalidField(..) => 400,
             UnknownEventType(_) | AggregateTypeMismatch { .. } | InvalidAggregateId => 422,
-            InvalidOccurredAt => 422,
-            IdempotencyConflict(_) => 409,
+            InvalidOccurredAt | UnstorableValue { .. } => 422,
+            IdempotencyConflict(_) | ReplayedSignature => 409,
             DatabaseUnavailable => 503,
             Misconfigured(_) | Internal(_) => 500,
         }
@@ -92,6 +105,10 @@ impl IngestError {
             AggregateTypeMismatch { .. } => "aggregate_type_mismatch",
             InvalidAggregateId => "invalid_aggregate_id",
             InvalidOccurredAt => "invalid_occurred_at",
+            UnstorableValue { .. } => "unstorable_value",
+            TooManySignatures(_) => "too_many_signatures",
+            UnsupportedSignatureScheme => "unsupported_signature_scheme",
+            ReplayedSignature => "replayed_signature",
             IdempotencyConflict(_) => "idempotency_conflict",
             DatabaseUnavailable => "database_unavailable",
             Misconfigured(_) => "misconfigured",
@@ -110,9 +127,20 @@ impl IngestError {
         }
     }
 
+    /// The sentence sent to the client. An internal error's detail (database error text,
+    /// for one) goes to the log only: the client learns that nothing was stored.
+    pub fn message(&self) -> String {
+        match self {
+            IngestError::Internal(_) => {
+                "internal error: the event was not stored; retry later".to_string()
+            }
+            other => other.to_string(),
+        }
+    }
+
     /// The JSON error body: `{"error": code, "message": sentence}`.
     pub fn body(&self) -> Vec<u8> {
-        json!({"error": self.code(), "message": self.to_string()})
+        json!({"error": self.code(), "message": self.message()})
             .to_string()
             .into_bytes()
     }
@@ -145,5 +173,37 @@ mod tests {
         assert_eq!(v["error"], "database_unavailable");
         assert!(v["message"].as_str().unwrap().contains("retry"));
         assert_eq!(e.headers(), vec![("retry-after", "5")]);
+    }
+
+    #[test]
+    fn an_internal_error_body_never_carries_its_detail() {
+        let e = IngestError::Internal("database error: QueryFailed(\"invalid byte\")".into());
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"], "internal_error");
+        assert!(
+            !v["message"].as_str().unwrap().contains("QueryFailed"),
+            "{v}"
+        );
+        assert!(
+            e.to_string().contains("QueryFailed"),
+            "the log keeps the detail"
+        );
+        assert_eq!(e.status(), 500);
+    }
+
+    #[test]
+    fn the_new_refusals_are_4xx() {
+        let unstorable = IngestError::UnstorableValue {
+            field: "payload.note".into(),
+            reason: "it contains a NUL character".into(),
+        };
+        assert_eq!(
+            (unstorable.status(), unstorable.code()),
+            (422, "unstorable_value")
+        );
+        assert!(unstorable.to_string().contains("payload.note"));
+        assert_eq!(IngestError::ReplayedSignature.status(), 409);
+        assert_eq!(IngestError::TooManySignatures(9).status(), 401);
+        assert_eq!(IngestError::UnsupportedSignatureScheme.status(), 401);
     }
 }

@@ -40,6 +40,10 @@ pub struct ValidEvent {
     pub idempotency_key: String,
     /// Lowercase hex SHA-256 of the raw body: tells a replay from a conflicting reuse.
     pub body_sha256: String,
+    /// IPAI scheme: digest of the verified signature (`signature::signature_digest`). The
+    /// store accepts one signature for one idempotency key only (replay protection).
+    /// `None` for Standard Webhooks, whose signature covers `webhook-id` (the key) itself.
+    pub signature_digest: Option<String>,
 }
 
 /// Checks done before the body is read: method and declared size.
@@ -72,6 +76,7 @@ fn signature_error(e: SignatureError) -> IngestError {
         SignatureError::NoSecret => {
             IngestError::Misconfigured("no signing secret is configured for this scheme".into())
         }
+        SignatureError::TooManyEntries(n) => IngestError::TooManySignatures(n),
     }
 }
 
@@ -92,11 +97,15 @@ pub fn check_request(
         ));
     }
 
-    let idempotency_key =
+    let (idempotency_key, signature_digest) =
         if req.header("webhook-signature").is_some() && req.header("x-ipai-signature").is_none() {
-            verify_standard_webhooks(req, cfg, now_ms)?
+            (verify_standard_webhooks(req, cfg, now_ms)?, None)
         } else {
-            verify_ipai(req, cfg, now_ms)?
+            let key = verify_ipai(req, cfg, now_ms)?;
+            let digest = req
+                .header("x-ipai-signature")
+                .and_then(signature::signature_digest);
+            (key, digest)
         };
 
     let envelope = parse_envelope(&req.body)?;
@@ -104,6 +113,7 @@ pub fn check_request(
         envelope,
         idempotency_key,
         body_sha256: hex::encode(Sha256::digest(&req.body)),
+        signature_digest,
     })
 }
 
@@ -138,6 +148,10 @@ fn verify_standard_webhooks(
     cfg: &IngestConfig,
     now_ms: i64,
 ) -> Result<String, IngestError> {
+    // A sender using a scheme this bus was not given a secret for: its mistake (401).
+    if !signature::has_standard_webhooks_secret(&cfg.standard_webhooks_secret) {
+        return Err(IngestError::UnsupportedSignatureScheme);
+    }
     let id = req
         .header("webhook-id")
         .ok_or(IngestError::MissingHeader("webhook-id"))?;
@@ -316,5 +330,35 @@ mod tests {
             check_request(&tampered, &cfg(), NOW).unwrap_err().code(),
             "invalid_signature"
         );
+        assert_eq!(
+            check_request(&r, &cfg(), NOW).unwrap().signature_digest,
+            None
+        );
+
+        // No standard_webhooks_secret: the sender's mistake, 401 (not a 500).
+        let mut no_sw = cfg();
+        no_sw.standard_webhooks_secret = String::new();
+        let err = check_request(&r, &no_sw, NOW).unwrap_err();
+        assert_eq!(
+            (err.status(), err.code()),
+            (401, "unsupported_signature_scheme")
+        );
+
+        // A stuffed header: 401 naming the limit.
+        let mut stuffed = r.clone();
+        let many = "v1,AAAA ".repeat(40);
+        stuffed.headers[3].1 = many;
+        let err = check_request(&stuffed, &cfg(), NOW).unwrap_err();
+        assert_eq!((err.status(), err.code()), (401, "too_many_signatures"));
+    }
+
+    #[test]
+    fn an_ipai_request_carries_the_digest_of_its_signature() {
+        let ts = NOW.to_string();
+        let r = signed(&body(), &ts);
+        let ev = check_request(&r, &cfg(), NOW).unwrap();
+        let sig = r.header("x-ipai-signature").unwrap();
+        assert_eq!(ev.signature_digest, signature::signature_digest(sig));
+        assert!(ev.signature_digest.is_some());
     }
 }

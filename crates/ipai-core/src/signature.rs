@@ -18,6 +18,11 @@ type HmacSha256 = Hmac<Sha256>;
 /// Accepted clock skew between sender and server.
 pub const TIMESTAMP_TOLERANCE_MS: i64 = 300_000;
 
+/// Most `v1,` entries read from a `webhook-signature` header. Standard Webhooks senders
+/// send one per active secret (two during a rotation); more is refused before any HMAC,
+/// so a stuffed header costs a split, not thousands of HMACs over the body.
+pub const MAX_SIGNATURE_ENTRIES: usize = 5;
+
 /// Why a signature was not accepted. Deliberately carries no secret or signature bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignatureError {
@@ -29,6 +34,8 @@ pub enum SignatureError {
     Mismatch,
     /// No usable secret is configured.
     NoSecret,
+    /// A `webhook-signature` header with more than `MAX_SIGNATURE_ENTRIES` entries.
+    TooManyEntries(usize),
 }
 
 /// Reads an `x-ipai-timestamp` value as Unix milliseconds (values below 10^12 are seconds).
@@ -69,6 +76,17 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
     let m = mac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]);
     hex::encode(m.finalize().into_bytes())
+}
+
+/// What replay protection remembers of an accepted IPAI signature: lowercase hex
+/// SHA-256 of its decoded MAC bytes, so `sha256=` prefixes and upper-case hex give the
+/// same digest. `None` when the header is not hex (such a header never verifies).
+pub fn signature_digest(signature: &str) -> Option<String> {
+    use sha2::Digest;
+    let sig = signature.trim();
+    let sig = sig.strip_prefix("sha256=").unwrap_or(sig);
+    let bytes = hex::decode(sig).ok()?;
+    Some(hex::encode(Sha256::digest(bytes)))
 }
 
 /// Verifies an IPAI signature against every secret in `secret_list`.
@@ -117,8 +135,14 @@ pub fn sign_standard_webhook(
     Some(format!("v1,{}", B64.encode(m.finalize().into_bytes())))
 }
 
+/// Whether `secret_list` holds at least one usable Standard Webhooks secret.
+pub fn has_standard_webhooks_secret(secret_list: &str) -> bool {
+    secrets(secret_list).any(|s| standard_webhooks_key(s).is_some())
+}
+
 /// Verifies a `webhook-signature` header (space-separated `v1,<base64>` entries) against
-/// every secret in `secret_list`.
+/// every secret in `secret_list`. At most `MAX_SIGNATURE_ENTRIES` entries are accepted;
+/// the body is hashed once per secret, whatever the number of entries.
 pub fn verify_standard_webhook(
     secret_list: &str,
     id: &str,
@@ -126,6 +150,10 @@ pub fn verify_standard_webhook(
     body: &[u8],
     signature_header: &str,
 ) -> Result<(), SignatureError> {
+    let entries = signature_header.split_whitespace().count();
+    if entries > MAX_SIGNATURE_ENTRIES {
+        return Err(SignatureError::TooManyEntries(entries));
+    }
     let candidates: Vec<Vec<u8>> = signature_header
         .split_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -137,12 +165,13 @@ pub fn verify_standard_webhook(
             continue;
         };
         any_secret = true;
+        let m = mac(
+            &key,
+            &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
+        );
+        // Each candidate is compared in constant time against the one MAC.
         for cand in &candidates {
-            let m = mac(
-                &key,
-                &[id.as_bytes(), b".", timestamp.as_bytes(), b".", body],
-            );
-            if m.verify_slice(cand).is_ok() {
+            if m.clone().verify_slice(cand).is_ok() {
                 return Ok(());
             }
         }
@@ -226,6 +255,31 @@ mod tests {
             verify_standard_webhook(secret, "msg_2", "1764130000", b"{}", &header),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn a_stuffed_signature_header_is_refused_before_any_hmac() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let sig = sign_standard_webhook(secret, "msg_1", "1764130000", b"{}").unwrap();
+        let five = format!("v1,bm90LWl0 v1,bm90LWl0 v1,bm90LWl0 v1,bm90LWl0 {sig}");
+        assert!(verify_standard_webhook(secret, "msg_1", "1764130000", b"{}", &five).is_ok());
+        let stuffed = format!("{} {sig}", "v1,bm90LWl0 ".repeat(3000));
+        assert_eq!(
+            verify_standard_webhook(secret, "msg_1", "1764130000", b"{}", &stuffed),
+            Err(SignatureError::TooManyEntries(3001))
+        );
+    }
+
+    #[test]
+    fn the_signature_digest_ignores_prefix_and_case() {
+        let sig = sign("s", "1764130000000", b"{}");
+        let d = signature_digest(&sig).unwrap();
+        assert_eq!(d.len(), 64);
+        assert_eq!(
+            signature_digest(&format!("sha256={}", sig.to_uppercase())),
+            Some(d)
+        );
+        assert_eq!(signature_digest("zz"), None);
     }
 }
 

@@ -310,6 +310,10 @@ pub fn handle(req: &HttpRequest, cfg: &Config, db: &mut dyn Database) -> HttpRes
     }
 }
 
+/// Most messages in one 2025-03-26 batch: each request may run a query, so one POST
+/// costs at most this many.
+pub const MAX_BATCH_ITEMS: usize = 16;
+
 /// A 2025-03-26 batch: a reply per request, in order; `202` when it held none.
 fn batch(items: &[Value], db: &mut dyn Database) -> HttpResponse {
     if items.is_empty() {
@@ -317,6 +321,16 @@ fn batch(items: &[Value], db: &mut dyn Database) -> HttpResponse {
             400,
             &Value::Null,
             &RpcError::invalid_request("an empty batch is not a valid request"),
+        );
+    }
+    if items.len() > MAX_BATCH_ITEMS {
+        return protocol_error(
+            400,
+            &Value::Null,
+            &RpcError::invalid_request(format!(
+                "a batch holds {} messages; at most {MAX_BATCH_ITEMS} are accepted",
+                items.len()
+            )),
         );
     }
     let era = Era::Legacy("2025-03-26");

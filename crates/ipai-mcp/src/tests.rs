@@ -632,6 +632,45 @@ fn batches_are_served_for_2025_03_26_only() {
     assert_eq!((r.status, error_code(&r)), (400, INVALID_REQUEST));
 }
 
+#[test]
+fn a_batch_over_the_limit_is_refused_whole_before_any_query() {
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "query_events", "arguments": {}}});
+    let full = Value::Array(vec![call.clone(); crate::http::MAX_BATCH_ITEMS]);
+    let mut db = Fake::new(Ok(Some(events_row())));
+    let r = post(base_headers(), &full, &mut db);
+    assert_eq!(r.status, 200);
+    assert_eq!(db.queries.len(), crate::http::MAX_BATCH_ITEMS);
+    let over = Value::Array(vec![call; crate::http::MAX_BATCH_ITEMS + 1]);
+    let mut db = Fake::new(Ok(Some(events_row())));
+    let r = post(base_headers(), &over, &mut db);
+    assert_eq!((r.status, error_code(&r)), (400, INVALID_REQUEST));
+    assert!(r.json_body()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at most 16"));
+    assert!(db.queries.is_empty());
+}
+
+#[test]
+fn summaries_are_capped_in_the_sql_and_keys_found_through_indexes() {
+    let query_for = |name: &str, args: Value| {
+        let tool = crate::tools::find(name).unwrap();
+        let args = tool.validate(args.as_object().unwrap()).unwrap();
+        tool.query(&args)
+    };
+    let q = query_for("query_expense_events", json!({}));
+    assert!(
+        q.sql
+            .contains(&format!("LIMIT {}", crate::tools::MAX_SUMMARY_EVENTS + 1)),
+        "{}",
+        q.sql
+    );
+    assert!(q.sql.contains("'matches_capped'"));
+    let q = query_for("get_event", json!({"idempotency_key": "k-1"}));
+    assert!(q.sql.contains("integration.idempotency_keys"), "{}", q.sql);
+}
+
 // ----- tools/call -----
 
 #[test]

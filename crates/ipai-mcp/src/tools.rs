@@ -21,6 +21,11 @@ pub const MAX_LISTED_PAYLOAD_BYTES: i64 = 65_536;
 /// At most this many deliveries, external ids and history entries per `get_event`.
 pub const MAX_EVENT_DETAIL_ROWS: i64 = 100;
 pub const MAX_AGGREGATE_HISTORY: i64 = 50;
+/// The query tools' `total_matches` and `summary` cover at most the newest this many
+/// matching events: the limit is in the SQL (`LIMIT` on the index order), so a broad
+/// query over a long log reads a bounded number of rows. `matches_capped` says when
+/// more events match.
+pub const MAX_SUMMARY_EVENTS: i64 = 10_000;
 
 /// Which tool, with what it needs to build its query.
 #[derive(Debug, Clone, Copy)]
@@ -224,6 +229,15 @@ pub fn tools() -> Vec<ToolDef> {
 /// Looks a tool up by name.
 pub fn find(name: &str) -> Option<ToolDef> {
     tools().into_iter().find(|t| t.name == name)
+}
+
+/// The statement a `tools/call` of `name` with `arguments` runs (after the same argument
+/// checks), for EXPLAIN in tests and benchmarks. `None` for an unknown tool or arguments
+/// the call would refuse.
+pub fn query_for(name: &str, arguments: &Value) -> Option<Query> {
+    let tool = find(name)?;
+    let args = tool.validate(arguments.as_object()?).ok()?;
+    Some(tool.query(&args))
 }
 
 const DATE_FROM: ArgSpec = ArgSpec {
@@ -522,10 +536,16 @@ fn events_query(args: &Args, domain_tool: Option<DomainTool>) -> Query {
      WHERE {conds}
      ORDER BY e.received_at DESC, e.seq DESC
      LIMIT {limit}
-), matched AS (
+), candidates AS (
     SELECT e.aggregate_type, e.aggregate_id, e.event_type, e.seq, e.received_at{extract}
       FROM integration.event_log AS e
      WHERE {conds}
+     ORDER BY e.received_at DESC, e.seq DESC
+     LIMIT {summary_cap_plus_one}
+), matched AS (
+    SELECT * FROM candidates AS c
+     ORDER BY c.received_at DESC, c.seq DESC
+     LIMIT {summary_cap}
 ), latest AS (
     SELECT DISTINCT ON (m.aggregate_type, m.aggregate_id) m.*
       FROM matched AS m
@@ -535,8 +555,11 @@ SELECT jsonb_build_object(
     'events', coalesce((SELECT jsonb_agg({projection} ORDER BY p.received_at DESC, p.seq DESC)
                           FROM page AS p LEFT JOIN integration.outbox AS o ON o.id = p.id), '[]'::jsonb),
     'total_matches', (SELECT count(*) FROM matched),
+    'matches_capped', (SELECT count(*) FROM candidates) > {summary_cap},
     'summary', {summary}
-) AS result"
+) AS result",
+        summary_cap = MAX_SUMMARY_EVENTS,
+        summary_cap_plus_one = MAX_SUMMARY_EVENTS + 1,
     );
     b.finish(sql)
 }
@@ -545,12 +568,13 @@ fn get_event_query(args: &Args) -> Query {
     let mut b = Binder::default();
     let filter = match (args.text("id"), args.text("idempotency_key")) {
         (Some(id), _) => format!("e.id = ({})::uuid", b.text(id)),
-        // The outbox's unique index finds the key; the audit log (no index on the key) is
-        // read only when the outbox row is gone (retention deletes done rows).
+        // The key table (never purged) finds the key's event; the audit log's key index
+        // covers rows written without it (tools, imports). Both are index look-ups.
         (None, Some(key)) => {
             let k = b.text(key);
             format!(
-                "e.id = coalesce((SELECT k.id FROM integration.outbox AS k WHERE k.idempotency_key = {k}),
+                "e.id = coalesce((SELECT k.event_id FROM integration.idempotency_keys AS k
+                                   WHERE k.idempotency_key = {k}),
                           (SELECT l.id FROM integration.event_log AS l WHERE l.idempotency_key = {k}
                             ORDER BY l.seq LIMIT 1))"
             )
@@ -687,7 +711,12 @@ fn events_text(tool: &ToolDef, args: &Args, v: &Value) -> String {
         Plan::Domain(d) => format!("{} events", d.domain),
         _ => "events".to_string(),
     };
-    let mut s = format!("Found {total} {what}{}", describe_filters(args));
+    let at_least = if v["matches_capped"] == json!(true) {
+        "at least "
+    } else {
+        ""
+    };
+    let mut s = format!("Found {at_least}{total} {what}{}", describe_filters(args));
     if total > returned {
         s.push_str(&format!("; showing the newest {returned}"));
     }
@@ -905,7 +934,8 @@ fn output_schema(plan: Plan) -> Value {
                 "type": "object",
                 "properties": {
                     "events": {"type": "array", "items": event_schema(false)},
-                    "total_matches": {"type": "integer", "minimum": 0},
+                    "total_matches": {"type": "integer", "minimum": 0, "maximum": MAX_SUMMARY_EVENTS},
+                    "matches_capped": {"type": "boolean"},
                     "returned": {"type": "integer", "minimum": 0},
                     "truncated": {"type": "boolean"},
                     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_EVENT_LIMIT},

@@ -39,26 +39,49 @@ pub fn health_sql() -> String {
     )
 }
 
-/// /metrics: every status (`outbox_stats()`), ingested events per type (the append-only
-/// `event_log`, so the counts only grow), deliveries per channel and status.
+/// /metrics at a cost that does not grow with the log: the open statuses and `dead` are
+/// counted through their partial indexes (the queue, not the history); `done` rows,
+/// ingested events per type and deliveries per channel and status come from
+/// `integration.metric_counts`, kept exact by triggers (migration
+/// 20261130000300_hostile_input.sql), a few dozen rows. The oldest `done` age is that of
+/// the first row retention would purge (`outbox_done_at_idx`).
 /// `$1` = lock timeout in seconds.
 pub fn metrics_sql() -> String {
     format!(
         "SELECT jsonb_build_object(\
            'outbox', (SELECT coalesce(jsonb_agg(jsonb_build_object('status', s.status, \
                         'count', s.count, 'oldest_age_s', s.oldest_age_seconds)), '[]'::jsonb) \
-                      FROM integration.outbox_stats() AS s), \
+                      FROM ({OUTBOX_BY_STATUS}) AS s), \
            'oldest_pending_age_s', {OLDEST_PENDING}, \
            'stuck_processing', {STUCK_COUNT}, \
-           'ingested', (SELECT coalesce(jsonb_object_agg(t.event_type, t.n), '{{}}'::jsonb) \
-                        FROM (SELECT e.event_type, count(*) AS n FROM integration.event_log AS e \
-                              GROUP BY e.event_type) AS t), \
+           'ingested', (SELECT coalesce(jsonb_object_agg(c.key, c.n), '{{}}'::jsonb) \
+                        FROM (SELECT m.key, sum(m.n)::int8 AS n FROM integration.metric_counts AS m \
+                               WHERE m.family = 'ingested' GROUP BY m.key HAVING sum(m.n) > 0) AS c), \
            'deliveries', (SELECT coalesce(jsonb_agg(jsonb_build_object('channel', d.channel, \
                             'status', d.status, 'count', d.n) ORDER BY d.channel, d.status), '[]'::jsonb) \
-                          FROM (SELECT channel, status, count(*) AS n FROM integration.deliveries \
-                                GROUP BY channel, status) AS d))"
+                          FROM (SELECT left(c.key, length(c.key) - strpos(reverse(c.key), '/')) AS channel, \
+                                       reverse(split_part(reverse(c.key), '/', 1)) AS status, c.n \
+                                  FROM (SELECT m.key, sum(m.n)::int8 AS n FROM integration.metric_counts AS m \
+                                         WHERE m.family = 'deliveries' GROUP BY m.key \
+                                        HAVING sum(m.n) > 0) AS c) AS d))"
     )
 }
+
+/// Outbox rows per status with the age of the oldest (see `metrics_sql`).
+const OUTBOX_BY_STATUS: &str = "\
+    SELECT o.status, count(*) AS count, \
+           extract(epoch FROM now() - min(o.created_at))::float8 AS oldest_age_seconds \
+      FROM integration.outbox AS o WHERE o.status IN ('pending', 'processing', 'failed') \
+     GROUP BY o.status \
+    UNION ALL \
+    SELECT 'dead', count(*), extract(epoch FROM now() - min(o.created_at))::float8 \
+      FROM integration.outbox AS o WHERE o.status = 'dead' \
+    UNION ALL \
+    SELECT 'done', \
+           (SELECT coalesce(sum(m.n), 0)::int8 FROM integration.metric_counts AS m \
+             WHERE m.family = 'outbox_done' AND m.key = ''), \
+           (SELECT extract(epoch FROM now() - o.created_at)::float8 FROM integration.outbox AS o \
+             WHERE o.status = 'done' ORDER BY o.done_at LIMIT 1)";
 
 /// Rows shown in each dashboard table at most.
 pub const LIST_LIMIT: i64 = 100;
@@ -114,6 +137,10 @@ pub fn dashboard_sql() -> String {
 
 /// Requeue one dead/failed event: `$1` = the event id. Returns a boolean.
 pub const REQUEUE_SQL: &str = "SELECT integration.requeue_outbox($1::text::uuid)";
+
+/// Delete up to `$1` expired replay-protection rows (`ingest_signatures`). Returns an
+/// integer. (Each ingest also deletes a couple, so the table stays small without it.)
+pub const PURGE_SIGNATURES_SQL: &str = "SELECT integration.purge_expired_signatures($1::text::int)";
 
 /// Delete up to `$2` done rows older than `$1` days. Returns an integer.
 pub const PURGE_SQL: &str =

@@ -588,6 +588,11 @@ fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             break;
         }
     }
+    // Expired replay-protection digests: one bounded batch, best effort (ingest deletes
+    // them too).
+    if let Err(e) = db.query_value(data::PURGE_SIGNATURES_SQL, &["10000".to_string()]) {
+        eprintln!("ops: retention: expired signatures: {e}");
+    }
     if deleted > 0 {
         eprintln!(
             "ops: retention deleted {deleted} done outbox rows older than {} days in {batches} batches",

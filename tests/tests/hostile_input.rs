@@ -1,0 +1,526 @@
+//! Issue 15 end to end: hostile and poison input at every door, under the runtime of
+//! `IPAI_RUNTIME`. A replayed signature, values PostgreSQL cannot store, a stuffed
+//! signature header, a sender using a scheme without its secret, a database refusal, a
+//! key resent after retention, an oversized MCP batch — each a 4xx (or a 5xx without
+//! database text) that stores nothing — and the read paths' plans on 200,000 events.
+
+use ipai_core::signature::sign_standard_webhook;
+use ipai_tests::runtime::{TEST_DISPATCH_TOKEN, TEST_MCP_TOKEN};
+use ipai_tests::{signed_request, Fixture};
+use serde_json::{json, Value};
+
+const SECRET: &str = "test-secret";
+const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn expense(id: &str) -> Value {
+    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": id,
+           "payload": {"expense_id": 42, "employee_code": "E-0042", "amount": 1250.5,
+                       "currency": "PHP", "status": "submit"},
+           "occurred_at": "2026-11-26T05:00:00Z"})
+}
+
+async fn answer(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
+}
+
+async fn rows(f: &Fixture) -> (i64, i64) {
+    (f.db.count("outbox").await, f.db.count("event_log").await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_replayed_under_another_key_is_409_and_stores_nothing() {
+    let f = Fixture::new().await.unwrap();
+    let url = f.sys.url("/odoo-webhook");
+    let first = signed_request(SECRET, "exp-42-submit", &expense("42"));
+    let (status, body) = answer(first.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].clone();
+
+    // The captured request, resent under fresh keys within the ±300 s window.
+    for key in ["exp-42-submit-again", "another"] {
+        let replay = first.clone().set("x-idempotency-key", key);
+        let (status, body) = answer(replay.post(&f.http, &url).await.unwrap()).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (409, Some("replayed_signature")),
+            "{body}"
+        );
+        assert!(body["message"]
+            .as_str()
+            .unwrap()
+            .contains("another idempotency key"));
+    }
+    assert_eq!(rows(&f).await, (1, 1), "a replay stores nothing");
+
+    // The sender's own retry (same key, same signature) is still a duplicate.
+    let (status, body) = answer(first.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!((status, &body["id"]), (200, &id), "{body}");
+    assert_eq!(body["status"], "duplicate");
+    // A fresh signature over the same body is a new request: a new key stores an event.
+    let fresh = signed_request(SECRET, "exp-42-submit-2", &expense("42"));
+    let (status, body) = answer(fresh.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(rows(&f).await, (2, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_postgresql_cannot_store_are_422_naming_the_field_and_store_nothing() {
+    let f = Fixture::new().await.unwrap();
+    let url = f.sys.url("/odoo-webhook");
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut v = expense("42");
+        edit(&mut v);
+        v
+    };
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "payload.note",
+            with(&|v| v["payload"]["note"] = json!("a\u{0}b")),
+        ),
+        (
+            "payload.lines[1].name",
+            with(&|v| v["payload"]["lines"] = json!([{"name": "ok"}, {"name": "\u{0}"}])),
+        ),
+        (
+            "payload (a key)",
+            with(&|v| v["payload"]["bad\u{0}key"] = json!(1)),
+        ),
+        (
+            "aggregate_id",
+            with(&|v| v["aggregate_id"] = json!("4\u{0}2")),
+        ),
+        ("source", with(&|v| v["source"] = json!("odoo\u{0}"))),
+        (
+            "occurred_at",
+            with(&|v| v["occurred_at"] = json!("0000-01-01T00:00:00Z")),
+        ),
+        (
+            "occurred_at",
+            with(&|v| v["occurred_at"] = json!("0001-01-01T00:30:00+01:00")),
+        ),
+        (
+            "occurred_at",
+            with(&|v| v["occurred_at"] = json!("2026-11-26T05:00:00+16:00")),
+        ),
+    ];
+    for (i, (field, body)) in cases.iter().enumerate() {
+        let req = signed_request(SECRET, &format!("poison-{i}"), body);
+        let (status, answer) = answer(req.post(&f.http, &url).await.unwrap()).await;
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (422, Some("unstorable_value")),
+            "{field}: {answer}"
+        );
+        let message = answer["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field}: {message}");
+        assert!(!answer.to_string().contains("Retry"), "{answer}");
+    }
+    assert_eq!(rows(&f).await, (0, 0));
+
+    // The largest storable offset and the edges of the calendar are fine.
+    let ok = with(&|v| v["occurred_at"] = json!("0001-01-01T00:00:00-15:59"));
+    let req = signed_request(SECRET, "edge", &ok);
+    let (status, body) = answer(req.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_refusal_is_a_5xx_without_database_text() {
+    let f = Fixture::new().await.unwrap();
+    // A rule the bus does not know about refuses the insert.
+    f.db.client
+        .batch_execute(
+            "ALTER TABLE integration.outbox ADD CONSTRAINT no_poison \
+             CHECK (aggregate_id <> 'poison-check-violation')",
+        )
+        .await
+        .unwrap();
+    let req = signed_request(SECRET, "refused", &expense("poison-check-violation"));
+    let (status, body) = answer(
+        req.post(&f.http, &f.sys.url("/odoo-webhook"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (500, Some("internal_error")),
+        "{body}"
+    );
+    let text = body.to_string();
+    for leak in [
+        "no_poison",
+        "constraint",
+        "violates",
+        "QueryFailed",
+        "outbox",
+    ] {
+        assert!(!text.contains(leak), "{leak} leaked: {text}");
+    }
+    assert_eq!(rows(&f).await, (0, 0));
+}
+
+fn standard_webhook(id: &str, body: &Value, signature: Option<String>) -> ipai_tests::EventRequest {
+    let bytes = body.to_string().into_bytes();
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let sig = signature
+        .unwrap_or_else(|| sign_standard_webhook(SW_SECRET, id, &ts, &bytes).expect("signs"));
+    ipai_tests::EventRequest {
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("webhook-id".into(), id.into()),
+            ("webhook-timestamp".into(), ts),
+            ("webhook-signature".into(), sig),
+        ],
+        body: bytes,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuffed_webhook_signature_header_is_refused_and_stores_nothing() {
+    let f = Fixture::new().await.unwrap();
+    let url = f.sys.url("/odoo-webhook");
+    // More entries than any sender sends (one per active secret): 401 naming the limit.
+    let stuffed = format!("{}v1,AAAA", "v1,AAAA ".repeat(40));
+    let req = standard_webhook("msg_stuffed", &expense("42"), Some(stuffed));
+    let (status, body) = answer(req.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("too_many_signatures")),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().contains("at most 5"));
+
+    // Thousands of entries: refused by the host's header limit or by ingest, a 4xx
+    // either way (its cost is measured by `make bench`, not timed here).
+    let huge = "v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA ".repeat(6000);
+    let req = standard_webhook("msg_huge", &expense("42"), Some(huge));
+    let status = match req.post(&f.http, &url).await {
+        Ok(resp) => resp.status().as_u16(),
+        Err(e) => panic!("the host must answer, not drop the connection: {e}"),
+    };
+    assert!((400..500).contains(&status), "{status}");
+    assert_eq!(rows(&f).await, (0, 0));
+
+    // A correctly signed request with one entry still goes through.
+    let req = standard_webhook("msg_ok", &expense("42"), None);
+    let (status, body) = answer(req.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standard_webhooks_request_without_its_secret_configured_is_401() {
+    let f = Fixture::with(|v| {
+        v.remove("standard_webhooks_secret");
+    })
+    .await
+    .unwrap();
+    let req = standard_webhook("msg_1", &expense("42"), None);
+    let (status, body) = answer(
+        req.post(&f.http, &f.sys.url("/odoo-webhook"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unsupported_signature_scheme")),
+        "{body}"
+    );
+    assert_eq!(rows(&f).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_resent_after_retention_purged_its_row_is_still_a_duplicate() {
+    let f = Fixture::new().await.unwrap();
+    let url = f.sys.url("/odoo-webhook");
+    let req = signed_request(SECRET, "exp-old", &expense("7"));
+    let (status, body) = answer(req.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(status, 202, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    // Delivered a month ago, then purged by retention.
+    f.db.client
+        .batch_execute(&format!(
+            "UPDATE integration.outbox SET status = 'done', done_at = now() - interval '30 days' \
+              WHERE id = '{id}'"
+        ))
+        .await
+        .unwrap();
+    let resp = f
+        .http
+        .post(f.sys.url("/ops/retention"))
+        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let (status, purged) = answer(resp).await;
+    assert_eq!((status, &purged["deleted"]), (200, &json!(1)), "{purged}");
+    assert_eq!(rows(&f).await, (0, 1));
+
+    // Odoo resends the key (a new timestamp, so a new signature): the original event.
+    let again = signed_request(SECRET, "exp-old", &expense("7"));
+    let (status, body) = answer(again.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("duplicate")),
+        "{body}"
+    );
+    assert_eq!(body["id"].as_str(), Some(id.as_str()));
+    // With another body: a conflict, as while the row existed.
+    let mut other = expense("7");
+    other["payload"]["amount"] = json!(1);
+    let conflict = signed_request(SECRET, "exp-old", &other);
+    let (status, body) = answer(conflict.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("idempotency_conflict")),
+        "{body}"
+    );
+    assert_eq!(rows(&f).await, (0, 1), "nothing stored again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_migration_keeps_the_keys_of_events_stored_before_it() {
+    let f = Fixture::new().await.unwrap();
+    f.ingest("before-1", &expense("1")).await;
+    // As if stored by an older bus: the key only in event_log (its outbox row purged).
+    f.db.client
+        .batch_execute(
+            "DELETE FROM integration.idempotency_keys; \
+             UPDATE integration.outbox SET status = 'done', done_at = now(); \
+             DELETE FROM integration.outbox;",
+        )
+        .await
+        .unwrap();
+    let sql = std::fs::read_to_string(
+        ipai_tests::workspace_root().join("migrations/20261130000300_hostile_input.sql"),
+    )
+    .unwrap();
+    f.db.client.batch_execute(&sql).await.unwrap();
+    assert_eq!(f.db.count("idempotency_keys").await, 1);
+    let again = signed_request(SECRET, "before-1", &expense("1"));
+    let (status, body) = answer(
+        again
+            .post(&f.http, &f.sys.url("/odoo-webhook"))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("duplicate")),
+        "{body}"
+    );
+}
+
+async fn mcp(f: &Fixture, body: &Value) -> (u16, Value) {
+    let resp = f
+        .http
+        .post(f.sys.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .bearer_auth(TEST_MCP_TOKEN)
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("POST /mcp");
+    answer(resp).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_batch_over_the_limit_is_refused_whole() {
+    let f = Fixture::new().await.unwrap();
+    let ping = |i: usize| json!({"jsonrpc": "2.0", "id": i, "method": "ping"});
+    let full: Vec<Value> = (0..ipai_mcp::http::MAX_BATCH_ITEMS).map(ping).collect();
+    let (status, body) = mcp(&f, &Value::Array(full)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body.as_array().map(Vec::len),
+        Some(ipai_mcp::http::MAX_BATCH_ITEMS)
+    );
+    let over: Vec<Value> = (0..=ipai_mcp::http::MAX_BATCH_ITEMS).map(ping).collect();
+    let (status, body) = mcp(&f, &Value::Array(over)).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("at most"));
+}
+
+/// The plan of `sql` with `params` bound (text, int8 or jsonb).
+async fn plan(f: &Fixture, sql: &str, params: &[ipai_mcp::Param]) -> String {
+    use tokio_postgres::types::ToSql;
+    let owned: Vec<Box<dyn ToSql + Sync + Send>> = params
+        .iter()
+        .map(|p| -> Box<dyn ToSql + Sync + Send> {
+            match p {
+                ipai_mcp::Param::Text(s) => Box::new(s.clone()),
+                ipai_mcp::Param::Int(n) => Box::new(*n),
+                ipai_mcp::Param::Json(v) => Box::new(v.clone()),
+            }
+        })
+        .collect();
+    let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as _).collect();
+    let rows =
+        f.db.client
+            .query(&format!("EXPLAIN {sql}"), &refs)
+            .await
+            .unwrap_or_else(|e| panic!("EXPLAIN {sql}: {e}"));
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn assert_no_full_scan(what: &str, plan: &str) {
+    for table in ["event_log", "deliveries", "outbox"] {
+        assert!(
+            !plan.contains(&format!("Seq Scan on {table}")),
+            "{what} scans all of {table}:\n{plan}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_mcp_queries_read_indexes_on_200_000_events() {
+    let f = Fixture::new().await.unwrap();
+    f.ingest("live-1", &expense("live")).await;
+    // 200,000 delivered events with a delivery each, in one statement.
+    f.db.client
+        .batch_execute(
+            "WITH o AS (
+                 INSERT INTO integration.outbox (event_type, aggregate_type, aggregate_id, payload,
+                        idempotency_key, body_sha256, status, done_at, created_at)
+                 SELECT 'expense.paid', 'expense', 'bulk-' || g,
+                        jsonb_build_object('employee_code', 'E-' || (g % 500), 'amount', g),
+                        'bulk-' || g, 'sha', 'done', now() - interval '1 day',
+                        now() - make_interval(secs => g)
+                   FROM generate_series(1, 200000) AS g
+                 RETURNING id, seq, event_type, aggregate_type, aggregate_id, payload,
+                           idempotency_key, body_sha256, created_at
+             ), l AS (
+                 INSERT INTO integration.event_log (id, seq, event_type, aggregate_type,
+                        aggregate_id, payload, idempotency_key, body_sha256, received_at)
+                 SELECT id, seq, event_type, aggregate_type, aggregate_id, payload,
+                        idempotency_key, body_sha256, created_at FROM o
+                 RETURNING id
+             )
+             INSERT INTO integration.deliveries (event_id, channel, target, status, response_code)
+             SELECT id, 'email', 'finance@example.com', 'sent', 200 FROM l;
+             ANALYZE integration.outbox; ANALYZE integration.event_log;
+             ANALYZE integration.deliveries; ANALYZE integration.metric_counts;",
+        )
+        .await
+        .unwrap();
+
+    // /metrics: exact, from counters and partial indexes.
+    let resp = f.http.get(f.sys.url("/metrics")).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.unwrap();
+    for (start, value) in [
+        ("ipai_outbox_events{status=\"done\"}", " 200000"),
+        (
+            "ipai_events_ingested_total{event_type=\"expense.paid\"",
+            " 200000",
+        ),
+        (
+            "ipai_events_ingested_total{event_type=\"expense.submitted\"",
+            " 1",
+        ),
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(start) && l.ends_with(value)),
+            "missing {start}..{value}:\n{text}"
+        );
+    }
+    assert!(
+        text.lines().any(|l| l.starts_with("ipai_deliveries")
+            && l.contains("channel=\"email\"")
+            && l.ends_with(" 200000")),
+        "{text}"
+    );
+    let p = plan(
+        &f,
+        &ipai_ops::data::metrics_sql(),
+        &[ipai_mcp::Param::Text("600".into())],
+    )
+    .await;
+    assert_no_full_scan("/metrics", &p);
+
+    // MCP: the query tools read at most the newest MAX_SUMMARY_EVENTS matches, through
+    // the index order; get_event by key is an index look-up. (A selective payload filter
+    // such as employee_code has no index: PostgreSQL reads the log for it, within the
+    // reader's statement_timeout.)
+    for (tool, args) in [
+        ("query_events", json!({})),
+        ("query_expense_events", json!({})),
+        (
+            "query_events",
+            json!({"event_type": "expense.*", "limit": 500}),
+        ),
+        ("get_event", json!({"idempotency_key": "bulk-4242"})),
+        ("outbox_health", json!({})),
+    ] {
+        let q = ipai_mcp::tools::query_for(tool, &args).expect("valid arguments");
+        let p = plan(&f, &q.sql, &q.params).await;
+        assert_no_full_scan(&format!("{tool} {args}"), &p);
+    }
+    let call = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                      "params": {"name": "query_events", "arguments": {"limit": 5}}});
+    let (status, body) = mcp(&f, &call).await;
+    assert_eq!(status, 200, "{body}");
+    let text = body["result"]["content"][1]["text"]
+        .as_str()
+        .unwrap_or_default();
+    let data: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+    assert_eq!(
+        data["total_matches"],
+        ipai_mcp::tools::MAX_SUMMARY_EVENTS,
+        "{body}"
+    );
+    assert_eq!(data["matches_capped"], true, "{body}");
+    let get = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                     "params": {"name": "get_event", "arguments": {"idempotency_key": "bulk-4242"}}});
+    let (status, body) = mcp(&f, &get).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.to_string().contains("bulk-4242"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_app_role_has_its_statement_timeout_and_a_long_statement_is_cancelled() {
+    let db = ipai_tests::TestDb::new().await.unwrap();
+    let cases = [
+        (db.ingest_url(), "30s"),
+        (db.app_url(), "30s"),
+        (db.reader_url(), "15s"),
+    ];
+    let runs = cases.into_iter().map(|(url, expected)| async move {
+        let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        tokio::spawn(conn);
+        let got: String = client
+            .query_one("SHOW statement_timeout", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(got, expected, "{url}");
+        let started = std::time::Instant::now();
+        let err = client
+            .batch_execute("SELECT pg_sleep(45)")
+            .await
+            .expect_err("a 45 s statement must be cancelled");
+        assert_eq!(
+            err.code(),
+            Some(&tokio_postgres::error::SqlState::QUERY_CANCELED),
+            "{url}: {err}"
+        );
+        assert!(started.elapsed() < std::time::Duration::from_secs(40));
+    });
+    futures::future::join_all(runs).await;
+}
