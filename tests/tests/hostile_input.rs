@@ -524,3 +524,40 @@ async fn every_app_role_has_its_statement_timeout_and_a_long_statement_is_cancel
     });
     futures::future::join_all(runs).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_route_checks_the_token_before_it_reads_the_body() {
+    let f = Fixture::new().await.unwrap();
+    // Larger than a handler ever reads: with the token this is a 400 (too large); without
+    // it the token is checked first, so the answer is 401.
+    let big = vec![b' '; 600 * 1024];
+    let resp = f
+        .http
+        .post(f.sys.url("/handlers/expense"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(resp).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{body}"
+    );
+    let resp = f
+        .http
+        .post(f.sys.url("/handlers/expense"))
+        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = answer(resp).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_envelope")),
+        "{body}"
+    );
+}

@@ -52,6 +52,22 @@ impl HandlerError {
     }
 }
 
+/// Checks method and bearer token: what a handler decides before it reads a body (an
+/// unauthenticated caller never makes it read up to the envelope limit).
+pub fn authorize(
+    method: &str,
+    authorization: Option<&str>,
+    dispatch_token: &str,
+) -> Result<(), HandlerError> {
+    if !method.eq_ignore_ascii_case("POST") {
+        return Err(HandlerError::MethodNotAllowed(method.to_string()));
+    }
+    if !bearer_matches(authorization, dispatch_token) {
+        return Err(HandlerError::Unauthorized);
+    }
+    Ok(())
+}
+
 /// Authenticates and parses a handler request for the handler component `handler`.
 pub fn accept_envelope(
     handler: &str,
@@ -60,12 +76,7 @@ pub fn accept_envelope(
     dispatch_token: &str,
     body: &[u8],
 ) -> Result<EventEnvelope, HandlerError> {
-    if !method.eq_ignore_ascii_case("POST") {
-        return Err(HandlerError::MethodNotAllowed(method.to_string()));
-    }
-    if !bearer_matches(authorization, dispatch_token) {
-        return Err(HandlerError::Unauthorized);
-    }
+    authorize(method, authorization, dispatch_token)?;
     let envelope: EventEnvelope =
         serde_json::from_slice(body).map_err(|e| HandlerError::InvalidEnvelope(e.to_string()))?;
     match envelope.domain() {
@@ -80,6 +91,19 @@ pub fn accept_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn authorize_needs_post_and_the_token_and_nothing_else() {
+        assert!(authorize("POST", Some("Bearer t"), "t").is_ok());
+        assert_eq!(
+            authorize("POST", None, "t"),
+            Err(HandlerError::Unauthorized)
+        );
+        assert_eq!(
+            authorize("GET", Some("Bearer t"), "t").map_err(|e| e.status()),
+            Err(405)
+        );
+    }
 
     fn body(event_type: &str) -> Vec<u8> {
         json!({"id": "e1", "seq": 1, "event_type": event_type, "aggregate_type": "expense",

@@ -4,7 +4,7 @@
 use crate::http::{header, method, read_body, respond_json};
 use crate::vars;
 use ipai_core::dispatch::EventEnvelope;
-use ipai_core::handler::{accept_envelope, HandlerError};
+use ipai_core::handler::{accept_envelope, authorize, HandlerError};
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -16,9 +16,8 @@ pub async fn receive(req: IncomingRequest, handler: &str) -> Result<EventEnvelop
     let method = method(&req);
     let auth = header(&req, "authorization");
     let token = vars::required("dispatch_token").map_err(HandlerError::Misconfigured)?;
-    if !method.eq_ignore_ascii_case("POST") {
-        return Err(HandlerError::MethodNotAllowed(method));
-    }
+    // Method and token before the body: a caller without the token is refused unread.
+    authorize(&method, auth.as_deref(), &token)?;
     let body = read_body(req, MAX_ENVELOPE_BYTES)
         .await
         .map_err(|e| HandlerError::InvalidEnvelope(e.to_string()))?;
