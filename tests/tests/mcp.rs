@@ -945,7 +945,7 @@ async fn tool_calls_use_the_read_only_connection() {
         .map(|r| r.get(0))
         .collect();
     assert!(
-        users.iter().any(|u| *u == f.db.roles.reader),
+        users.contains(&f.db.roles.reader),
         "no read-only session on the test database: {users:?}"
     );
     assert_eq!(
