@@ -165,6 +165,42 @@ async fn post_signed(
     Ok((elapsed, body["id"].as_str().unwrap_or_default().to_string()))
 }
 
+/// A hostile Standard Webhooks request: a 256 KiB body and a `webhook-signature` of 3000
+/// `v1,` entries (issue 15). Ingest refuses it with a 4xx after counting the entries,
+/// before any HMAC; returns the sorted latencies of `n` sequential posts and the status.
+async fn stuffed_signature(args: &BenchArgs, n: usize) -> Result<(Vec<Duration>, u16)> {
+    let client = reqwest::Client::new();
+    let body = format!(
+        "{{\"event_type\":\"expense.submitted\",\"aggregate_type\":\"expense\",\
+         \"aggregate_id\":\"stuffed\",\"payload\":{{\"pad\":\"{}\"}}}}",
+        "x".repeat(256 * 1024 - 200)
+    );
+    let header = "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= ".repeat(3000);
+    let mut lat = Vec::with_capacity(n);
+    let mut status = 0;
+    for i in 0..n {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let start = Instant::now();
+        let resp = client
+            .post(&args.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", format!("stuffed-{i}"))
+            .header("webhook-timestamp", ts)
+            .header("webhook-signature", header.trim_end())
+            .body(body.clone())
+            .send()
+            .await?;
+        status = resp.status().as_u16();
+        let _ = resp.bytes().await;
+        lat.push(start.elapsed());
+        if !(400..500).contains(&status) {
+            bail!("a stuffed webhook-signature was answered {status}, not a 4xx");
+        }
+    }
+    lat.sort();
+    Ok((lat, status))
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -399,8 +435,16 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
         "bench: at {:.0} req/s (half peak): p50 {p50:.2} ms, p99 {p99:.2} ms",
         rps / 2.0
     );
+    let (stuffed, stuffed_status) = stuffed_signature(&args, 50).await?;
+    let (stuffed_p50, stuffed_p99) = (percentile(&stuffed, 0.50), percentile(&stuffed, 0.99));
+    println!(
+        "bench: 256 KiB body + 3000 webhook-signature entries: {stuffed_status}, \
+         p50 {stuffed_p50:.2} ms, p99 {stuffed_p99:.2} ms"
+    );
     let rss = args.host_pid.and_then(peak_rss_mb);
     let mut entries = vec![
+        ("stuffed_signature_p50_ms", stuffed_p50),
+        ("stuffed_signature_p99_ms", stuffed_p99),
         ("ingest_rps", rps),
         ("ingest_p50_ms", p50),
         ("ingest_p99_ms", p99),
@@ -427,6 +471,9 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
     println!("| ingest ceiling (no_db with baseline-cost SQL) | {ceiling:.0}% | |");
     println!("| ingest_p50_ms (at half peak) | {p50:.2} | |");
     println!("| ingest_p99_ms (at half peak) | {p99:.2} | ≤ 20 |");
+    println!(
+        "| stuffed_signature_p99_ms (256 KiB, 3000 entries: {stuffed_status}) | {stuffed_p99:.2} | |"
+    );
     match rss {
         Some(r) => println!("| host_peak_rss_mb | {r:.1} | ≤ 150 |"),
         None => println!("| host_peak_rss_mb | n/a | ≤ 150 |"),
