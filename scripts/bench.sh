@@ -52,7 +52,9 @@ run_phase() { # runtime phase
     SPIN_VARIABLE_PUBLIC_BASE_URL="http://127.0.0.1:$port"
   )
   if [ "$phase" = ingest ]; then
-    env+=(SPIN_VARIABLE_DISPATCH_KICK=off)
+    # The Standard Webhooks secret, so the stuffed-signature probe reaches the entry limit.
+    env+=(SPIN_VARIABLE_DISPATCH_KICK=off
+          SPIN_VARIABLE_STANDARD_WEBHOOKS_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw)
   elif [ "$phase" = shipped ]; then
     env+=(SPIN_VARIABLE_ODOO_URL="http://127.0.0.1:$oport" SPIN_VARIABLE_ODOO_DB=bench
           SPIN_VARIABLE_ODOO_USER=bench SPIN_VARIABLE_ODOO_API_KEY=bench-key
