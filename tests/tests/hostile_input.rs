@@ -561,3 +561,40 @@ async fn a_handler_route_checks_the_token_before_it_reads_the_body() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_beyond_the_hosts_limit_are_refused_before_the_component() {
+    // Spin 4.0.2 serves HTTP/1 with hyper's defaults (trigger-http's server.rs sets only
+    // an optional max_buf_size): a request head larger than hyper's buffer (about
+    // 400 KiB) or with more than 100 headers is refused by the host. The local host does
+    // the same.
+    let f = Fixture::new().await.unwrap();
+    let huge = "v1,AAAA ".repeat(64 * 1024);
+    let req = standard_webhook("msg_over", &expense("42"), Some(huge));
+    match req.post(&f.http, &f.sys.url("/odoo-webhook")).await {
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            eprintln!("oversized head: {status}");
+            assert!((400..500).contains(&status), "{status}");
+        }
+        // hyper may close the connection after its 431 before the client has sent all.
+        Err(e) => {
+            eprintln!("oversized head: {e}");
+            assert!(e.is_request() || e.is_connect() || e.is_body(), "{e}")
+        }
+    }
+    let mut many = signed_request(SECRET, "many-headers", &expense("42"));
+    for i in 0..120 {
+        many = many.set(&format!("x-pad-{i}"), "1");
+    }
+    let status = many
+        .post(&f.http, &f.sys.url("/odoo-webhook"))
+        .await
+        .map(|r| r.status().as_u16());
+    eprintln!("120 extra headers: {status:?}");
+    assert!(
+        matches!(status, Ok(400..=499)) || status.is_err(),
+        "{status:?}"
+    );
+    assert_eq!(rows(&f).await, (0, 0));
+}
