@@ -201,6 +201,85 @@ async fn stuffed_signature(args: &BenchArgs, n: usize) -> Result<(Vec<Duration>,
     Ok((lat, status))
 }
 
+/// 200,000 delivered events with a delivery each, in one statement (as the end-to-end
+/// test `hostile_input.rs` seeds them).
+const SEED_200K_SQL: &str = "WITH o AS (
+     INSERT INTO integration.outbox (event_type, aggregate_type, aggregate_id, payload,
+            idempotency_key, body_sha256, status, done_at, created_at)
+     SELECT 'expense.paid', 'expense', 'seed-' || g,
+            jsonb_build_object('employee_code', 'E-' || (g % 500), 'amount', g),
+            'seed-' || g, 'sha', 'done', now() - interval '1 day', now() - make_interval(secs => g)
+       FROM generate_series(1, 200000) AS g
+     RETURNING id, seq, event_type, aggregate_type, aggregate_id, payload, idempotency_key,
+               body_sha256, created_at
+ ), l AS (
+     INSERT INTO integration.event_log (id, seq, event_type, aggregate_type, aggregate_id,
+            payload, idempotency_key, body_sha256, received_at)
+     SELECT id, seq, event_type, aggregate_type, aggregate_id, payload, idempotency_key,
+            body_sha256, created_at FROM o
+     RETURNING id
+ )
+ INSERT INTO integration.deliveries (event_id, channel, target, status, response_code)
+ SELECT id, 'email', 'bench@example.com', 'sent', 200 FROM l;
+ ANALYZE integration.outbox; ANALYZE integration.event_log; ANALYZE integration.deliveries;";
+
+/// The read paths on a long log (issue 15): seeds 200,000 events into the bench database,
+/// then times `/metrics`' statement and MCP tool statements, median of 10 runs each (ms).
+async fn read_costs(args: &BenchArgs) -> Result<Vec<(&'static str, f64)>> {
+    use tokio_postgres::types::ToSql;
+    let (client, conn) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls)
+        .await
+        .context("read costs: cannot connect")?;
+    tokio::spawn(conn);
+    client.batch_execute(SEED_200K_SQL).await?;
+    let mcp = |tool: &str, arguments: Value| -> Result<ipai_mcp::Query> {
+        ipai_mcp::tools::query_for(tool, &arguments)
+            .ok_or_else(|| anyhow::anyhow!("{tool}: arguments refused"))
+    };
+    let cases: Vec<(&'static str, ipai_mcp::Query)> = vec![
+        (
+            "metrics_query_ms_200k",
+            ipai_mcp::Query {
+                sql: ipai_ops::data::metrics_sql(),
+                params: vec![ipai_mcp::Param::Text("600".into())],
+            },
+        ),
+        ("mcp_query_events_ms_200k", mcp("query_events", json!({}))?),
+        (
+            "mcp_query_expense_events_ms_200k",
+            mcp("query_expense_events", json!({}))?,
+        ),
+        (
+            "mcp_get_event_by_key_ms_200k",
+            mcp("get_event", json!({"idempotency_key": "seed-4242"}))?,
+        ),
+    ];
+    let mut out = Vec::new();
+    for (name, q) in cases {
+        let owned: Vec<Box<dyn ToSql + Sync + Send>> = q
+            .params
+            .iter()
+            .map(|p| -> Box<dyn ToSql + Sync + Send> {
+                match p {
+                    ipai_mcp::Param::Text(s) => Box::new(s.clone()),
+                    ipai_mcp::Param::Int(n) => Box::new(*n),
+                    ipai_mcp::Param::Json(v) => Box::new(v.clone()),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as _).collect();
+        let mut times = Vec::new();
+        for _ in 0..10 {
+            let start = Instant::now();
+            client.query(&q.sql, &refs).await.context(name)?;
+            times.push(start.elapsed());
+        }
+        times.sort();
+        out.push((name, percentile(&times, 0.5)));
+    }
+    Ok(out)
+}
+
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -441,8 +520,13 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
         "bench: 256 KiB body + 3000 webhook-signature entries: {stuffed_status}, \
          p50 {stuffed_p50:.2} ms, p99 {stuffed_p99:.2} ms"
     );
+    let reads = read_costs(&args).await?;
+    for (name, ms) in &reads {
+        println!("bench: {name} (median of 10 on 200,000 events): {ms:.2}");
+    }
     let rss = args.host_pid.and_then(peak_rss_mb);
-    let mut entries = vec![
+    let mut entries = reads.clone();
+    entries.extend([
         ("stuffed_signature_p50_ms", stuffed_p50),
         ("stuffed_signature_p99_ms", stuffed_p99),
         ("ingest_rps", rps),
@@ -452,7 +536,7 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
         ("ingest_vs_baseline_pct", 100.0 * rps / baseline),
         ("ingest_no_db_rps", no_db),
         ("ingest_ceiling_pct", ceiling),
-    ];
+    ]);
     if let Some(rss) = rss {
         entries.push(("host_peak_rss_mb", rss));
     }
@@ -474,6 +558,9 @@ async fn ingest_phase(args: BenchArgs) -> Result<()> {
     println!(
         "| stuffed_signature_p99_ms (256 KiB, 3000 entries: {stuffed_status}) | {stuffed_p99:.2} | |"
     );
+    for (name, ms) in &reads {
+        println!("| {name} (median, 200,000 events) | {ms:.2} | |");
+    }
     match rss {
         Some(r) => println!("| host_peak_rss_mb | {r:.1} | ≤ 150 |"),
         None => println!("| host_peak_rss_mb | n/a | ≤ 150 |"),
