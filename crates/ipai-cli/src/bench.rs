@@ -406,6 +406,13 @@ pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
         let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
         line.split_whitespace().nth(1)?.parse().ok()
     };
+    let tree = process_tree(pid);
+    let total: f64 = tree.iter().filter_map(|&p| hwm_kb(p)).sum();
+    (total > 0.0).then_some(total / 1024.0)
+}
+
+/// `pid` and all its descendants (from /proc).
+pub(crate) fn process_tree(pid: u32) -> Vec<u32> {
     let parent_of = |p: u32| -> Option<u32> {
         let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
         // Field 4, after the parenthesised command name (which may contain spaces).
@@ -417,9 +424,11 @@ pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
             .ok()
     };
     let all: Vec<u32> = std::fs::read_dir("/proc")
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut tree = vec![pid];
     let mut i = 0;
     while i < tree.len() {
@@ -431,8 +440,7 @@ pub(crate) fn peak_rss_mb(pid: u32) -> Option<f64> {
         );
         i += 1;
     }
-    let total: f64 = tree.iter().filter_map(|&p| hwm_kb(p)).sum();
-    (total > 0.0).then_some(total / 1024.0)
+    tree
 }
 
 fn round2(x: f64) -> f64 {

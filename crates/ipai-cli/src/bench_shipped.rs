@@ -153,16 +153,6 @@ fn pids() -> Vec<u32> {
         .unwrap_or_default()
 }
 
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// CPU seconds so far of: the runtime's process tree, every PostgreSQL process, this
 /// process's stand-in thread, and the rest of this process (the load generator).
 #[derive(Debug, Clone, Copy, Default)]
@@ -175,17 +165,7 @@ struct CpuSample {
 
 fn sample_cpu(host_pid: Option<u32>) -> CpuSample {
     let all = pids();
-    let mut tree: Vec<u32> = host_pid.into_iter().collect();
-    let mut i = 0;
-    while i < tree.len() {
-        let parent = tree[i];
-        tree.extend(
-            all.iter()
-                .copied()
-                .filter(|&p| parent_of(p) == Some(parent)),
-        );
-        i += 1;
-    }
+    let tree = host_pid.map(crate::bench::process_tree).unwrap_or_default();
     let runtime = tree
         .iter()
         .filter_map(|p| cpu_seconds(&format!("/proc/{p}/stat")))
