@@ -78,11 +78,11 @@ AS $$
                CASE
                  WHEN o.last_error ~* 'Odoo rejected odoo_user|AccessDenied|Access Denied|Odoo JSON-RPC: HTTP 40[13]'
                    THEN 'credentials_rejected:odoo'
-                 WHEN o.last_error ~* 'Google token endpoint: HTTP 4|google_calendar [^:]*: HTTP 40[13]'
+                 WHEN o.last_error ~* 'Google token endpoint: HTTP 4|google_calendar [^ ]*: HTTP 40[13]'
                    THEN 'credentials_rejected:google'
-                 WHEN o.last_error ~* 'email [^:]*: HTTP 40[13]'
+                 WHEN o.last_error ~* 'email [^ ]*: HTTP 40[13]'
                    THEN 'credentials_rejected:email'
-                 WHEN o.last_error ~* 'mattermost [^:]*: HTTP 40[13]'
+                 WHEN o.last_error ~* 'mattermost [^ ]*: HTTP 40[13]'
                    THEN 'credentials_rejected:mattermost'
                  WHEN o.last_error LIKE '%"error":"misconfigured"%'
                    THEN 'handler_misconfigured:' || split_part(o.event_type, '.', 1)

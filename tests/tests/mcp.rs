@@ -386,7 +386,8 @@ async fn the_current_python_sdk_discovers_lists_and_calls_every_tool() {
             "query_asset_events",
             "query_finance_events",
             "get_event",
-            "outbox_health"
+            "outbox_health",
+            "list_alerts"
         ]
     );
     for t in out["tools"].as_array().unwrap() {

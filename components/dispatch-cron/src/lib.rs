@@ -2,6 +2,8 @@
 //! `[[trigger.cron]]` schedule it calls the app's own `POST /dispatch` over HTTP (a cron
 //! component may not use service chaining: the cron plugin refuses an app where it even
 //! lists a `*.spin.internal` host), so events are delivered even if a kick was lost.
+//! After each run it asks the ops component to evaluate the alerts
+//! (`POST /ops/alerts/evaluate`, issue #19).
 
 use ipai_spin::vars;
 use std::time::Duration;
@@ -25,11 +27,46 @@ export!(DispatchCron);
 async fn tick(timestamp: u64) -> Result<(), String> {
     let base = vars::required("public_base_url")?;
     let token = vars::required("dispatch_token")?;
-    let url = format!("{}/dispatch", base.trim_end_matches('/'));
+    let base = base.trim_end_matches('/').to_string();
+    let url = format!("{base}/dispatch");
     let headers = [("authorization", format!("Bearer {token}"))];
     // Retention: POST /ops/retention purges done outbox rows older than outbox_retention_days.
     ipai_spin::retention::purge(&base, &token).await;
-    match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
+    let result = dispatch(timestamp, &url, &headers).await;
+    // Alerts (issue #19): evaluated after the run, in a request of their own to the ops
+    // component, so sending an alert never delays or fails a dispatcher run; evaluated
+    // whatever the run's outcome (a failing /dispatch is what a stalled-queue alert is for).
+    evaluate_alerts(timestamp, &base, &headers).await;
+    result
+}
+
+/// `POST {public_base_url}/ops/alerts/evaluate`: failures are logged, never returned
+/// (the next tick evaluates again and retries the sends left).
+async fn evaluate_alerts(timestamp: u64, base: &str, headers: &[(&str, String)]) {
+    let url = format!("{base}/ops/alerts/evaluate");
+    match ipai_spin::http::post(&url, headers, Vec::new(), Duration::from_secs(60)).await {
+        Ok((200, body)) => {
+            let text = String::from_utf8_lossy(&body);
+            let quiet = [
+                "\"sent\":0",
+                "\"failed\":[]",
+                "\"opened\":[]",
+                "\"resolved\":[]",
+            ];
+            if !quiet.iter().all(|q| text.contains(q)) {
+                println!("dispatch-cron {timestamp}: alerts: {text}");
+            }
+        }
+        Ok((status, body)) => eprintln!(
+            "dispatch-cron {timestamp}: {url} answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        ),
+        Err(e) => eprintln!("dispatch-cron {timestamp}: {url}: {e}"),
+    }
+}
+
+async fn dispatch(timestamp: u64, url: &str, headers: &[(&str, String)]) -> Result<(), String> {
+    match ipai_spin::http::post(url, headers, Vec::new(), Duration::from_secs(60)).await {
         Ok((200, body)) => {
             let text = String::from_utf8_lossy(&body);
             if !text.contains("\"claimed\":0") {

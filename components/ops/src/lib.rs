@@ -1,7 +1,8 @@
 //! ops: `GET /health`, `GET /metrics`, `GET /ops` (dashboard, HTTP Basic auth user `ops`),
-//! `POST /ops/outbox/{id}/requeue` (same auth + CSRF token) and `POST /ops/retention`
+//! `POST /ops/outbox/{id}/requeue` (same auth + CSRF token), `POST /ops/retention`
 //! (bearer `dispatch_token`; purges done outbox rows and the handlers' ledgers in bounded
-//! batches).
+//! batches) and `POST /ops/alerts/evaluate` (bearer `dispatch_token`; opens, reminds and
+//! resolves alerts and sends them to Mattermost / email, see `ipai_ops::alerts`).
 //!
 //! A thin Spin adapter over `ipai_ops`, which decides everything: this file gathers the
 //! request, reads the variables, runs the library's statements on a `db_url` connection
@@ -68,8 +69,54 @@ async fn serve(req: IncomingRequest) -> Response {
         url: vars::required("db_url"),
         conn: None,
     };
+    if request.path.trim_end_matches('/') == ipai_ops::alerts::EVALUATE_PATH {
+        return evaluate_alerts(&request, &config, &mut db).await;
+    }
     ipai_ops::handle(&request, &config, &mut db)
 }
+
+/// `POST /ops/alerts/evaluate` (issue #19): the library evaluates and builds every
+/// request; this sends them one after another (each with the handlers' 5 s deadline)
+/// and lets the library settle the outcomes. Called by dispatch-cron after `/dispatch`,
+/// in its own request, so a slow or failing alert channel never touches a dispatcher run.
+async fn evaluate_alerts(request: &Request, config: &Config, db: &mut Pg) -> Response {
+    let alert_config = ipai_ops::alerts::AlertConfig::from_lookup(vars::optional);
+    let plan = match ipai_ops::alerts::begin(request, config, alert_config.as_ref(), db) {
+        Ok(plan) => plan,
+        Err(response) => return response,
+    };
+    let mut outcomes = Vec::with_capacity(plan.deliveries.len());
+    for delivery in &plan.deliveries {
+        let mut results = Vec::with_capacity(delivery.requests.len());
+        for (_, prepared) in &delivery.requests {
+            results.push(match prepared {
+                Err(e) => Err(e.clone()),
+                Ok(out) => send(out).await,
+            });
+        }
+        outcomes.push(results);
+    }
+    ipai_ops::alerts::finish(&plan, &outcomes, db)
+}
+
+/// One alert request: `Ok` on a 2xx answer, else the status and the start of the body.
+async fn send(out: &ipai_ops::alerts::Outgoing) -> Result<(), String> {
+    let headers: Vec<(&str, String)> = out.headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    match ipai_spin::http::post(&out.url, &headers, out.body.clone(), ALERT_SEND_TIMEOUT).await {
+        Ok((status, _)) if (200..300).contains(&status) => Ok(()),
+        Ok((status, body)) => {
+            let cut = &body[..body.len().min(300)];
+            Err(format!(
+                "HTTP {status}: {}",
+                String::from_utf8_lossy(cut).trim()
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Deadline of one alert request.
+const ALERT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// `db_url`, connected on the first statement.
 struct Pg {

@@ -2,6 +2,7 @@
 //! migrations, the load benchmark, sample events and signed sending (`send`), and the
 //! outbox operations (`ops`: status, dead-letter queue).
 
+pub mod alerts;
 pub mod bench;
 pub mod bench_dispatch;
 pub mod bench_shipped;

@@ -37,6 +37,9 @@ enum Command {
     Send(ipai_cli::send::SendArgs),
     /// Outbox counts per status, oldest pending age and recent failures.
     Status(ipai_cli::ops::StatusArgs),
+    /// Open alerts (dead letters, stalled queue, misconfigured handler, rejected
+    /// credentials, /health degraded); --evaluate <app URL> evaluates and sends now.
+    Alerts(ipai_cli::alerts::AlertsArgs),
     /// The dead-letter queue: list dead events, requeue them.
     Dlq {
         #[command(subcommand)]
@@ -74,6 +77,7 @@ async fn main() -> Result<()> {
         }
         Command::Status(args) => ipai_cli::ops::status(args).await?,
         Command::Dlq { command } => ipai_cli::ops::dlq(command).await?,
+        Command::Alerts(args) => ipai_cli::alerts::run(args).await?,
     }
     Ok(())
 }

@@ -171,7 +171,7 @@ pub fn status_json(counts: &[StatusCount], failures: &[FailedEvent]) -> Value {
     })
 }
 
-async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+pub(crate) async fn connect(url: &str) -> Result<tokio_postgres::Client> {
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .with_context(|| format!("cannot connect to {}", redact(url)))?;
@@ -309,13 +309,24 @@ pub async fn requeue_all_dead(db: &mut tokio_postgres::Client) -> Result<u64> {
 pub async fn status(args: StatusArgs) -> Result<()> {
     let db = connect(&args.db.database_url).await?;
     let (counts, failures) = fetch_status(&db, args.failures).await?;
+    // Open alerts (issue #19); a database without the alerts migration says so.
+    let alerts = crate::alerts::fetch_open(&db).await;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&status_json(&counts, &failures))?
-        );
+        let mut v = status_json(&counts, &failures);
+        v["alerts"] = match &alerts {
+            Ok(open) => json!(open
+                .iter()
+                .map(crate::alerts::open_json)
+                .collect::<Vec<_>>()),
+            Err(e) => json!({"error": format!("{e:#}")}),
+        };
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         print!("{}", render_status(&counts, &failures));
+        match &alerts {
+            Ok(open) => print!("{}", crate::alerts::render_open(open)),
+            Err(e) => println!("alerts: unavailable ({e:#})"),
+        }
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! bound parameter. The component only moves bytes and runs the query it is handed
 //! through [`Database`], on a connection made with the read-only database role.
 
+pub mod alerts_tool;
 pub mod args;
 pub mod http;
 pub mod jsonrpc;

@@ -282,7 +282,8 @@ fn modern_tools_list_is_cacheable_typed_and_ordered() {
             "query_asset_events",
             "query_finance_events",
             "get_event",
-            "outbox_health"
+            "outbox_health",
+            "list_alerts"
         ]
     );
     for t in res["tools"].as_array().unwrap() {

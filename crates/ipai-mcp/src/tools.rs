@@ -34,6 +34,8 @@ enum Plan {
     Domain(DomainTool),
     GetEvent,
     OutboxHealth,
+    /// `list_alerts` (issue #19, `crate::alerts_tool`).
+    ListAlerts,
 }
 
 /// A per-domain query tool (`query_expense_events`, …).
@@ -107,6 +109,7 @@ impl ToolDef {
             Plan::Domain(d) => events_query(args, Some(d)),
             Plan::GetEvent => get_event_query(args),
             Plan::OutboxHealth => outbox_health_query(args),
+            Plan::ListAlerts => crate::alerts_tool::query(args),
         }
     }
 
@@ -144,6 +147,7 @@ impl ToolDef {
                 v["dead_letter_limit"] = json!(args.int("dead_letter_limit"));
                 Ok((outbox_health_text(&v), v))
             }
+            Plan::ListAlerts => Ok((crate::alerts_tool::text(&v), v)),
         }
     }
 }
@@ -222,6 +226,13 @@ pub fn tools() -> Vec<ToolDef> {
             description: "How many dead letters to list, newest first (default 20, at most 100).",
         }],
         plan: Plan::OutboxHealth,
+    });
+    out.push(ToolDef {
+        name: "list_alerts",
+        title: "List alerts",
+        description: crate::alerts_tool::DESCRIPTION.to_string(),
+        args: crate::alerts_tool::args(),
+        plan: Plan::ListAlerts,
     });
     out
 }
@@ -1000,5 +1011,6 @@ fn output_schema(plan: Plan) -> Value {
                 "required": ["by_status", "queue_depth", "dead", "oldest_pending_age_seconds", "dead_letters"],
             })
         }
+        Plan::ListAlerts => crate::alerts_tool::output_schema(),
     }
 }

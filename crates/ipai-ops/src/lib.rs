@@ -6,6 +6,7 @@
 //! [`Database`] trait (one row, one column per statement), so every route is unit-tested
 //! natively with a fake.
 
+pub mod alerts;
 pub mod auth;
 pub mod chart;
 pub mod csrf;
@@ -457,10 +458,13 @@ fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             None
         }
     };
-    head_strip(
-        req,
-        Response::new(200, metrics::CONTENT_TYPE, metrics::render(data.as_ref())),
-    )
+    let mut text = metrics::render(data.as_ref());
+    // Open alerts (issue #19): one indexed read of integration.alerts.
+    match alerts::open_alerts(db) {
+        Ok(open) => text.push_str(&alerts::render_metrics(&open)),
+        Err(e) => eprintln!("ops: /metrics: alerts: {e}"),
+    }
+    head_strip(req, Response::new(200, metrics::CONTENT_TYPE, text))
 }
 
 fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
@@ -486,9 +490,8 @@ fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             )
             .with("retry-after", "5")
         }
-        Ok(d) => Response::html(
-            200,
-            html::dashboard(
+        Ok(d) => {
+            let mut page = html::dashboard(
                 &d,
                 &html::PageContext {
                     csrf_token: &token,
@@ -496,8 +499,17 @@ fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
                     max_pending_age_s: cfg.max_pending_age_s,
                     lock_timeout_s: cfg.lock_timeout_s,
                 },
-            ),
-        ),
+            );
+            // Open alerts at the top of the page (issue #19).
+            match alerts::open_alerts(db) {
+                Ok(open) => {
+                    let banner = alerts::render_banner(&open, "");
+                    page = page.replacen("<main>", &format!("<main>{banner}"), 1);
+                }
+                Err(e) => eprintln!("ops: /ops: alerts: {e}"),
+            }
+            Response::html(200, page)
+        }
     };
     if existing.is_none() {
         r = r.with("set-cookie", csrf::session_cookie(&session, req.is_https()));
