@@ -6,12 +6,14 @@
 //! holder claims batches with `integration.claim_dispatch_batch` (which renews the lease,
 //! claims with `claim_outbox`'s SKIP LOCKED and per-aggregate FIFO, and releases the lease
 //! when nothing is left), posts each envelope to its domain handler — by Spin service
-//! chaining, or over HTTP where chaining is unavailable — at most `dispatch_concurrency`
-//! at once, then `ack_outbox`es 2xx answers and `fail_outbox`es everything else, until the
-//! queue is empty or the time budget is spent. It answers with the run's summary.
+//! chaining, or over HTTP where chaining is unavailable — keeping `dispatch_concurrency`
+//! in flight, `ack_outbox`es 2xx answers in groups and `fail_outbox`es everything else,
+//! until the queue is empty or the time budget is spent. It answers with the run's
+//! summary. The loop itself is `ipai_core::dispatch::run` (natively tested); this
+//! component is its adapter to Spin's PostgreSQL and outbound HTTP.
 
-use futures::stream::{self, StreamExt as _};
 use ipai_core::auth::bearer_matches;
+use ipai_core::dispatch::run::{run_dispatch, Queue, RunLimits};
 use ipai_core::dispatch::{
     outcome_of_response, DispatchSettings, EventEnvelope, Outcome, RunSummary, Transport,
 };
@@ -151,67 +153,117 @@ const CLAIM_SQL: &str = "SELECT coalesce(jsonb_agg(jsonb_build_object(\
      FROM integration.claim_dispatch_batch($2::text, $1::int4, $4::int8 * interval '1 millisecond', \
                                            make_interval(secs => $3::int8)) c";
 
-/// Takes the dispatcher lease; `false` when another run holds it (it is then marked to
-/// claim again before it finishes).
-fn start_run(conn: &Connection, cfg: &Config) -> Result<bool, RunError> {
-    let rows = conn
-        .query(
-            "SELECT integration.start_dispatch_run($1::text, $2::int8 * interval '1 millisecond')",
-            &[
-                ParameterValue::Str(cfg.worker.clone()),
-                ParameterValue::Int64(cfg.settings.lease_ms() as i64),
-            ],
-        )
-        .map_err(db)?;
-    match rows.rows.first().and_then(|r| r.first()) {
-        Some(DbValue::Boolean(b)) => Ok(*b),
-        other => Err(RunError::Database(format!(
-            "start_dispatch_run returned {other:?}"
-        ))),
+/// The queue functions over this run's connection (see `ipai_core::dispatch::run`).
+struct PgQueue<'a> {
+    conn: Connection,
+    cfg: &'a Config,
+}
+
+impl Queue for PgQueue<'_> {
+    type Error = RunError;
+
+    fn start(&mut self) -> Result<bool, RunError> {
+        let rows = self
+            .conn
+            .query(
+                "SELECT integration.start_dispatch_run($1::text, $2::int8 * interval '1 millisecond')",
+                &[
+                    ParameterValue::Str(self.cfg.worker.clone()),
+                    ParameterValue::Int64(self.cfg.settings.lease_ms() as i64),
+                ],
+            )
+            .map_err(db)?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(DbValue::Boolean(b)) => Ok(*b),
+            other => Err(RunError::Database(format!(
+                "start_dispatch_run returned {other:?}"
+            ))),
+        }
     }
-}
 
-/// Lets go of the lease before the queue is empty (budget spent, or the run failed).
-fn end_run(conn: &Connection, cfg: &Config) -> Result<(), RunError> {
-    conn.query(
-        "SELECT integration.end_dispatch_run($1::text)",
-        &[ParameterValue::Str(cfg.worker.clone())],
-    )
-    .map(|_| ())
-    .map_err(db)
-}
+    fn claim(&mut self, limit: i32) -> Result<Vec<EventEnvelope>, RunError> {
+        let cfg = self.cfg;
+        let rows = self
+            .conn
+            .query(
+                CLAIM_SQL,
+                &[
+                    ParameterValue::Int32(limit),
+                    ParameterValue::Str(cfg.worker.clone()),
+                    ParameterValue::Int64(cfg.settings.lock_timeout_s),
+                    ParameterValue::Int64(cfg.settings.lease_ms() as i64),
+                ],
+            )
+            .map_err(db)?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(DbValue::Jsonb(json)) => serde_json::from_slice(json).map_err(|e| {
+                RunError::Database(format!("claim_outbox returned an unexpected batch: {e}"))
+            }),
+            other => Err(RunError::Database(format!(
+                "claim_outbox returned {other:?}"
+            ))),
+        }
+    }
 
-fn claim(conn: &Connection, cfg: &Config) -> Result<Vec<EventEnvelope>, RunError> {
-    let rows = conn
-        .query(
-            CLAIM_SQL,
-            &[
-                ParameterValue::Int32(cfg.settings.batch_size),
-                ParameterValue::Str(cfg.worker.clone()),
-                ParameterValue::Int64(cfg.settings.lock_timeout_s),
-                ParameterValue::Int64(cfg.settings.lease_ms() as i64),
-            ],
-        )
-        .map_err(db)?;
-    match rows.rows.first().and_then(|r| r.first()) {
-        Some(DbValue::Jsonb(json)) => serde_json::from_slice(json).map_err(|e| {
-            RunError::Database(format!("claim_outbox returned an unexpected batch: {e}"))
-        }),
-        other => Err(RunError::Database(format!(
-            "claim_outbox returned {other:?}"
-        ))),
+    /// Acks a group of delivered events in one round trip (`ack_outbox` per id).
+    fn ack(&mut self, ids: Vec<String>) -> Result<u32, RunError> {
+        let ids = ids.into_iter().map(Some).collect();
+        let rows = self
+            .conn
+            .query(
+                "SELECT count(*) FILTER (WHERE acked) FROM unnest($1::text[]) AS t(id), \
+                 LATERAL integration.ack_outbox(t.id::uuid) AS acked",
+                &[ParameterValue::ArrayStr(ids)],
+            )
+            .map_err(db)?;
+        match rows.rows.first().and_then(|r| r.first()) {
+            Some(DbValue::Int64(n)) => Ok(*n as u32),
+            other => Err(RunError::Database(format!("ack_outbox returned {other:?}"))),
+        }
+    }
+
+    fn fail(&mut self, event: &EventEnvelope, error: String) -> Result<Option<String>, RunError> {
+        eprintln!(
+            "dispatcher: event {} ({}) attempt {} failed: {error}",
+            event.id, event.event_type, event.attempt
+        );
+        let rows = self
+            .conn
+            .query(
+                "SELECT integration.fail_outbox($1::text::uuid, $2::text)",
+                &[
+                    ParameterValue::Str(event.id.clone()),
+                    ParameterValue::Str(error),
+                ],
+            )
+            .map_err(db)?;
+        Ok(match rows.rows.first().and_then(|r| r.first()) {
+            Some(DbValue::Str(s)) => Some(s.clone()),
+            _ => None,
+        })
+    }
+
+    fn end(&mut self) -> Result<(), RunError> {
+        self.conn
+            .query(
+                "SELECT integration.end_dispatch_run($1::text)",
+                &[ParameterValue::Str(self.cfg.worker.clone())],
+            )
+            .map(|_| ())
+            .map_err(db)
     }
 }
 
 /// Delivers one event; the outcome decides ack or fail.
-async fn deliver(cfg: &Config, event: &EventEnvelope) -> Outcome {
+async fn deliver(cfg: &Config, event: EventEnvelope) -> (EventEnvelope, Outcome) {
     let Some(domain) = event.domain() else {
-        return Outcome::Fail(format!("no handler routes event type {}", event.event_type));
+        let error = format!("no handler routes event type {}", event.event_type);
+        return (event, Outcome::Fail(error));
     };
     let url = cfg.transport.handler_url(domain);
-    let body = match serde_json::to_vec(event) {
+    let body = match serde_json::to_vec(&event) {
         Ok(b) => b,
-        Err(e) => return Outcome::Fail(format!("cannot encode envelope: {e}")),
+        Err(e) => return (event, Outcome::Fail(format!("cannot encode envelope: {e}"))),
     };
     let headers = [
         ("content-type", "application/json".to_string()),
@@ -220,111 +272,31 @@ async fn deliver(cfg: &Config, event: &EventEnvelope) -> Outcome {
         ("x-ipai-attempt", event.attempt.to_string()),
     ];
     let timeout = Duration::from_millis(cfg.settings.delivery_timeout_ms);
-    match ipai_spin::http::post(&url, &headers, body, timeout).await {
+    let outcome = match ipai_spin::http::post(&url, &headers, body, timeout).await {
         Ok((status, body)) => outcome_of_response(status, &body),
         Err(e) => Outcome::Fail(format!("{} {url}: {e}", domain.handler)),
-    }
+    };
+    (event, outcome)
 }
 
 async fn run(cfg: &Config) -> Result<RunSummary, RunError> {
     let started = timer::deadline_in(Duration::ZERO);
-    let conn = Connection::open(&cfg.db_url).map_err(db)?;
-    let mut summary = RunSummary::default();
-    if !start_run(&conn, cfg)? {
-        summary.coalesced = true;
-    } else {
-        let outcome = run_batches(&conn, cfg, &mut summary).await;
-        if !matches!(outcome, Ok(RunEnd::QueueEmpty)) {
-            // Budget spent or a failure: let go now rather than when the lease expires.
-            // If the database is gone this fails too, and the lease simply expires.
-            let _ = end_run(&conn, cfg);
-        }
-        outcome?;
-    }
+    let deadline = timer::deadline_in(Duration::from_millis(cfg.settings.budget_ms));
+    let mut queue = PgQueue {
+        conn: Connection::open(&cfg.db_url).map_err(db)?,
+        cfg,
+    };
+    let limits = RunLimits {
+        batch_size: cfg.settings.batch_size,
+        concurrency: cfg.settings.concurrency,
+    };
+    let mut summary = run_dispatch(
+        &mut queue,
+        limits,
+        |event| deliver(cfg, event),
+        || timer::passed(deadline),
+    )
+    .await?;
     summary.ms = timer::deadline_in(Duration::ZERO).saturating_sub(started) / 1_000_000;
     Ok(summary)
-}
-
-/// Why a lease holder's run stopped.
-enum RunEnd {
-    /// `claim_dispatch_batch` found nothing more and released the lease.
-    QueueEmpty,
-    /// The time budget is spent; the lease is still held.
-    BudgetSpent,
-}
-
-async fn run_batches(
-    conn: &Connection,
-    cfg: &Config,
-    summary: &mut RunSummary,
-) -> Result<RunEnd, RunError> {
-    let deadline = timer::deadline_in(Duration::from_millis(cfg.settings.budget_ms));
-    loop {
-        let batch = claim(conn, cfg)?;
-        if batch.is_empty() {
-            return Ok(RunEnd::QueueEmpty);
-        }
-        summary.batches += 1;
-        summary.claimed += batch.len() as u32;
-        let outcomes: Vec<Outcome> = stream::iter(batch.iter().map(|e| deliver(cfg, e)))
-            .buffered(cfg.settings.concurrency)
-            .collect()
-            .await;
-        let mut acked = Vec::new();
-        for (event, outcome) in batch.iter().zip(outcomes) {
-            match outcome {
-                Outcome::Ack => acked.push(Some(event.id.clone())),
-                Outcome::Fail(error) => fail(conn, event, error, summary)?,
-            }
-        }
-        summary.done += ack_all(conn, acked)?;
-        if timer::passed(deadline) {
-            return Ok(RunEnd::BudgetSpent);
-        }
-    }
-}
-
-/// Acks every delivered event of a batch in one round trip (`ack_outbox` per id).
-fn ack_all(conn: &Connection, ids: Vec<Option<String>>) -> Result<u32, RunError> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let rows = conn
-        .query(
-            "SELECT count(*) FILTER (WHERE acked) FROM unnest($1::text[]) AS t(id), \
-             LATERAL integration.ack_outbox(t.id::uuid) AS acked",
-            &[ParameterValue::ArrayStr(ids)],
-        )
-        .map_err(db)?;
-    match rows.rows.first().and_then(|r| r.first()) {
-        Some(DbValue::Int64(n)) => Ok(*n as u32),
-        other => Err(RunError::Database(format!("ack_outbox returned {other:?}"))),
-    }
-}
-
-fn fail(
-    conn: &Connection,
-    event: &EventEnvelope,
-    error: String,
-    summary: &mut RunSummary,
-) -> Result<(), RunError> {
-    eprintln!(
-        "dispatcher: event {} ({}) attempt {} failed: {error}",
-        event.id, event.event_type, event.attempt
-    );
-    let rows = conn
-        .query(
-            "SELECT integration.fail_outbox($1::text::uuid, $2::text)",
-            &[
-                ParameterValue::Str(event.id.clone()),
-                ParameterValue::Str(error),
-            ],
-        )
-        .map_err(db)?;
-    let status = match rows.rows.first().and_then(|r| r.first()) {
-        Some(DbValue::Str(s)) => Some(s.as_str()),
-        _ => None,
-    };
-    summary.record_fail(status);
-    Ok(())
 }

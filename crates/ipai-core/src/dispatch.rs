@@ -2,6 +2,8 @@
 //! sent, how a handler's answer becomes ack or fail, the run's settings and its summary.
 //! The queue itself is the SQL contract (`claim_outbox`, `ack_outbox`, `fail_outbox`).
 
+pub mod run;
+
 use crate::taxonomy::{domain_of, Domain};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -119,7 +121,7 @@ pub struct DispatchSettings {
     pub budget_ms: u64,
     pub delivery_timeout_ms: u64,
     pub lock_timeout_s: i64,
-    /// Deliveries of a batch in flight at once. Each holds a handler instance and its
+    /// Deliveries in flight at once. Each holds a handler instance and its
     /// PostgreSQL connection, so this bounds what a run adds to the app role's
     /// connection budget (docs/deploy.md).
     pub concurrency: usize,
