@@ -16,7 +16,7 @@ use ipai_spin::http::{headers, method, read_body, respond_json, BodyError};
 use ipai_spin::vars;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError, QueryError};
 use std::time::Duration;
 
 /// One accepted request's outcome.
@@ -92,6 +92,26 @@ fn db_error(e: PgError) -> IngestError {
         PgError::ConnectionFailed(msg) => {
             eprintln!("ingest: database connection failed: {msg}");
             IngestError::DatabaseUnavailable
+        }
+        // A lock held elsewhere past ingest_event's lock_timeout, a statement timeout, a
+        // serialization failure: nothing was stored and the same request may be retried.
+        // (Spin 4.0.2 returns an error met while the statement runs as text holding the
+        // database error; its SQLSTATE is read from there.)
+        PgError::QueryFailed(QueryError::DbError(d))
+            if ipai_core::error::is_transient_sqlstate(&d.code) =>
+        {
+            eprintln!(
+                "ingest: database busy ({}): {}; answered 503",
+                d.code, d.message
+            );
+            IngestError::DatabaseBusy
+        }
+        PgError::QueryFailed(QueryError::Text(t))
+            if ipai_core::error::sqlstate_in_text(&t)
+                .is_some_and(ipai_core::error::is_transient_sqlstate) =>
+        {
+            eprintln!("ingest: database busy: {t}; answered 503");
+            IngestError::DatabaseBusy
         }
         // Logged in full by the caller; the client's body says only that nothing was
         // stored (`IngestError::message`).

@@ -83,6 +83,15 @@ pub struct BenchArgs {
     /// Report file; an existing report is merged into.
     #[arg(long, default_value = "target/bench/report.json")]
     pub out: PathBuf,
+    /// The system's ops_password: the ingest phase times `GET /ops` on 200,000 events
+    /// (skipped when empty).
+    #[arg(
+        long,
+        env = "SPIN_VARIABLE_OPS_PASSWORD",
+        hide_env_values = true,
+        default_value = ""
+    )]
+    pub ops_password: String,
 }
 
 pub(crate) fn event_body(i: usize, run: &str) -> String {
@@ -224,7 +233,8 @@ const SEED_200K_SQL: &str = "WITH o AS (
  ANALYZE integration.outbox; ANALYZE integration.event_log; ANALYZE integration.deliveries;";
 
 /// The read paths on a long log (issue 15): seeds 200,000 events into the bench database,
-/// then times `/metrics`' statement and MCP tool statements, median of 10 runs each (ms).
+/// then times `/metrics`' and `/ops`' statements, MCP tool statements (with and without
+/// payload filters) and a whole `GET /ops` through the runtime, median of 10 runs each (ms).
 async fn read_costs(args: &BenchArgs) -> Result<Vec<(&'static str, f64)>> {
     use tokio_postgres::types::ToSql;
     let (client, conn) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls)
@@ -253,6 +263,24 @@ async fn read_costs(args: &BenchArgs) -> Result<Vec<(&'static str, f64)>> {
             "mcp_get_event_by_key_ms_200k",
             mcp("get_event", json!({"idempotency_key": "seed-4242"}))?,
         ),
+        (
+            "mcp_query_expense_events_employee_code_ms_200k",
+            mcp("query_expense_events", json!({"employee_code": "E-42"}))?,
+        ),
+        (
+            "mcp_query_events_payload_field_ms_200k",
+            mcp(
+                "query_events",
+                json!({"payload_field": "employee_code", "payload_value": "E-42"}),
+            )?,
+        ),
+        (
+            "ops_dashboard_query_ms_200k",
+            ipai_mcp::Query {
+                sql: ipai_ops::data::dashboard_sql(),
+                params: vec![ipai_mcp::Param::Text("600".into())],
+            },
+        ),
     ];
     let mut out = Vec::new();
     for (name, q) in cases {
@@ -277,7 +305,41 @@ async fn read_costs(args: &BenchArgs) -> Result<Vec<(&'static str, f64)>> {
         times.sort();
         out.push((name, percentile(&times, 0.5)));
     }
+    if !args.ops_password.is_empty() {
+        out.push(("ops_dashboard_ms_200k", dashboard_page_ms(args).await?));
+    }
     Ok(out)
+}
+
+/// `GET /ops` (the whole dashboard page through the runtime), median of 10 (ms).
+async fn dashboard_page_ms(args: &BenchArgs) -> Result<f64> {
+    let base = args
+        .url
+        .split_once("://")
+        .and_then(|(scheme, rest)| {
+            rest.split_once('/')
+                .map(|(host, _)| format!("{scheme}://{host}"))
+        })
+        .unwrap_or_else(|| args.url.clone());
+    let client = reqwest::Client::new();
+    let mut times = Vec::new();
+    for _ in 0..10 {
+        let start = Instant::now();
+        let resp = client
+            .get(format!("{base}/ops"))
+            .basic_auth("ops", Some(&args.ops_password))
+            .send()
+            .await
+            .context("GET /ops")?;
+        let status = resp.status().as_u16();
+        let page = resp.text().await.context("GET /ops body")?;
+        times.push(start.elapsed());
+        if status != 200 || !page.contains("count-done") {
+            bail!("GET /ops answered {status}");
+        }
+    }
+    times.sort();
+    Ok(percentile(&times, 0.5))
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {

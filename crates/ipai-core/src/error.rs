@@ -59,6 +59,12 @@ pub enum IngestError {
     IdempotencyConflict(String),
     #[error("the event store is unreachable; retry later")]
     DatabaseUnavailable,
+    /// The database answered, but the store could not finish in time: a lock held
+    /// elsewhere (ingest waits at most 5 s for the aggregate's lock), a statement timeout,
+    /// a serialization failure or deadlock. Nothing was stored; the same request can be
+    /// retried as it is (see [`is_transient_sqlstate`]).
+    #[error("the event store is busy (a lock or statement took too long); nothing was stored, retry later")]
+    DatabaseBusy,
     #[error("server is misconfigured: {0}")]
     Misconfigured(String),
     #[error("internal error: {0}")]
@@ -80,7 +86,7 @@ impl IngestError {
             UnknownEventType(_) | AggregateTypeMismatch { .. } | InvalidAggregateId => 422,
             InvalidOccurredAt | UnstorableValue { .. } => 422,
             IdempotencyConflict(_) | ReplayedSignature => 409,
-            DatabaseUnavailable => 503,
+            DatabaseUnavailable | DatabaseBusy => 503,
             Misconfigured(_) | Internal(_) => 500,
         }
     }
@@ -111,6 +117,7 @@ impl IngestError {
             ReplayedSignature => "replayed_signature",
             IdempotencyConflict(_) => "idempotency_conflict",
             DatabaseUnavailable => "database_unavailable",
+            DatabaseBusy => "database_busy",
             Misconfigured(_) => "misconfigured",
             Internal(_) => "internal_error",
         }
@@ -120,7 +127,9 @@ impl IngestError {
     pub fn headers(&self) -> Vec<(&'static str, &'static str)> {
         match self {
             IngestError::MethodNotAllowed(_) => vec![("allow", "POST")],
-            IngestError::DatabaseUnavailable | IngestError::Internal(_) => {
+            IngestError::DatabaseUnavailable
+            | IngestError::DatabaseBusy
+            | IngestError::Internal(_) => {
                 vec![("retry-after", "5")]
             }
             _ => vec![],
@@ -146,6 +155,31 @@ impl IngestError {
     }
 }
 
+/// Whether a PostgreSQL error (its SQLSTATE) means "try the same statement again later"
+/// rather than "this request cannot be stored": lock_not_available (55P03, ingest's 5 s
+/// lock_timeout), query_canceled (57014, statement_timeout), serialization_failure
+/// (40001), deadlock_detected (40P01), too_many_connections (53300),
+/// cannot_connect_now (57P03) and admin_shutdown (57P01).
+pub fn is_transient_sqlstate(code: &str) -> bool {
+    matches!(
+        code,
+        "55P03" | "57014" | "40001" | "40P01" | "53300" | "57P03" | "57P01"
+    )
+}
+
+/// The SQLSTATE in an error that reached the component as text. Spin 4.0.2 (and the local
+/// host, which mimics it) returns an error met while a statement executes as
+/// `QueryFailed(Text("Error::QueryFailed(QueryError::DbError(DbError { …, code: \"55P03\", … }))"))`:
+/// the first `code: "XXXXX"` of that text.
+pub fn sqlstate_in_text(text: &str) -> Option<&str> {
+    text.match_indices("code: \"").find_map(|(i, m)| {
+        let rest = text.get(i + m.len()..)?;
+        let code = rest.get(..5)?;
+        (code.bytes().all(|b| b.is_ascii_alphanumeric()) && rest[5..].starts_with('"'))
+            .then_some(code)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +198,30 @@ mod tests {
         assert_eq!(IngestError::UnknownEventType("x.y".into()).status(), 422);
         assert_eq!(IngestError::IdempotencyConflict("id".into()).status(), 409);
         assert_eq!(IngestError::DatabaseUnavailable.status(), 503);
+        assert_eq!(IngestError::DatabaseBusy.status(), 503);
+    }
+
+    #[test]
+    fn a_busy_database_is_503_with_retry_after_and_transient_states_are_recognised() {
+        let e = IngestError::DatabaseBusy;
+        let v: serde_json::Value = serde_json::from_slice(&e.body()).unwrap();
+        assert_eq!(v["error"], "database_busy");
+        assert!(v["message"].as_str().unwrap().contains("retry later"));
+        assert_eq!(e.headers(), vec![("retry-after", "5")]);
+        for code in ["55P03", "57014", "40001", "40P01"] {
+            assert!(is_transient_sqlstate(code), "{code}");
+        }
+        let spin_text =
+            "Error::QueryFailed(QueryError::DbError(DbError { as-text: \"Error { kind: Db, \
+            cause: Some(DbError { code: SqlState(E55P03) }) }\", severity: \"ERROR\", \
+            code: \"55P03\", message: \"canceling statement due to lock timeout\" }))";
+        assert_eq!(sqlstate_in_text(spin_text), Some("55P03"));
+        assert_eq!(sqlstate_in_text("code: \"12\""), None);
+        assert_eq!(sqlstate_in_text("no code here"), None);
+        // A value the database refuses is not retried as it is.
+        for code in ["22P05", "22021", "23505", "42501"] {
+            assert!(!is_transient_sqlstate(code), "{code}");
+        }
     }
 
     #[test]

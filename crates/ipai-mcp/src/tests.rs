@@ -672,6 +672,77 @@ fn summaries_are_capped_in_the_sql_and_keys_found_through_indexes() {
     assert!(q.sql.contains("integration.idempotency_keys"), "{}", q.sql);
 }
 
+#[test]
+fn payload_filters_are_written_for_their_indexes() {
+    let query_for = |name: &str, args: Value| {
+        let tool = crate::tools::find(name).unwrap();
+        let args = tool.validate(args.as_object().unwrap()).unwrap();
+        tool.query(&args)
+    };
+    // The domain's aggregate type is a literal (the partial indexes' predicate); the
+    // field's value stays a parameter.
+    let q = query_for(
+        "query_expense_events",
+        json!({"employee_code": "E-7", "status": "submit"}),
+    );
+    assert!(q.sql.contains("e.aggregate_type = 'expense'"), "{}", q.sql);
+    assert!(
+        q.sql.contains("e.payload->>'employee_code' = $"),
+        "{}",
+        q.sql
+    );
+    assert!(q.params.contains(&Param::Text("E-7".into())));
+    let q = query_for(
+        "query_finance_events",
+        json!({"responsible_email": "a@b.ph"}),
+    );
+    assert!(q.sql.contains("e.aggregate_type = 'finance_task'"));
+    assert!(q
+        .params
+        .contains(&Param::Json(json!({"responsible_emails": ["a@b.ph"]}))));
+}
+
+#[test]
+fn containment_candidates_cover_every_form_the_comparison_accepts() {
+    use crate::tools::containment_candidates as c;
+    // A string that reads as a number: the string and the number.
+    assert_eq!(
+        c("employee_id", &json!("42")),
+        vec![json!({"employee_id": "42"}), json!({"employee_id": 42})]
+    );
+    // A number: the number and its text.
+    assert_eq!(
+        c("amount", &json!(12.5)),
+        vec![json!({"amount": 12.5}), json!({"amount": "12.5"})]
+    );
+    // true matches the string "true" through #>>.
+    assert_eq!(
+        c("ok", &json!(true)),
+        vec![json!({"ok": true}), json!({"ok": "true"})]
+    );
+    // null only as itself.
+    assert_eq!(c("x", &json!(null)), vec![json!({"x": null})]);
+    // Nested paths nest; a numeric segment also matches an array element.
+    assert_eq!(
+        c("meta.source", &json!("odoo")),
+        vec![json!({"meta": {"source": "odoo"}})]
+    );
+    assert_eq!(
+        c("lines.0.sku", &json!("A")),
+        vec![
+            json!({"lines": {"0": {"sku": "A"}}}),
+            json!({"lines": [{"sku": "A"}]})
+        ]
+    );
+    // Too many array positions to enumerate: no index condition.
+    assert!(c("a.0.1.2.3", &json!("x")).is_empty());
+    use crate::tools::containment_is_exact as exact;
+    assert!(exact("employee_code", &json!("E-1")));
+    assert!(exact("meta.source", &json!(42)));
+    assert!(!exact("lines.0.sku", &json!("A")));
+    assert!(!exact("meta", &json!("{\"a\": 1}")));
+}
+
 // ----- tools/call -----
 
 #[test]
@@ -866,13 +937,41 @@ fn injection_shaped_values_never_reach_the_sql_text() {
             assert!(
                 !q.sql.contains("DELETE") && !q.sql.contains("DROP") && !q.sql.contains("pg_sleep")
             );
-            let bound = q
+            // Every value is bound: as text, or inside a JSON document of a containment
+            // filter (responsible_email, payload_field = payload_value).
+            fn mentions(v: &Value, evil: &str) -> bool {
+                match v {
+                    Value::String(s) => s == evil,
+                    Value::Array(a) => a.iter().any(|x| mentions(x, evil)),
+                    Value::Object(m) => m.iter().any(|(k, x)| k == evil || mentions(x, evil)),
+                    _ => false,
+                }
+            }
+            let text_bound = q
                 .params
                 .iter()
                 .filter(|p| **p == Param::Text(evil.to_string()))
                 .count();
-            let expected = args.as_object().unwrap().len();
-            assert_eq!(bound, expected, "{tool}: every value bound as text");
+            let json_bound = q
+                .params
+                .iter()
+                .any(|p| matches!(p, Param::Json(v) if mentions(v, evil)));
+            let containment_args = ["responsible_email", "payload_field", "payload_value"];
+            let as_text = args
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| !containment_args.contains(&k.as_str()))
+                .count();
+            assert!(text_bound >= as_text, "{tool}: every value bound");
+            if args
+                .as_object()
+                .unwrap()
+                .keys()
+                .any(|k| containment_args.contains(&k.as_str()))
+            {
+                assert!(json_bound, "{tool}: the containment's value is bound");
+            }
             assert_eq!(
                 max_placeholder(&q.sql),
                 q.params.len(),
@@ -903,18 +1002,40 @@ fn every_filter_is_a_bound_parameter_with_an_explicit_type() {
             Param::Text("42".into()),
             Param::Text("2026-01-01".into()),
             Param::Text("2026-01-31T23:59:59+08:00".into()),
-            Param::Text("amount".into()),
-            Param::Json(json!(1250.5)),
-            Param::Text("1250.5".into()),
+            Param::Json(json!({"amount": 1250.5})),
+            Param::Json(json!({"amount": "1250.5"})),
             Param::Int(7),
         ]
+    );
+    // A scalar at a path of keys: the containments are the whole comparison.
+    assert!(
+        q.sql
+            .contains("(e.payload @> $6::jsonb OR e.payload @> $7::jsonb)\n"),
+        "{}",
+        q.sql
+    );
+    // An array position in the path: the containments narrow, the comparison decides.
+    let a = t
+        .validate(
+            json!({"payload_field": "lines.0.sku", "payload_value": "A"})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
+    let positional = t.query(&a);
+    assert!(
+        positional.sql.contains(
+            "(e.payload @> $1::jsonb OR e.payload @> $2::jsonb) AND (e.payload #> string_to_array($3::text, '.') = $4::jsonb OR e.payload #>> string_to_array($3::text, '.') = $5::text)"
+        ),
+        "{}",
+        positional.sql
     );
     assert!(q.sql.contains("starts_with(e.event_type, $1::text)"));
     assert!(q
         .sql
         .contains("e.received_at >= ($4::text)::date::timestamp AT TIME ZONE 'UTC'"));
     assert!(q.sql.contains("e.received_at <= ($5::text)::timestamptz"));
-    assert!(q.sql.contains("LIMIT $9::int8"));
+    assert!(q.sql.contains("LIMIT $8::int8"));
     assert!(
         !q.sql.contains("'payload'"),
         "include_payload=false omits payloads"
@@ -932,7 +1053,7 @@ fn every_filter_is_a_bound_parameter_with_an_explicit_type() {
 }
 
 #[test]
-fn domain_tools_are_scoped_to_their_domain_by_parameters() {
+fn domain_tools_are_scoped_to_their_domain() {
     for (tool, agg, prefix) in [
         ("query_expense_events", "expense", "expense."),
         ("query_asset_events", "asset_booking", "asset."),
@@ -940,8 +1061,13 @@ fn domain_tools_are_scoped_to_their_domain_by_parameters() {
     ] {
         let t = tools::find(tool).unwrap();
         let q = t.query(&t.validate(&serde_json::Map::new()).unwrap());
-        assert_eq!(q.params[0], Param::Text(agg.into()), "{tool}");
-        assert_eq!(q.params[1], Param::Text(prefix.into()), "{tool}");
+        // The aggregate type is a taxonomy constant written as a literal (the partial
+        // indexes' predicate); the prefix is a parameter.
+        assert!(
+            q.sql.contains(&format!("e.aggregate_type = '{agg}'")),
+            "{tool}"
+        );
+        assert_eq!(q.params[0], Param::Text(prefix.into()), "{tool}");
         assert!(q.params.contains(&Param::Int(50)), "{tool}: default limit");
         assert_eq!(max_placeholder(&q.sql), q.params.len());
         assert!(q.sql.contains("FROM integration.event_log AS e"));

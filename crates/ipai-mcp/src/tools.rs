@@ -432,7 +432,12 @@ fn events_query(args: &Args, domain_tool: Option<DomainTool>) -> Query {
 
     if let Some(t) = domain_tool {
         let d = domain(t.domain);
-        conds.push(format!("e.aggregate_type = {}", b.text(d.aggregate_type)));
+        // A constant of the taxonomy, written as a literal so the per-domain partial
+        // indexes on payload fields (migration 20261130000600) match in generic plans too.
+        conds.push(format!(
+            "e.aggregate_type = '{}'",
+            sql_literal(d.aggregate_type)
+        ));
         let prefix = d
             .event_types
             .first()
@@ -459,7 +464,9 @@ fn events_query(args: &Args, domain_tool: Option<DomainTool>) -> Query {
             conds.push(format!("e.aggregate_id = {}", b.text(v)));
         }
     }
-    // Payload fields compared as text (`->>`), so "42" matches 42 and "42".
+    // Payload fields compared as text (`->>`), so "42" matches 42 and "42". Each has a
+    // partial B-tree on (payload->>'field', received_at DESC, seq DESC) for its domain's
+    // tool (migration 20261130000600), read in the LIMITs' order.
     for (arg, field) in [
         ("employee_code", "employee_code"),
         ("status", "status"),
@@ -481,9 +488,11 @@ fn events_query(args: &Args, domain_tool: Option<DomainTool>) -> Query {
         ));
     }
     if let Some(v) = args.text("responsible_email") {
+        // `payload->'responsible_emails' @> [v]`, written as a containment of the whole
+        // payload so the payload's GIN index finds the rows.
         conds.push(format!(
-            "e.payload->'responsible_emails' @> jsonb_build_array({})",
-            b.text(v)
+            "e.payload @> {}",
+            b.json(json!({"responsible_emails": [v]}))
         ));
     }
     if let Some(d) = args.date("date_from") {
@@ -503,20 +512,43 @@ fn events_query(args: &Args, domain_tool: Option<DomainTool>) -> Query {
         });
     }
     if let (Some(field), Some(value)) = (args.text("payload_field"), args.json("payload_value")) {
-        let path = format!("string_to_array({}, '.')", b.text(field));
-        let as_json = b.json(value.clone());
-        let as_text = match value {
-            Value::String(s) => Some(s.clone()),
-            Value::Null => None,
-            other => Some(other.to_string()),
-        };
-        conds.push(match as_text {
-            Some(t) => format!(
-                "(e.payload #> {path} = {as_json} OR e.payload #>> {path} = {})",
-                b.text(t)
-            ),
-            None => format!("e.payload #> {path} = {as_json}"),
-        });
+        // The rows are found through the payload's GIN index: `payload @> {...}` for each
+        // form the value can take there. For scalar forms at a path of object keys the
+        // containments are the comparison itself (nested containment compares scalars for
+        // equality), so nothing else is added and PostgreSQL's estimate of them (from the
+        // payload's statistics) picks the plan: the GIN index for a rare value, the
+        // newest-first index for a common one. Otherwise (array positions in the path, a
+        // text that reads as an object) they only narrow the rows, and the exact
+        // comparison follows.
+        let candidates = containment_candidates(field, value);
+        let found = candidates
+            .iter()
+            .map(|c| format!("e.payload @> {}", b.json(c.clone())))
+            .collect::<Vec<_>>()
+            .join(" OR ");
+        if !candidates.is_empty() && containment_is_exact(field, value) {
+            conds.push(format!("({found})"));
+        } else {
+            let found = if found.is_empty() {
+                String::new()
+            } else {
+                format!("({found}) AND ")
+            };
+            let path = format!("string_to_array({}, '.')", b.text(field));
+            let as_json = b.json(value.clone());
+            let as_text = match value {
+                Value::String(s) => Some(s.clone()),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            };
+            conds.push(match as_text {
+                Some(t) => format!(
+                    "{found}(e.payload #> {path} = {as_json} OR e.payload #>> {path} = {})",
+                    b.text(t)
+                ),
+                None => format!("{found}e.payload #> {path} = {as_json}"),
+            });
+        }
     }
     let limit = b.int(args.int("limit").unwrap_or(DEFAULT_EVENT_LIMIT));
     let payload = if args.bool("include_payload") == Some(false) {
@@ -573,6 +605,94 @@ SELECT jsonb_build_object(
         summary_cap_plus_one = MAX_SUMMARY_EVENTS + 1,
     );
     b.finish(sql)
+}
+
+/// `s` as the inside of a SQL string literal (quotes doubled). Used only for constants of
+/// the taxonomy, never for input.
+fn sql_literal(s: &str) -> String {
+    s.replace('\'', "''")
+}
+
+/// Path segments of a dotted payload path that may index an array (`items.0.sku`) take
+/// both forms in the containments; beyond this many the filter is applied without the
+/// index (bounded by the reader's statement_timeout).
+const MAX_INDEXED_ARRAY_SEGMENTS: usize = 3;
+
+/// The JSON documents `payload @> doc` that together find every event whose payload at
+/// the dotted path `field` is `value` (JSON equality) or whose text there (`#>>`) equals
+/// the value's text: a superset the exact comparison then narrows. Empty when the path
+/// has too many numeric segments to enumerate.
+pub(crate) fn containment_candidates(field: &str, value: &Value) -> Vec<Value> {
+    // The values the path may hold: the value itself, its text as a string, and that text
+    // read as JSON (`"42"` matches the number 42 through `#>>`, and `true` the string
+    // "true"). `#>>` of a JSON null is SQL NULL, so null is matched only as itself.
+    let text = match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Null => None,
+        other => Some(other.to_string()),
+    };
+    let mut leaves = vec![value.clone()];
+    if let Some(t) = text {
+        leaves.push(Value::String(t.clone()));
+        if let Ok(parsed) = serde_json::from_str::<Value>(&t) {
+            if !parsed.is_null() {
+                leaves.push(parsed);
+            }
+        }
+    }
+    let mut unique: Vec<Value> = Vec::new();
+    for l in leaves {
+        if !unique.contains(&l) {
+            unique.push(l);
+        }
+    }
+    let segments: Vec<&str> = field.split('.').collect();
+    let numeric = segments.iter().filter(|s| is_array_position(s)).count();
+    if numeric > MAX_INDEXED_ARRAY_SEGMENTS {
+        return Vec::new();
+    }
+    let mut docs = unique;
+    for seg in segments.iter().rev() {
+        let index = is_array_position(seg);
+        let mut next = Vec::new();
+        for d in docs {
+            let mut obj = Map::new();
+            obj.insert((*seg).to_string(), d.clone());
+            next.push(Value::Object(obj));
+            if index {
+                // `#>` reads an array element by position; containment finds the arrays
+                // holding such an element (a superset, narrowed by the exact comparison).
+                next.push(Value::Array(vec![d]));
+            }
+        }
+        docs = next;
+    }
+    // An array at the top is not a payload (payloads are objects).
+    docs.retain(Value::is_object);
+    docs
+}
+
+/// A path segment `#>` may read as an array position (`0`, `-1`).
+fn is_array_position(segment: &str) -> bool {
+    let digits = segment.strip_prefix('-').unwrap_or(segment);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether [`containment_candidates`] match exactly the events the comparison
+/// `payload #> path = value OR payload #>> path = text` matches (numbers compared as numbers:
+/// "42" also matches 42.0): true when the path has no array position and every form of the
+/// value is a scalar (nested containment compares scalars for equality).
+pub(crate) fn containment_is_exact(field: &str, value: &Value) -> bool {
+    if field.split('.').any(is_array_position) || value.is_object() || value.is_array() {
+        return false;
+    }
+    match value {
+        Value::String(t) => !matches!(
+            serde_json::from_str::<Value>(t),
+            Ok(Value::Object(_) | Value::Array(_))
+        ),
+        _ => true,
+    }
 }
 
 fn get_event_query(args: &Args) -> Query {
