@@ -581,7 +581,11 @@ async fn clients_of_each_2025_revision_negotiate_and_call_every_tool() {
             "ipai-integration-bus"
         );
         assert_eq!(sdk["ping"], json!({}), "{rev}");
-        assert_eq!(sdk["tools"].as_array().unwrap().len(), 6);
+        assert_eq!(
+            sdk["tools"].as_array().unwrap().len(),
+            7,
+            "six query tools and list_alerts"
+        );
         assert_eq!(
             sdk["tools"][0].get("outputSchema").is_some(),
             structured,
@@ -627,7 +631,7 @@ async fn clients_of_each_2025_revision_negotiate_and_call_every_tool() {
         );
         assert_eq!(raw["ping"]["body"]["result"], json!({}));
         let listed = &raw["tools_list"]["body"]["result"]["tools"];
-        assert_eq!(listed.as_array().unwrap().len(), 6);
+        assert_eq!(listed.as_array().unwrap().len(), 7);
         for c in raw["calls"].as_array().unwrap() {
             assert_eq!(c["status"], 200);
             assert_eq!(c["body"]["result"]["isError"], false, "{rev}: {c}");
