@@ -506,22 +506,20 @@ async fn seq_scans_inside(f: &Fixture, sql: &str, params: &[ipai_mcp::Param]) ->
         .collect();
     let refs: Vec<&(dyn ToSql + Sync)> = owned.iter().map(|b| b.as_ref() as _).collect();
     let c = &f.db.client;
+    // The backend's counts not yet reported may include earlier transactions (PostgreSQL
+    // 15 reports them at most once a second, never inside a transaction): the difference
+    // across the statement, inside one transaction, is the statement's.
+    let count = "SELECT coalesce(sum(seq_scan), 0)::int8 FROM pg_stat_xact_user_tables
+                  WHERE schemaname = 'integration'
+                    AND relname IN ('event_log', 'outbox', 'deliveries')";
     c.batch_execute("BEGIN").await.unwrap();
+    let before: i64 = c.query_one(count, &[]).await.unwrap().get(0);
     c.query(sql, &refs)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let n: i64 = c
-        .query_one(
-            "SELECT coalesce(sum(seq_scan), 0)::int8 FROM pg_stat_xact_user_tables
-              WHERE schemaname = 'integration'
-                AND relname IN ('event_log', 'outbox', 'deliveries')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let after: i64 = c.query_one(count, &[]).await.unwrap().get(0);
     c.batch_execute("ROLLBACK").await.unwrap();
-    n
+    after - before
 }
 
 /// The `data` object of an MCP `tools/call` answer.
