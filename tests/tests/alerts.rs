@@ -246,6 +246,27 @@ async fn metric(f: &Fixture, condition: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&prefix).map(str::to_string))
 }
 
+/// Runs the built `ipai` binary; returns its stdout (it must succeed).
+async fn ipai(args: &[&str]) -> String {
+    let bin = std::env::var("IPAI_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| ipai_tests::workspace_root().join("target/release/ipai"));
+    let out = tokio::process::Command::new(&bin)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("SPIN_VARIABLE_DISPATCH_TOKEN")
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release -p ipai-cli)", bin.display()));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "ipai {args:?}: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 async fn mcp_list_alerts(f: &Fixture, arguments: Value) -> Value {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
         "name": "list_alerts", "arguments": arguments,
@@ -385,6 +406,29 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
         conditions.contains(&"dead_letters") && conditions.contains(&cond),
         "{listed}"
     );
+
+    // The CLI: `ipai status` lists them; `ipai alerts --evaluate` evaluates through the app.
+    let status = ipai(&["status", "--database-url", &w.f.db.url]).await;
+    assert!(status.contains("alerts: 2 open"), "{status}");
+    assert!(
+        status.contains("dead_letters") && status.contains(cond),
+        "{status}"
+    );
+    assert!(status.contains("ipai dlq requeue --all"), "{status}");
+    let listed = ipai(&[
+        "alerts",
+        "--json",
+        "--database-url",
+        &w.f.db.url,
+        "--evaluate",
+        &w.f.sys.url(""),
+        "--token",
+        TEST_DISPATCH_TOKEN,
+    ])
+    .await;
+    let listed: Value = serde_json::from_str(&listed).expect("ipai alerts --json");
+    assert_eq!(listed["open"].as_array().map(Vec::len), Some(2), "{listed}");
+    assert_eq!(listed["evaluation"]["open"], 2, "{listed}");
 
     // Restart (SIGKILL, a new runtime on the same database): the alerts are still open,
     // the same rows, and nothing is sent again. The operator fixes the variable.
