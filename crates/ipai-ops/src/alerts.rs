@@ -677,6 +677,91 @@ mod tests {
         assert_eq!(render_banner(&[], "http://x"), "");
     }
 
+    /// Answers the evaluation with one claimed message and records every statement.
+    struct Fake(Vec<(String, Vec<String>)>);
+
+    impl Database for Fake {
+        fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError> {
+            self.0.push((sql.to_string(), params.to_vec()));
+            if sql == EVALUATE_SQL {
+                let a = json!({"id": 7, "condition": "dead_letters", "kind": "dead_letters",
+                               "message": "opened", "targets": ["mattermost", "email"],
+                               "events": 3, "since": null, "detail": "", "first_seen_at": "t1",
+                               "last_seen_at": "t2", "resolved_at": null, "reminders": 0});
+                Ok(json!({"open": 1, "opened": ["dead_letters"], "resolved": [], "sends": [a]}))
+            } else {
+                Ok(json!(true))
+            }
+        }
+    }
+
+    fn request(auth: Option<&str>) -> Request {
+        let mut r = Request {
+            method: "POST".into(),
+            ..Default::default()
+        }
+        .with_path_and_query(EVALUATE_PATH);
+        if let Some(a) = auth {
+            r.headers.push(("authorization".into(), a.into()));
+        }
+        r
+    }
+
+    #[test]
+    fn evaluate_needs_the_token_then_settles_each_destination() {
+        let config = crate::Config {
+            dispatch_token: Some("tok".into()),
+            ..Default::default()
+        };
+        let acfg = cfg();
+        let mut db = Fake(Vec::new());
+        let refused = begin(&request(None), &config, Ok(&acfg), &mut db).unwrap_err();
+        assert_eq!(refused.status, 401);
+        assert!(db.0.is_empty(), "nothing evaluated without the token");
+        let mut get = request(Some("Bearer tok"));
+        get.method = "GET".into();
+        assert_eq!(
+            begin(&get, &config, Ok(&acfg), &mut db).unwrap_err().status,
+            405
+        );
+
+        let plan = begin(&request(Some("Bearer tok")), &config, Ok(&acfg), &mut db).expect("plan");
+        assert_eq!(
+            db.0[0].1,
+            ["900", "300", "3600", "{mattermost,email}", "60"].map(String::from)
+        );
+        assert_eq!(plan.deliveries.len(), 1);
+        let targets: Vec<&str> = plan.deliveries[0]
+            .requests
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(targets, ["mattermost", "email"]);
+        let r = finish(
+            &plan,
+            &[vec![Err("HTTP 500: down".into()), Ok(())]],
+            &mut db,
+        );
+        assert_eq!(r.status, 200);
+        let (sql, params) = &db.0[1];
+        assert_eq!(sql, SENT_SQL);
+        assert_eq!(
+            params,
+            &["7", "opened", "{email}", "mattermost: HTTP 500: down"].map(String::from)
+        );
+        let body: Value = serde_json::from_slice(&r.body).expect("json");
+        assert_eq!(body["sent"], 1);
+        assert_eq!(body["failed"][0]["condition"], "dead_letters");
+        let message = "variable x is wrong".to_string();
+        let bad: Result<&AlertConfig, &String> = Err(&message);
+        assert_eq!(
+            begin(&request(Some("Bearer tok")), &config, bad, &mut db)
+                .unwrap_err()
+                .status,
+            500
+        );
+    }
+
     #[test]
     fn reminders_get_their_own_idempotency_key() {
         let mut a = claimed("reminder");
