@@ -10,6 +10,7 @@
 //! none is going or starting does ingest call `/dispatch` (so a burst of posts starts one
 //! run, not one per post). The connection goes back to the pool before the answer.
 
+use ipai_core::dispatch::{service_chaining_on, DISPATCHER_CHAINING_URL};
 use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
 use ipai_core::{check_request, IngestConfig, IngestError, IngestRequest, ValidEvent};
 use ipai_spin::http::{headers, method, read_body, respond_json, BodyError};
@@ -194,15 +195,20 @@ async fn kick_dispatch() {
         eprintln!("ingest: dispatch kick skipped: variable dispatch_token is not set");
         return;
     };
-    let url = match vars::optional("service_chaining").as_deref().map(str::trim) {
-        Some("off") | Some("false") => match vars::optional("public_base_url") {
+    let chaining = vars::optional("service_chaining").unwrap_or_default();
+    let url = match service_chaining_on(&chaining) {
+        Ok(true) => DISPATCHER_CHAINING_URL.to_string(),
+        Ok(false) => match vars::optional("public_base_url") {
             Some(base) => format!("{}/dispatch", base.trim_end_matches('/')),
             None => {
                 eprintln!("ingest: dispatch kick skipped: variable public_base_url is not set");
                 return;
             }
         },
-        _ => "http://dispatcher.spin.internal/dispatch".to_string(),
+        Err(e) => {
+            eprintln!("ingest: dispatch kick skipped: {e}");
+            return;
+        }
     };
     let headers = [("authorization", format!("Bearer {token}"))];
     match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {

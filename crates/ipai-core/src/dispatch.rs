@@ -44,12 +44,28 @@ pub enum Transport {
     Http { base_url: String },
 }
 
+/// Where ingest's kick reaches the dispatcher by service chaining.
+pub const DISPATCHER_CHAINING_URL: &str = "http://dispatcher.spin.internal/dispatch";
+
+/// The `service_chaining` variable: `true` for "on" (the default: unset or empty), `false`
+/// for "off"; anything else is a configuration error naming the variable. The one parser
+/// of this setting (the dispatcher and ingest's kick both use it).
+pub fn service_chaining_on(value: &str) -> Result<bool, String> {
+    match value.trim() {
+        "" | "on" | "true" => Ok(true),
+        "off" | "false" => Ok(false),
+        other => Err(format!(
+            "variable service_chaining must be \"on\" or \"off\", got {other:?}"
+        )),
+    }
+}
+
 impl Transport {
     /// `service_chaining` = "on" | "off"; `handler_base_url` is used when off.
     pub fn from_settings(service_chaining: &str, handler_base_url: &str) -> Result<Self, String> {
-        match service_chaining.trim() {
-            "" | "on" | "true" => Ok(Transport::Chaining),
-            "off" | "false" => {
+        match service_chaining_on(service_chaining)? {
+            true => Ok(Transport::Chaining),
+            false => {
                 let base = handler_base_url.trim().trim_end_matches('/');
                 if !(base.starts_with("http://") || base.starts_with("https://")) {
                     return Err(format!(
@@ -60,9 +76,6 @@ impl Transport {
                     base_url: base.to_string(),
                 })
             }
-            other => Err(format!(
-                "variable service_chaining must be \"on\" or \"off\", got {other:?}"
-            )),
         }
     }
 
@@ -240,6 +253,21 @@ impl RunSummary {
 mod tests {
     use super::*;
     use crate::taxonomy::ROUTES;
+
+    #[test]
+    fn service_chaining_is_on_unless_off_and_anything_else_names_the_variable() {
+        for on in ["", " on ", "true"] {
+            assert_eq!(service_chaining_on(on), Ok(true), "{on:?}");
+        }
+        for off in ["off", "false", " off"] {
+            assert_eq!(service_chaining_on(off), Ok(false), "{off:?}");
+        }
+        let err = service_chaining_on("yes").unwrap_err();
+        assert!(
+            err.contains("service_chaining") && err.contains("\"yes\""),
+            "{err}"
+        );
+    }
 
     #[test]
     fn two_hundreds_ack_and_everything_else_fails_with_status_and_body_start() {
