@@ -90,15 +90,20 @@ AS $$
         FROM integration.outbox AS o
         WHERE o.status IN ('failed', 'dead') AND o.last_error IS NOT NULL
     )
+    -- (The detail rows come from LIMIT 1 look-ups in index order: outbox_dead_idx,
+    -- outbox_open_seq_idx.)
     SELECT 'dead_letters', count(*), min(o.updated_at),
-           'last: ' || (array_agg(o.event_type || ' ' || o.id || ': ' || left(coalesce(o.last_error, ''), 300)
-                                  ORDER BY o.updated_at DESC))[1]
+           (SELECT 'last: ' || d.event_type || ' ' || d.id || ': ' || left(coalesce(d.last_error, ''), 300)
+              FROM integration.outbox AS d WHERE d.status = 'dead'
+             ORDER BY d.updated_at DESC LIMIT 1)
       FROM integration.outbox AS o WHERE o.status = 'dead'
     HAVING count(*) > 0
     UNION ALL
     SELECT 'queue_stalled', count(*), min(o.created_at),
-           'oldest: ' || (array_agg(o.event_type || ' ' || o.id || ' (' || o.status || ')'
-                                    ORDER BY o.created_at))[1]
+           (SELECT 'oldest: ' || s.event_type || ' ' || s.id || ' (' || s.status || ')'
+              FROM integration.outbox AS s WHERE s.status IN ('pending', 'failed')
+               AND s.created_at < now() - make_interval(secs => greatest(p_stalled_after_s, 1))
+             ORDER BY s.seq LIMIT 1)
       FROM integration.outbox AS o
      WHERE o.status IN ('pending', 'failed')
        AND o.created_at < now() - make_interval(secs => greatest(p_stalled_after_s, 1))
