@@ -72,10 +72,16 @@ fn mac(key: &[u8], parts: &[&[u8]]) -> HmacSha256 {
     m
 }
 
+/// Lowercase hex HMAC-SHA256 under `key` of `parts` concatenated: the house's one HMAC
+/// helper (the IPAI and Standard Webhooks signatures here, the Mattermost buttons'
+/// signed context, the ops dashboard's form tokens). Compare results in constant time.
+pub fn hmac_sha256_hex(key: &[u8], parts: &[&[u8]]) -> String {
+    hex::encode(mac(key, parts).finalize().into_bytes())
+}
+
 /// The IPAI signature of a request: lowercase hex HMAC-SHA256 over "{timestamp}.{body}".
 pub fn sign(secret: &str, timestamp: &str, body: &[u8]) -> String {
-    let m = mac(secret.as_bytes(), &[timestamp.as_bytes(), b".", body]);
-    hex::encode(m.finalize().into_bytes())
+    hmac_sha256_hex(secret.as_bytes(), &[timestamp.as_bytes(), b".", body])
 }
 
 /// What replay protection remembers of an accepted IPAI signature: lowercase hex

@@ -8,10 +8,9 @@
 //! "value"}], "actions": [{"id", "name", "style", "integration": {"url", "context"}}]}]}`.
 //! The webhook must not be locked to a channel for `channel` overrides (DMs) to work.
 
-use hmac::{Hmac, Mac};
+use ipai_core::signature::hmac_sha256_hex;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 /// Colors of the attachment's left border.
@@ -233,8 +232,6 @@ impl std::fmt::Display for ContextError {
 const SIGNING_DOMAIN: &str = "ipai-mattermost-action.v1\n";
 const CONTEXT_VERSION: &str = "2";
 
-type HmacSha256 = Hmac<Sha256>;
-
 impl ActionContext {
     fn fields(&self) -> Map<String, Value> {
         let expires_at = self.expires_at.to_string();
@@ -354,10 +351,10 @@ impl ActionContext {
 fn signature(secret: &str, fields: &Map<String, Value>) -> String {
     // serde_json's Map is ordered by key, so this text is canonical.
     let canonical = Value::Object(fields.clone()).to_string();
-    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes any key");
-    mac.update(SIGNING_DOMAIN.as_bytes());
-    mac.update(canonical.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    hmac_sha256_hex(
+        secret.as_bytes(),
+        &[SIGNING_DOMAIN.as_bytes(), canonical.as_bytes()],
+    )
 }
 
 /// An Approve or Reject button posting to `actions_url` with its signed context.

@@ -12,8 +12,7 @@
 //!    `same-origin`; when it sends `Origin`, its host must equal the request's `Host`.
 //!    Clients that send neither (curl, scripts) rely on the token alone.
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use ipai_core::signature::hmac_sha256_hex;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "ipai_ops_session";
@@ -49,13 +48,8 @@ impl std::fmt::Display for CsrfError {
 }
 
 fn mac(password: &str, session: &str, issued: i64) -> String {
-    // HMAC accepts keys of any length; new_from_slice cannot fail for it.
-    let mut m = match Hmac::<Sha256>::new_from_slice(password.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
-    m.update(format!("ipai-ops-csrf\n{session}\n{issued}").as_bytes());
-    hex::encode(m.finalize().into_bytes())
+    let text = format!("ipai-ops-csrf\n{session}\n{issued}");
+    hmac_sha256_hex(password.as_bytes(), &[text.as_bytes()])
 }
 
 /// A new session id from 16 random bytes (32 hex characters).
