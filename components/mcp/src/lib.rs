@@ -6,8 +6,8 @@
 //! `integration_reader` role: SELECT only, read-only transactions), and writes the
 //! response. The connection is opened only when a tool call needs the database.
 
-use futures::StreamExt;
 use ipai_mcp::{Config, Database, DbError, HttpRequest, HttpResponse, Param, Query};
+use ipai_spin::http::{self, BodyError};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::pg4::{self, Connection, DbValue, ParameterValue};
@@ -21,21 +21,20 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 
 async fn serve(req: IncomingRequest) -> HttpResponse {
     let method = req.method().to_string();
-    let headers: Vec<(String, String)> = req
-        .headers()
-        .entries()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
-        .collect();
+    let headers = http::headers(&req);
     let config = Config {
         token: variables::get("mcp_token").ok(),
     };
     if let Some(refusal) = ipai_mcp::preflight(&method, &headers, &config) {
         return refusal;
     }
-    let body = match read_body_limited(req).await {
+    let body = match http::read_body(req, ipai_mcp::MAX_BODY_BYTES).await {
         Ok(b) => b,
-        Err(too_large) => return too_large,
+        Err(BodyError::TooLarge(_)) => return ipai_mcp::payload_too_large(),
+        Err(BodyError::Read(e)) => {
+            eprintln!("mcp: could not read the request body: {e}");
+            return ipai_mcp::unreadable_body(&e);
+        }
     };
     let request = HttpRequest {
         method,
@@ -46,27 +45,8 @@ async fn serve(req: IncomingRequest) -> HttpResponse {
     ipai_mcp::handle(&request, &config, &mut db)
 }
 
-/// Reads the body, stopping as soon as it exceeds the limit.
-async fn read_body_limited(req: IncomingRequest) -> Result<Vec<u8>, HttpResponse> {
-    let mut body = Vec::new();
-    let mut stream = req.into_body_stream();
-    while let Some(chunk) = stream.next().await {
-        match chunk {
-            Ok(chunk) => body.extend_from_slice(&chunk),
-            Err(e) => {
-                eprintln!("mcp: could not read the request body: {e:?}");
-                break;
-            }
-        }
-        if body.len() > ipai_mcp::MAX_BODY_BYTES {
-            return Err(ipai_mcp::payload_too_large());
-        }
-    }
-    Ok(body)
-}
-
 async fn respond(out: ResponseOutparam, r: HttpResponse) {
-    ipai_spin::http::respond_with_headers(out, r.status, r.headers, r.body).await
+    http::respond_with_headers(out, r.status, r.headers, r.body).await
 }
 
 /// The read-only connection, opened on first use.

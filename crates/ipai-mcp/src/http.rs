@@ -270,6 +270,16 @@ pub fn payload_too_large() -> HttpResponse {
     )
 }
 
+/// The `400` for a body that could not be read (the connection broke mid-body): nothing
+/// is parsed from a partial body.
+pub fn unreadable_body(detail: &str) -> HttpResponse {
+    protocol_error(
+        400,
+        &Value::Null,
+        &RpcError::invalid_request(format!("could not read the request body: {detail}")),
+    )
+}
+
 /// Handles one HTTP request to the MCP endpoint.
 pub fn handle(req: &HttpRequest, cfg: &Config, db: &mut dyn Database) -> HttpResponse {
     if let Some(refusal) = preflight(&req.method, &req.headers, cfg) {

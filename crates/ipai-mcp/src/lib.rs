@@ -18,7 +18,8 @@ pub mod sql;
 pub mod tools;
 
 pub use http::{
-    handle, payload_too_large, preflight, Config, HttpRequest, HttpResponse, MAX_BODY_BYTES,
+    handle, payload_too_large, preflight, unreadable_body, Config, HttpRequest, HttpResponse,
+    MAX_BODY_BYTES,
 };
 pub use sql::{Param, Query};
 

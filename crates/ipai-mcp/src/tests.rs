@@ -1146,3 +1146,16 @@ fn the_outermost_select_helper_sees_a_top_level_from() {
     assert!(!outermost_select("SELECT (SELECT 1 FROM t) AS r").contains("FROM"));
     assert!(outermost_select("WITH a AS (SELECT 1) SELECT x FROM t WHERE y").contains(" FROM "));
 }
+
+#[test]
+fn a_body_cut_off_mid_stream_is_a_400_naming_the_failure_not_a_parse_of_the_part_read() {
+    let r = unreadable_body("connection reset");
+    assert_eq!(r.status, 400);
+    let body: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["error"]["code"], -32600);
+    let msg = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("could not read the request body: connection reset"),
+        "{msg}"
+    );
+}
