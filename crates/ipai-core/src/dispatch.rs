@@ -4,6 +4,7 @@
 
 pub mod run;
 
+use crate::settings::number;
 use crate::taxonomy::{domain_of, Domain};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -152,60 +153,42 @@ impl Default for DispatchSettings {
     }
 }
 
-fn parse_num<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
-    name: &str,
-    raw: Option<String>,
-    default: T,
-    min: T,
-    max: T,
-) -> Result<T, String> {
-    match raw.as_deref().map(str::trim) {
-        None | Some("") => Ok(default),
-        Some(v) => match v.parse::<T>() {
-            Ok(n) if n >= min && n <= max => Ok(n),
-            _ => Err(format!(
-                "variable {name} must be a number from {min} to {max}, got {v:?}"
-            )),
-        },
-    }
-}
-
 impl DispatchSettings {
     /// Reads the settings through `get` (a Spin variable lookup); unset means default.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let d = Self::default();
         Ok(Self {
-            batch_size: parse_num(
+            batch_size: number(
                 "dispatch_batch_size",
-                get("dispatch_batch_size"),
+                get("dispatch_batch_size").as_deref(),
                 d.batch_size,
                 1,
                 500,
             )?,
-            budget_ms: parse_num(
+            budget_ms: number(
                 "dispatch_budget_ms",
-                get("dispatch_budget_ms"),
+                get("dispatch_budget_ms").as_deref(),
                 d.budget_ms,
                 100,
                 600_000,
             )?,
-            delivery_timeout_ms: parse_num(
+            delivery_timeout_ms: number(
                 "delivery_timeout_ms",
-                get("delivery_timeout_ms"),
+                get("delivery_timeout_ms").as_deref(),
                 d.delivery_timeout_ms,
                 100,
                 300_000,
             )?,
-            lock_timeout_s: parse_num(
+            lock_timeout_s: number(
                 "outbox_lock_timeout_s",
-                get("outbox_lock_timeout_s"),
+                get("outbox_lock_timeout_s").as_deref(),
                 d.lock_timeout_s,
                 1,
                 86_400,
             )?,
-            concurrency: parse_num(
+            concurrency: number(
                 "dispatch_concurrency",
-                get("dispatch_concurrency"),
+                get("dispatch_concurrency").as_deref(),
                 d.concurrency,
                 1,
                 500,

@@ -13,6 +13,7 @@ pub mod handler;
 pub mod headers;
 pub mod html;
 pub mod ingest;
+pub mod settings;
 pub mod signature;
 pub mod taxonomy;
 

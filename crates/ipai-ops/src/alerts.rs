@@ -65,15 +65,7 @@ pub struct AlertConfig {
 }
 
 fn whole(get: &impl Fn(&str) -> Option<String>, name: &str, default: i64) -> Result<i64, String> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<i64>() {
-            Ok(n) if (1..=31_536_000).contains(&n) => Ok(n),
-            _ => Err(format!(
-                "variable {name} must be whole seconds between 1 and 31536000, got {v:?}"
-            )),
-        },
-    }
+    ipai_core::settings::number(name, get(name).as_deref(), default, 1, 31_536_000)
 }
 
 impl AlertConfig {

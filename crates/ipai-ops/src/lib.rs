@@ -232,21 +232,14 @@ impl Default for Config {
     }
 }
 
-fn number<T: std::str::FromStr + PartialOrd + Copy>(
+fn number<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
     get: &impl Fn(&str) -> Option<String>,
     name: &str,
     default: T,
     min: T,
     max: T,
-    what: &str,
 ) -> Result<T, String> {
-    match get(name) {
-        None => Ok(default),
-        Some(v) => match v.trim().parse::<T>() {
-            Ok(n) if n >= min && n <= max => Ok(n),
-            _ => Err(format!("variable {name} must be {what}, got {v:?}")),
-        },
-    }
+    ipai_core::settings::number(name, get(name).as_deref(), default, min, max)
 }
 
 impl Config {
@@ -264,54 +257,12 @@ impl Config {
             ops_password: get("ops_password"),
             dispatch_token: get("dispatch_token"),
             metrics_token: get("metrics_token"),
-            max_pending_age_s: number(
-                &get,
-                "health_max_pending_age_s",
-                300.0,
-                1.0,
-                1e9,
-                "a number of seconds >= 1",
-            )?,
-            lock_timeout_s: number(
-                &get,
-                "outbox_lock_timeout_s",
-                600,
-                1,
-                86_400 * 7,
-                "whole seconds between 1 and 604800",
-            )?,
-            retention_days: number(
-                &get,
-                "outbox_retention_days",
-                7,
-                0,
-                36_500,
-                "whole days between 0 and 36500",
-            )?,
-            retention_batch: number(
-                &get,
-                "retention_batch_size",
-                1000,
-                1,
-                10_000,
-                "between 1 and 10000",
-            )?,
-            ledger_retention_days: number(
-                &get,
-                "ledger_retention_days",
-                30,
-                1,
-                36_500,
-                "whole days between 1 and 36500",
-            )?,
-            approval_expiry_days: number(
-                &get,
-                "approval_expiry_days",
-                14,
-                1,
-                365,
-                "whole days between 1 and 365",
-            )?,
+            max_pending_age_s: number(&get, "health_max_pending_age_s", 300.0, 1.0, 1e9)?,
+            lock_timeout_s: number(&get, "outbox_lock_timeout_s", 600, 1, 86_400)?,
+            retention_days: number(&get, "outbox_retention_days", 7, 0, 36_500)?,
+            retention_batch: number(&get, "retention_batch_size", 1000, 1, 10_000)?,
+            ledger_retention_days: number(&get, "ledger_retention_days", 30, 1, 36_500)?,
+            approval_expiry_days: number(&get, "approval_expiry_days", 14, 1, 365)?,
         })
     }
 }
