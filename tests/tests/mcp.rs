@@ -1,8 +1,8 @@
 //! SPEC §8 end to end: the built `mcp.wasm` in a Spin runtime against a real PostgreSQL,
 //! with data seeded through ingest (signed requests) and the outbox state set as the owner.
 //! Clients: the official MCP Python SDK (`mcp` 2.x) speaking 2026-07-28
-//! (`tests/py/mcp_client_current.py`), the same SDK in its legacy mode plus a hand-written
-//! JSON-RPC client for 2025-11-25, 2025-06-18 and 2025-03-26 (`tests/py/mcp_client_2025.py`),
+//! (`tests/python/mcp_client_current.py`), the same SDK in its legacy mode plus a hand-written
+//! JSON-RPC client for 2025-11-25, 2025-06-18 and 2025-03-26 (`tests/python/mcp_client_2025.py`),
 //! and raw HTTP from Rust for the error cases.
 
 use ipai_tests::runtime::{readonly_url, TEST_MCP_TOKEN};
@@ -210,10 +210,10 @@ async fn seed(f: &Fixture) -> BTreeMap<&'static str, String> {
     ids
 }
 
-/// Runs `tests/py/<script>` with `plan` on stdin; returns its JSON output.
+/// Runs `tests/python/<script>` with `plan` on stdin; returns its JSON output.
 async fn python(script: &str, plan: &Value) -> Value {
     let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let path = ipai_tests::workspace_root().join("tests/py").join(script);
+    let path = ipai_tests::workspace_root().join("tests/python").join(script);
     let mut child = tokio::process::Command::new(&interpreter)
         .arg(&path)
         .stdin(Stdio::piped())

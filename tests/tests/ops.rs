@@ -268,9 +268,9 @@ async fn health_is_503_while_postgresql_is_unreachable_and_200_again_when_it_is_
     assert_eq!(body["queue"]["pending"], 1, "nothing was lost");
 }
 
-/// Runs `tests/py/parse_metrics.py` (prometheus_client's parser) over `text`.
+/// Runs `tests/python/parse_metrics.py` (prometheus_client's parser) over `text`.
 fn parse_with_prometheus_client(text: &str) -> Value {
-    let script = workspace_root().join("tests/py/parse_metrics.py");
+    let script = workspace_root().join("tests/python/parse_metrics.py");
     let mut child = Command::new("python3")
         .arg(&script)
         .stdin(Stdio::piped())
