@@ -233,7 +233,8 @@ async fn the_reader_cannot_call_the_outbox_functions() {
     assert_eq!(row.get::<_, String>(0), "pending");
     assert_eq!(row.get::<_, i32>(1), 0);
     assert_eq!(db.count("outbox").await, 1);
-    // Of the schema's functions only outbox_stats() is executable by the reader.
+    // Of the schema's functions only the two read-only views of state are executable by
+    // the reader: outbox_stats() and open_alerts() (MCP's outbox_health and list_alerts).
     let executable: Vec<String> = db
         .client
         .query(
@@ -247,7 +248,7 @@ async fn the_reader_cannot_call_the_outbox_functions() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(executable, ["outbox_stats"]);
+    assert_eq!(executable, ["open_alerts", "outbox_stats"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
