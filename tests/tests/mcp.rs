@@ -213,7 +213,9 @@ async fn seed(f: &Fixture) -> BTreeMap<&'static str, String> {
 /// Runs `tests/python/<script>` with `plan` on stdin; returns its JSON output.
 async fn python(script: &str, plan: &Value) -> Value {
     let interpreter = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let path = ipai_tests::workspace_root().join("tests/python").join(script);
+    let path = ipai_tests::workspace_root()
+        .join("tests/python")
+        .join(script);
     let mut child = tokio::process::Command::new(&interpreter)
         .arg(&path)
         .stdin(Stdio::piped())
