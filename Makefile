@@ -63,6 +63,7 @@ fmt:
 
 ## bench: ingest throughput/latency under each available runtime → target/bench/report.json
 bench: setup build
+	$(CARGO) build --release -p ipai-bench
 	@scripts/bench.sh
 
 ## deploy: `spin build` + `spin cloud deploy` to Fermyon Cloud with every SPIN_VARIABLE_* set in

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench`: runs `ipai bench` against the system under each available runtime (the
+# `make bench`: runs `ipai-bench` against the system under each available runtime (the
 # local host always; real Spin when a CLI is found), each phase on a fresh database:
 #   shipped  — what users run: spin.toml with every default (kick, cron, chaining, the
 #              app's roles and limits), the expense handler calling Odoo and Mattermost
@@ -73,7 +73,7 @@ run_phase() { # runtime phase
   local pid=$!
   for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
   set +e
-  target/release/ipai bench --phase "$phase" --runtime "$rt" --url "http://127.0.0.1:$port/odoo-webhook" \
+  target/release/ipai-bench --phase "$phase" --runtime "$rt" --url "http://127.0.0.1:$port/odoo-webhook" \
     --secret bench-secret --dispatch-token bench-token --handler-port "$hport" \
     --odoo-port "$oport" --mattermost-port "$mport" \
     --database-url "$url" --host-pid "$pid" --out "$REPORT" ${BENCH_ARGS:-}

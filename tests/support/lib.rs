@@ -2,8 +2,8 @@
 //! runtime (the local host, or the real `spin` CLI), and signed requests.
 
 pub mod db;
-/// Loopback stand-ins for external services (shared with `ipai bench`).
-pub use ipai_cli::loopback as fake_http;
+/// Loopback stand-ins for external services (crates/ipai-loopback, shared with the bench).
+pub use ipai_loopback as fake_http;
 pub mod manifest;
 pub mod runtime;
 pub mod services;

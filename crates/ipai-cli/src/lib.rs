@@ -1,12 +1,9 @@
 //! Library side of the `ipai` command, shared with the end-to-end tests: applying the
-//! migrations, the load benchmark, sample events and signed sending (`send`), and the
-//! outbox operations (`ops`: status, dead-letter queue).
+//! migrations, sample events and signed sending (`send`), the outbox operations (`ops`:
+//! status, dead-letter queue) and the alerts. The load benchmark is `ipai-bench`
+//! (crates/ipai-bench), the tests' loopback stand-in `ipai-loopback`: neither ships here.
 
 pub mod alerts;
-pub mod bench;
-pub mod bench_dispatch;
-pub mod bench_shipped;
-pub mod loopback;
 pub mod migrate;
 pub mod ops;
 pub mod samples;

@@ -31,8 +31,6 @@ enum Command {
         #[arg(long, env = "IPAI_READER_CONNECTION_LIMIT", default_value_t = 8)]
         reader_connection_limit: i32,
     },
-    /// Load benchmark: ingest throughput and latency against a running system.
-    Bench(ipai_cli::bench::BenchArgs),
     /// Send signed sample events to ingest (the seed's test-webhook.py): ✅/❌ per event.
     Send(ipai_cli::send::SendArgs),
     /// Outbox counts per status, oldest pending age and recent failures.
@@ -69,7 +67,6 @@ async fn main() -> Result<()> {
                 ipai_cli::migrate::redact(&database_url)
             );
         }
-        Command::Bench(args) => ipai_cli::bench::run(args).await?,
         Command::Send(args) => {
             if !ipai_cli::send::run(args).await? {
                 std::process::exit(1);

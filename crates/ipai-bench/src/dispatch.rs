@@ -1,4 +1,4 @@
-//! `ipai bench --phase dispatch`: how fast queued events reach a trivial handler.
+//! `ipai-bench --phase dispatch`: how fast queued events reach a trivial handler.
 //!
 //! * `dispatch_eps`: events preloaded straight into the outbox (through `ingest_event`)
 //!   go from pending to done while four clients keep calling `POST /dispatch`.
@@ -6,9 +6,9 @@
 //!   latency is from the POST to the handler's receipt of that event (the handler is a
 //!   loopback server inside this process, so both ends share one clock).
 
-use crate::bench::{event_body, merge_report, peak_rss_mb, percentile, post_event, BenchArgs};
-use crate::loopback::FakeServer;
+use crate::common::{event_body, merge_report, peak_rss_mb, percentile, post_event, BenchArgs};
 use anyhow::{bail, Context, Result};
+use ipai_loopback::FakeServer;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `ipai bench --phase shipped`: what a user runs, measured end to end.
+//! `ipai-bench --phase shipped`: what a user runs, measured end to end.
 //!
 //! The system runs the real `spin.toml` with its defaults (kick and cron on, chaining on,
 //! the app's own roles and limits); its expense handler calls Odoo and Mattermost stand-ins
@@ -18,7 +18,7 @@
 //! `authenticate` and the expense's report with its approver, and Mattermost's webhook.
 //! It is a benchmark, not a test: it asserts nothing about speed.
 
-use crate::bench::{merge_report, percentile, BenchArgs};
+use crate::common::{merge_report, percentile, BenchArgs};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -35,8 +35,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const STANDIN_THREAD: &str = "ipai-standins";
 /// The approver the Odoo stand-in names for every report.
 pub const BENCH_APPROVER_EMAIL: &str = "approver@bench.example.com";
-/// `mattermost_user_map` for the system under bench (the approver's Mattermost account).
-pub const BENCH_USER_MAP: &str = "approver@bench.example.com=approver:benchapproverid00000000000";
+/// `mattermost_user_map` scripts/bench.sh gives the system under bench (the approver's
+/// Mattermost account); a test keeps the two in step.
+#[cfg(test)]
+const BENCH_USER_MAP: &str = "approver@bench.example.com=approver:benchapproverid00000000000";
 
 /// Answers an Odoo JSON-RPC call: `authenticate` → uid 2; the expense look-up → a report
 /// of its own with the bench approver; anything else → `true`.
@@ -165,7 +167,9 @@ struct CpuSample {
 
 fn sample_cpu(host_pid: Option<u32>) -> CpuSample {
     let all = pids();
-    let tree = host_pid.map(crate::bench::process_tree).unwrap_or_default();
+    let tree = host_pid
+        .map(crate::common::process_tree)
+        .unwrap_or_default();
     let runtime = tree
         .iter()
         .filter_map(|p| cpu_seconds(&format!("/proc/{p}/stat")))
@@ -454,6 +458,13 @@ mod tests {
             BENCH_APPROVER_EMAIL
         );
         assert!(BENCH_USER_MAP.starts_with(BENCH_APPROVER_EMAIL));
+        let script = include_str!("../../../scripts/bench.sh");
+        assert!(
+            script.contains(&format!(
+                "SPIN_VARIABLE_MATTERMOST_USER_MAP=\"{BENCH_USER_MAP}\""
+            )),
+            "scripts/bench.sh must map the bench approver"
+        );
     }
 
     #[test]

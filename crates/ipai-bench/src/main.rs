@@ -1,0 +1,34 @@
+//! `ipai-bench`: the load benchmark `make bench` runs against a running system
+//! (scripts/bench.sh starts it under each runtime). A benchmark, not a test: it asserts
+//! nothing about speed. Phases: `shipped` (what users run), `ingest` and `dispatch`
+//! (diagnostics); each merges its figures into the report file.
+
+mod common;
+mod dispatch;
+mod ingest;
+mod shipped;
+
+use anyhow::{bail, Result};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    name = "ipai-bench",
+    version,
+    about = "Load benchmark of a running IPAI bus"
+)]
+struct Cli {
+    #[command(flatten)]
+    args: common::BenchArgs,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Cli::parse().args;
+    match args.phase.as_str() {
+        "ingest" => ingest::ingest_phase(args).await,
+        "dispatch" => dispatch::dispatch_phase(args).await,
+        "shipped" => shipped::shipped_phase(args).await,
+        other => bail!("unknown phase {other:?}: use shipped, ingest or dispatch"),
+    }
+}
