@@ -1,6 +1,7 @@
-//! One dispatch run, free of Spin: keep `concurrency` deliveries in flight, claim the next
-//! batch as soon as the claimed ones are all started (not when the slowest of a batch has
-//! answered), ack delivered events in groups, fail the others one by one.
+//! One dispatch run, free of Spin: deliver a claimed batch `concurrency` at a time, ack
+//! delivered events in groups, fail the others one by one, and claim the next batch once
+//! every delivery of this one has answered (so the lease is only ever released with
+//! nothing in flight: one run at a time, as the connection budget assumes).
 //!
 //! The queue's rules stay in SQL (`start_dispatch_run`, `claim_dispatch_batch`,
 //! `ack_outbox`, `fail_outbox`, `end_dispatch_run`); [`Queue`] is the component's thin
@@ -90,20 +91,22 @@ where
 {
     let concurrency = limits.concurrency.max(1);
     // Acks wait for a group this large (or for the next claim, or the end): one round
-    // trip per group, and a successor in the same aggregate is claimable once acked.
+    // trip per group; all are made before the next claim, so a successor in the same
+    // aggregate is claimable by it.
     let ack_group = concurrency.div_ceil(2);
     let mut claimed: VecDeque<EventEnvelope> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
     let mut delivered: Vec<String> = Vec::new();
-    // A claim came back empty: the lease is released. Events acked after that may have
-    // made a successor in their aggregate due, so the run then tries to take the lease
-    // again instead of leaving them to the next kick or cron tick.
+    // A claim came back empty: the lease is released (with nothing in flight).
     let mut released = false;
-    let mut acked_since_release = false;
     let mut stopped_by_budget = false;
     loop {
         while in_flight.len() < concurrency {
-            if claimed.is_empty() && !released && !stopped_by_budget {
+            // Claim only when every delivery has answered: a claim that finds nothing
+            // releases the lease, and a lease released while deliveries are still in
+            // flight would let a kick start a second run beside this one (more deliveries
+            // at once than dispatch_concurrency, more connections than the role budget).
+            if claimed.is_empty() && in_flight.is_empty() && !released && !stopped_by_budget {
                 if budget_spent() {
                     stopped_by_budget = true;
                     break;
@@ -112,7 +115,6 @@ where
                 let batch = queue.claim(limits.batch_size)?;
                 if batch.is_empty() {
                     released = true;
-                    acked_since_release = false;
                 } else {
                     summary.batches += 1;
                     summary.claimed += batch.len() as u32;
@@ -129,7 +131,6 @@ where
                 delivered.push(event.id);
                 if delivered.len() >= ack_group {
                     summary.done += ack(queue, &mut delivered)?;
-                    acked_since_release |= released;
                 }
             }
             Some((event, Outcome::Fail(error))) => {
@@ -138,20 +139,12 @@ where
             }
             None => {
                 // Nothing in flight and nothing left to start.
-                let had_pending_acks = !delivered.is_empty();
                 summary.done += ack(queue, &mut delivered)?;
-                if stopped_by_budget {
-                    return Ok(RunEnd::BudgetSpent);
-                }
-                if released && (acked_since_release || had_pending_acks) {
-                    if !queue.start()? {
-                        // Another run holds the lease now and was asked to claim again.
-                        return Ok(RunEnd::QueueEmpty);
-                    }
-                    released = false;
-                    continue;
-                }
-                return Ok(RunEnd::QueueEmpty);
+                return Ok(if stopped_by_budget {
+                    RunEnd::BudgetSpent
+                } else {
+                    RunEnd::QueueEmpty
+                });
             }
         }
     }

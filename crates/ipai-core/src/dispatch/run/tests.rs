@@ -232,41 +232,63 @@ fn every_event_of_several_batches_is_delivered_and_acked_within_the_concurrency_
 }
 
 #[test]
-fn the_next_batch_is_claimed_while_a_slow_delivery_of_the_previous_one_is_still_running() {
-    let mut q = MemQueue::with(&[
-        ("slow", "1"),
-        ("b", "2"),
-        ("c", "3"),
-        ("d", "4"),
-        ("e", "5"),
-    ]);
+fn the_next_claim_waits_until_every_delivery_of_the_batch_has_answered() {
+    // A claim that finds nothing releases the lease; made while a delivery is still in
+    // flight it would let a second run start beside this one.
+    let mut q = MemQueue::with(&[("slow", "1"), ("b", "2"), ("c", "3")]);
     let d = Deliveries::new();
-    let d2 = d.clone();
+    let claims_at_finish: Rc<RefCell<Vec<u32>>> = Rc::new(RefCell::new(Vec::new()));
+    let q_claims = Rc::new(Cell::new(0u32));
     let s = block_on(run_dispatch(
-        &mut q,
+        &mut CountingQueue {
+            inner: &mut q,
+            claims: q_claims.clone(),
+        },
         limits(2, 2),
-        move |e| {
-            let d = d2.clone();
+        |e| {
+            let d = d.clone();
+            let seen = claims_at_finish.clone();
+            let claims = q_claims.clone();
             async move {
-                if e.id == "slow" {
-                    // Answers only once every other event has been delivered: a run that
-                    // waited for the whole batch before claiming again would never finish.
-                    let watch = d.clone();
-                    d.in_flight.set(d.in_flight.get() + 1);
-                    until(move || watch.finished.borrow().len() == 4).await;
-                    d.in_flight.set(d.in_flight.get() - 1);
-                    d.finished.borrow_mut().push(e.id.clone());
-                    (e, Outcome::Ack)
-                } else {
-                    deliver_after(d, e, 1).await
-                }
+                let yields = if e.id == "slow" { 20 } else { 1 };
+                let out = deliver_after(d, e, yields).await;
+                seen.borrow_mut().push(claims.get());
+                out
             }
         },
         || false,
     ))
     .unwrap();
-    assert_eq!((s.claimed, s.done), (5, 5));
-    assert_eq!(d.finished.borrow().last().map(String::as_str), Some("slow"));
+    assert_eq!((s.claimed, s.done), (3, 3));
+    // "b" answered long before "slow", yet "c" was claimed only after "slow" answered:
+    // both first-batch deliveries finished while only one claim had been made.
+    assert_eq!(claims_at_finish.borrow()[..2], [1, 1]);
+}
+
+/// Counts claims as they happen (the deliveries read the count).
+struct CountingQueue<'a> {
+    inner: &'a mut MemQueue,
+    claims: Rc<Cell<u32>>,
+}
+
+impl Queue for CountingQueue<'_> {
+    type Error = String;
+    fn start(&mut self) -> Result<bool, String> {
+        self.inner.start()
+    }
+    fn claim(&mut self, limit: i32) -> Result<Vec<EventEnvelope>, String> {
+        self.claims.set(self.claims.get() + 1);
+        self.inner.claim(limit)
+    }
+    fn ack(&mut self, ids: Vec<String>) -> Result<u32, String> {
+        self.inner.ack(ids)
+    }
+    fn fail(&mut self, event: &EventEnvelope, error: String) -> Result<Option<String>, String> {
+        self.inner.fail(event, error)
+    }
+    fn end(&mut self) -> Result<(), String> {
+        self.inner.end()
+    }
 }
 
 #[test]
@@ -288,8 +310,8 @@ fn failed_deliveries_are_recorded_with_their_new_status_and_the_rest_acked() {
 
 #[test]
 fn a_successor_held_behind_its_predecessor_is_delivered_in_the_same_run() {
-    // b follows a in aggregate 1: the claim made while a is in flight finds nothing and
-    // releases the lease; once a is acked the run takes the lease again and delivers b.
+    // b follows a in aggregate 1: the first claim holds it back; a is acked before the
+    // next claim, which hands b out in the same run.
     let mut q = MemQueue::with(&[("a", "1"), ("b", "1")]);
     let d = Deliveries::new();
     let s = block_on(run_dispatch(
@@ -301,9 +323,7 @@ fn a_successor_held_behind_its_predecessor_is_delivered_in_the_same_run() {
     .unwrap();
     assert_eq!((s.claimed, s.done), (2, 2));
     assert_eq!(*d.finished.borrow(), vec!["a".to_string(), "b".to_string()]);
-    // Taken again after a's ack (b came due) and after b's (nothing more): the run ends
-    // only on an empty claim with nothing acked since.
-    assert_eq!(q.starts, 3);
+    assert_eq!(q.starts, 1);
     assert!(!q.held);
 }
 
