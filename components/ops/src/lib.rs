@@ -8,13 +8,13 @@
 //! request, reads the variables, runs the library's statements on a `db_url` connection
 //! opened on first use, and writes the response.
 
-use ipai_ops::{Config, Database, DbError, Request, Response};
+use ipai_core::log;
+use ipai_ops::{Config, Request, Response};
 use ipai_spin::http::{headers, method, read_body, BodyError};
+use ipai_spin::pg::Pg;
 use ipai_spin::vars;
-use serde_json::Value;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
@@ -26,7 +26,7 @@ async fn serve(req: IncomingRequest) -> Response {
     let config = match Config::from_lookup(vars::optional) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("ops: {e}");
+            log::error("ops", None, &e);
             return ipai_ops::misconfigured(&e);
         }
     };
@@ -39,7 +39,7 @@ async fn serve(req: IncomingRequest) -> Response {
             Ok(b) => b,
             Err(BodyError::TooLarge(_)) => return ipai_ops::payload_too_large(),
             Err(e) => {
-                eprintln!("ops: {e}");
+                log::warn("ops", None, e);
                 Vec::new()
             }
         }
@@ -65,10 +65,7 @@ async fn serve(req: IncomingRequest) -> Response {
         ..Default::default()
     }
     .with_path_and_query(&path);
-    let mut db = Pg {
-        url: vars::required("db_url"),
-        conn: None,
-    };
+    let mut db = Pg::new("ops", "db_url");
     if request.path.trim_end_matches('/') == ipai_ops::alerts::EVALUATE_PATH {
         return evaluate_alerts(&request, &config, &mut db).await;
     }
@@ -117,56 +114,6 @@ async fn send(out: &ipai_ops::alerts::Outgoing) -> Result<(), String> {
 
 /// Deadline of one alert request.
 const ALERT_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// `db_url`, connected on the first statement.
-struct Pg {
-    url: Result<String, String>,
-    conn: Option<Connection>,
-}
-
-fn pg_error(e: PgError) -> DbError {
-    match e {
-        PgError::ConnectionFailed(m) => DbError::Unavailable(m),
-        other => DbError::Query(format!("{other:?}")),
-    }
-}
-
-impl Database for Pg {
-    fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError> {
-        if self.conn.is_none() {
-            let url = self.url.clone().map_err(DbError::Misconfigured)?;
-            let conn = Connection::open(&url).map_err(|e| match e {
-                PgError::ConnectionFailed(m) => DbError::Unavailable(m),
-                other => DbError::Unavailable(format!("{other:?}")),
-            })?;
-            self.conn = Some(conn);
-        }
-        let Some(conn) = self.conn.as_ref() else {
-            return Err(DbError::Unavailable("no connection".into()));
-        };
-        let params: Vec<ParameterValue> = params
-            .iter()
-            .map(|p| ParameterValue::Str(p.clone()))
-            .collect();
-        let rows = conn.query(sql, &params).map_err(pg_error)?;
-        let value = rows
-            .rows
-            .first()
-            .and_then(|r| r.first())
-            .ok_or_else(|| DbError::Query("the statement returned no row".into()))?;
-        match value {
-            DbValue::Jsonb(bytes) => serde_json::from_slice(bytes)
-                .map_err(|e| DbError::Query(format!("jsonb did not parse: {e}"))),
-            DbValue::Boolean(b) => Ok(Value::Bool(*b)),
-            DbValue::Int16(n) => Ok(Value::from(*n)),
-            DbValue::Int32(n) => Ok(Value::from(*n)),
-            DbValue::Int64(n) => Ok(Value::from(*n)),
-            DbValue::Str(s) => Ok(Value::String(s.clone())),
-            DbValue::DbNull => Ok(Value::Null),
-            other => Err(DbError::Query(format!("unexpected column value {other:?}"))),
-        }
-    }
-}
 
 async fn write(out: ResponseOutparam, r: Response) {
     ipai_spin::http::respond_with_headers(out, r.status, r.headers, r.body).await

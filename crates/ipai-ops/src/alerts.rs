@@ -12,7 +12,8 @@
 //! at the top of `/ops`, as `ipai_alerts_open{condition=…}` in `/metrics`, in
 //! `ipai status` and by the MCP tool `list_alerts`.
 
-use crate::{Database, DbError, Request, Response};
+use crate::{decode, value, ApiError, Database, DbError, Request, Response};
+use ipai_core::log;
 use ipai_effects::{config, email, mattermost};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -193,17 +194,13 @@ pub fn begin(
     db: &mut dyn Database,
 ) -> Result<Plan, Response> {
     if !req.is("POST") {
-        return Err(Response::error(405, "method_not_allowed", "use POST").with("allow", "POST"));
+        return Err(ApiError::method_not_allowed("use POST", "POST").into());
     }
     let Some(token) = cfg.dispatch_token.as_deref() else {
         return Err(crate::misconfigured("variable dispatch_token is not set"));
     };
     if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-        return Err(Response::error(
-            401,
-            "unauthorized",
-            "missing or wrong bearer token",
-        ));
+        return Err(ApiError::unauthorized("missing or wrong bearer token").into());
     }
     let acfg = acfg.map_err(|e| crate::misconfigured(e))?;
     let targets = acfg.targets();
@@ -214,22 +211,17 @@ pub fn begin(
         format!("{{{}}}", targets.join(",")),
         SEND_LEASE_S.to_string(),
     ];
-    let evaluation = db
-        .query_value(EVALUATE_SQL, &params)
-        .and_then(|v| {
-            serde_json::from_value::<Evaluation>(v)
-                .map_err(|e| DbError::Query(format!("unexpected result: {e}")))
-        })
+    let evaluation = value(db, EVALUATE_SQL, &params)
+        .and_then(decode::<Evaluation>)
         .map_err(|e| {
-            eprintln!("ops: alerts: {e}");
-            Response::error(503, "database_unavailable", "alert evaluation failed")
-                .with("retry-after", "5")
+            log::error("ops", None, format_args!("alerts: {e}"));
+            Response::from(ApiError::database_unavailable("alert evaluation failed").retry_after(5))
         })?;
     for c in &evaluation.opened {
-        eprintln!("ops: alert opened: {c}");
+        log::info("ops", None, format_args!("alert opened: {c}"));
     }
     for c in &evaluation.resolved {
-        eprintln!("ops: alert resolved: {c}");
+        log::info("ops", None, format_args!("alert resolved: {c}"));
     }
     let deliveries = evaluation
         .sends
@@ -271,9 +263,13 @@ pub fn finish(
         sent_n += sent.len();
         let error = errors.join("; ");
         if !error.is_empty() {
-            eprintln!(
-                "ops: alert {} ({}) {} message not sent, retried next tick: {error}",
-                d.alert.id, d.alert.condition, d.alert.message
+            log::warn(
+                "ops",
+                None,
+                format_args!(
+                    "alert {} ({}) {} message not sent, retried next tick: {error}",
+                    d.alert.id, d.alert.condition, d.alert.message
+                ),
             );
             failed.push(
                 json!({"condition": d.alert.condition, "message": d.alert.message,
@@ -286,8 +282,12 @@ pub fn finish(
             format!("{{{}}}", sent.join(",")),
             error,
         ];
-        if let Err(e) = db.query_value(SENT_SQL, &params) {
-            eprintln!("ops: alert {}: recording the send: {e}", d.alert.id);
+        if let Err(e) = value(db, SENT_SQL, &params) {
+            log::error(
+                "ops",
+                None,
+                format_args!("alert {}: recording the send: {e}", d.alert.id),
+            );
         }
     }
     let mut summary = plan.summary.clone();
@@ -485,9 +485,7 @@ pub fn alert_email(a: &Claimed, to: &[String], base: &str) -> email::Email {
 
 /// The open alerts (for `/metrics` and `/ops`); an error is logged, not fatal.
 pub fn open_alerts(db: &mut dyn Database) -> Result<Vec<OpenAlert>, DbError> {
-    db.query_value(OPEN_SQL, &[]).and_then(|v| {
-        serde_json::from_value(v).map_err(|e| DbError::Query(format!("unexpected result: {e}")))
-    })
+    value(db, OPEN_SQL, &[]).and_then(decode)
 }
 
 /// `ipai_alerts_open{condition=…}`: 1 per open alert, 0 for the fixed conditions that
@@ -673,16 +671,23 @@ mod tests {
     struct Fake(Vec<(String, Vec<String>)>);
 
     impl Database for Fake {
-        fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError> {
-            self.0.push((sql.to_string(), params.to_vec()));
+        fn query_value(
+            &mut self,
+            sql: &str,
+            params: &[crate::Param],
+        ) -> Result<Option<Value>, DbError> {
+            let texts = params.iter().map(crate::tests::text).collect();
+            self.0.push((sql.to_string(), texts));
             if sql == EVALUATE_SQL {
                 let a = json!({"id": 7, "condition": "dead_letters", "kind": "dead_letters",
                                "message": "opened", "targets": ["mattermost", "email"],
                                "events": 3, "since": null, "detail": "", "first_seen_at": "t1",
                                "last_seen_at": "t2", "resolved_at": null, "reminders": 0});
-                Ok(json!({"open": 1, "opened": ["dead_letters"], "resolved": [], "sends": [a]}))
+                Ok(Some(
+                    json!({"open": 1, "opened": ["dead_letters"], "resolved": [], "sends": [a]}),
+                ))
             } else {
-                Ok(json!(true))
+                Ok(Some(json!(true)))
             }
         }
     }

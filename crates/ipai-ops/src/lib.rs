@@ -14,7 +14,11 @@ pub mod data;
 pub mod html;
 pub mod metrics;
 
+pub use ipai_core::db::{Database, DbError, Param};
+pub use ipai_core::ApiError;
+
 use data::{DashboardData, HealthData, MetricsData, QUEUE_STATUSES};
+use ipai_core::log;
 use serde_json::{json, Value};
 
 /// Largest request body the component reads (the requeue form is a few hundred bytes).
@@ -120,10 +124,6 @@ impl Response {
         Self::new(status, "application/json", body.to_string())
     }
 
-    fn error(status: u16, code: &str, message: &str) -> Self {
-        Self::json(status, &json!({"error": code, "message": message}))
-    }
-
     fn html(status: u16, body: String) -> Self {
         Self::new(status, "text/html; charset=utf-8", body)
             .with(
@@ -150,45 +150,26 @@ impl Response {
     }
 }
 
+/// Every JSON error the component answers: the [`ApiError`]'s status, its headers after
+/// the security headers every response carries, and its one `{"error", "message"}` body.
+impl From<ApiError> for Response {
+    fn from(e: ApiError) -> Self {
+        let mut r = Response::new(e.status, "application/json", e.body());
+        for (name, value) in e.headers {
+            r = r.with(name, value);
+        }
+        r
+    }
+}
+
 /// 413 for a body over [`MAX_BODY_BYTES`].
 pub fn payload_too_large() -> Response {
-    Response::error(
-        413,
-        "payload_too_large",
-        &format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-    )
+    ApiError::payload_too_large(format!("the body exceeds {MAX_BODY_BYTES} bytes")).into()
 }
 
 /// 500 for a variable that cannot be used.
 pub fn misconfigured(message: &str) -> Response {
-    Response::error(500, "misconfigured", message)
-}
-
-/// A database failure.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DbError {
-    /// No connection (server down or unreachable, refused, not permitted).
-    Unavailable(String),
-    /// The statement failed or returned something unexpected.
-    Query(String),
-    /// `db_url` is missing.
-    Misconfigured(String),
-}
-
-impl std::fmt::Display for DbError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DbError::Unavailable(m) => write!(f, "database unreachable: {m}"),
-            DbError::Query(m) => write!(f, "query failed: {m}"),
-            DbError::Misconfigured(m) => write!(f, "{m}"),
-        }
-    }
-}
-
-/// The database as the ops routes use it: every statement returns one row with one
-/// column (jsonb, boolean or integer), parameters are text.
-pub trait Database {
-    fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError>;
+    ApiError::misconfigured(message).into()
 }
 
 /// The component's variables, parsed.
@@ -267,8 +248,17 @@ impl Config {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DbError> {
-    serde_json::from_value(v).map_err(|e| DbError::Query(format!("unexpected result: {e}")))
+/// One statement's value, every parameter bound as text (the SQL casts it, e.g.
+/// `$1::text::int`). Every statement of the component returns one row; no row and NULL
+/// both read as `Value::Null`.
+pub(crate) fn value(db: &mut dyn Database, sql: &str, params: &[String]) -> Result<Value, DbError> {
+    let params: Vec<Param> = params.iter().map(|p| Param::Text(p.clone())).collect();
+    Ok(db.query_value(sql, &params)?.unwrap_or(Value::Null))
+}
+
+/// A statement's JSON value as the type the route reads.
+pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DbError> {
+    serde_json::from_value(v).map_err(|e| DbError::Failed(format!("unexpected result: {e}")))
 }
 
 /// Serves one request.
@@ -287,10 +277,10 @@ pub fn handle(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             }
             match requeue_id(path) {
                 Some(id) => only(req, &["POST"]).unwrap_or_else(|| requeue(req, cfg, db, id)),
-                None => Response::error(404, "not_found", "no such ops page"),
+                None => ApiError::new(404, "not_found", "no such ops page").into(),
             }
         }
-        _ => Response::error(404, "not_found", "no such route"),
+        _ => ApiError::new(404, "not_found", "no such route").into(),
     }
 }
 
@@ -300,7 +290,7 @@ fn only(req: &Request, allowed: &[&str]) -> Option<Response> {
         None
     } else {
         let list = allowed.join(", ");
-        Some(Response::error(405, "method_not_allowed", &format!("use {list}")).with("allow", list))
+        Some(ApiError::method_not_allowed(format!("use {list}"), &list).into())
     }
 }
 
@@ -321,12 +311,9 @@ fn basic_auth(req: &Request, cfg: &Config) -> Option<Response> {
         None
     } else {
         Some(
-            Response::error(
-                401,
-                "unauthorized",
-                "user ops and the ops password are required",
-            )
-            .with("www-authenticate", auth::CHALLENGE),
+            ApiError::unauthorized("user ops and the ops password are required")
+                .with_header("www-authenticate", auth::CHALLENGE)
+                .into(),
         )
     }
 }
@@ -340,15 +327,15 @@ fn head_strip(req: &Request, mut r: Response) -> Response {
 
 fn health(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     let lock = cfg.lock_timeout_s.to_string();
-    let result = db
-        .query_value(&data::health_sql(), &[lock])
-        .and_then(decode::<HealthData>);
+    let result = value(db, &data::health_sql(), &[lock]).and_then(decode::<HealthData>);
     let r = match result {
         Err(e) => {
-            eprintln!("ops: /health: {e}");
+            log::error("ops", None, format_args!("/health: {e}"));
+            // A busy database (a statement timeout) answered: "error", as before Busy
+            // was told apart from other failures.
             let db_state = match e {
                 DbError::Unavailable(_) => "unreachable",
-                _ => "error",
+                DbError::Busy(_) | DbError::Failed(_) | DbError::Misconfigured(_) => "error",
             };
             Response::json(
                 503,
@@ -394,18 +381,16 @@ fn health(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
 fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     if let Some(token) = cfg.metrics_token.as_deref() {
         if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-            return Response::error(401, "unauthorized", "missing or wrong bearer token")
-                .with("www-authenticate", "Bearer realm=\"IPAI metrics\"");
+            return ApiError::unauthorized("missing or wrong bearer token")
+                .with_header("www-authenticate", "Bearer realm=\"IPAI metrics\"")
+                .into();
         }
     }
     let lock = cfg.lock_timeout_s.to_string();
-    let data = match db
-        .query_value(&data::metrics_sql(), &[lock])
-        .and_then(decode::<MetricsData>)
-    {
+    let data = match value(db, &data::metrics_sql(), &[lock]).and_then(decode::<MetricsData>) {
         Ok(d) => Some(d),
         Err(e) => {
-            eprintln!("ops: /metrics: {e}");
+            log::error("ops", None, format_args!("/metrics: {e}"));
             None
         }
     };
@@ -413,7 +398,7 @@ fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     // Open alerts (issue #19): one indexed read of integration.alerts.
     match alerts::open_alerts(db) {
         Ok(open) => text.push_str(&alerts::render_metrics(&open)),
-        Err(e) => eprintln!("ops: /metrics: alerts: {e}"),
+        Err(e) => log::error("ops", None, format_args!("/metrics: alerts: {e}")),
     }
     head_strip(req, Response::new(200, metrics::CONTENT_TYPE, text))
 }
@@ -426,12 +411,9 @@ fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
         .unwrap_or_else(|| csrf::new_session(&req.entropy));
     let token = csrf::token(password, &session, req.now_unix);
     let lock = cfg.lock_timeout_s.to_string();
-    let mut r = match db
-        .query_value(&data::dashboard_sql(), &[lock])
-        .and_then(decode::<DashboardData>)
-    {
+    let mut r = match value(db, &data::dashboard_sql(), &[lock]).and_then(decode::<DashboardData>) {
         Err(e) => {
-            eprintln!("ops: /ops: {e}");
+            log::error("ops", None, format_args!("/ops: {e}"));
             Response::html(
                 503,
                 html::message_page(
@@ -457,7 +439,7 @@ fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
                     let banner = alerts::render_banner(&open, "");
                     page = page.replacen("<main>", &format!("<main>{banner}"), 1);
                 }
-                Err(e) => eprintln!("ops: /ops: alerts: {e}"),
+                Err(e) => log::error("ops", None, format_args!("/ops: alerts: {e}")),
             }
             Response::html(200, page)
         }
@@ -485,28 +467,25 @@ fn requeue(req: &Request, cfg: &Config, db: &mut dyn Database, id: &str) -> Resp
     });
     if let Err(e) = checked {
         return if req.wants_json() {
-            Response::error(403, "csrf_rejected", &e.to_string())
+            ApiError::new(403, "csrf_rejected", e.to_string()).into()
         } else {
             Response::html(403, html::message_page("Request refused", &e.to_string()))
         };
     }
     if !data::is_uuid(id) {
-        return Response::error(404, "not_found", "the event id is not a UUID");
+        return ApiError::new(404, "not_found", "the event id is not a UUID").into();
     }
-    match db.query_value(data::REQUEUE_SQL, &[id.to_string()]) {
+    match value(db, data::REQUEUE_SQL, &[id.to_string()]) {
         Err(e) => {
-            eprintln!("ops: requeue {id}: {e}");
-            Response::error(
-                503,
-                "database_unavailable",
-                "could not requeue: database error",
-            )
-            .with("retry-after", "5")
+            log::error("ops", Some(id), format_args!("requeue: {e}"));
+            ApiError::database_unavailable("could not requeue: database error")
+                .retry_after(5)
+                .into()
         }
         Ok(v) => {
             let requeued = v.as_bool().unwrap_or(false);
             if requeued {
-                eprintln!("ops: event {id} requeued by the operator");
+                log::info("ops", Some(id), "requeued by the operator");
             }
             if req.wants_json() {
                 Response::json(200, &json!({"id": id, "requeued": requeued}))
@@ -524,7 +503,7 @@ fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
         return misconfigured("variable dispatch_token is not set");
     };
     if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-        return Response::error(401, "unauthorized", "missing or wrong bearer token");
+        return ApiError::unauthorized("missing or wrong bearer token").into();
     }
     let params = [
         cfg.retention_days.to_string(),
@@ -532,16 +511,15 @@ fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     ];
     let (mut deleted, mut batches, mut more) = (0i64, 0i64, false);
     while batches < RETENTION_MAX_BATCHES {
-        let n = match db.query_value(data::PURGE_SQL, &params) {
+        let n = match value(db, data::PURGE_SQL, &params) {
             Ok(v) => v.as_i64().unwrap_or(0),
             Err(e) => {
-                eprintln!("ops: retention: {e} (deleted {deleted} rows before)");
-                return Response::json(
-                    503,
-                    &json!({"error": "database_unavailable", "message": "purge failed",
-                            "deleted": deleted, "batches": batches}),
-                )
-                .with("retry-after", "5");
+                log::error(
+                    "ops",
+                    None,
+                    format_args!("retention: {e} (deleted {deleted} rows before)"),
+                );
+                return purge_failed("purge failed", deleted, batches);
             }
         };
         batches += 1;
@@ -553,25 +531,28 @@ fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     }
     // Expired replay-protection digests: one bounded batch, best effort (ingest deletes
     // them too).
-    if let Err(e) = db.query_value(data::PURGE_SIGNATURES_SQL, &["10000".to_string()]) {
-        eprintln!("ops: retention: expired signatures: {e}");
+    if let Err(e) = value(db, data::PURGE_SIGNATURES_SQL, &["10000".to_string()]) {
+        log::warn(
+            "ops",
+            None,
+            format_args!("retention: expired signatures: {e}"),
+        );
     }
     if deleted > 0 {
-        eprintln!(
-            "ops: retention deleted {deleted} done outbox rows older than {} days in {batches} batches",
-            cfg.retention_days
+        log::info(
+            "ops",
+            None,
+            format_args!(
+                "retention deleted {deleted} done outbox rows older than {} days in {batches} batches",
+                cfg.retention_days
+            ),
         );
     }
     let ledgers = match purge_ledgers(cfg, db) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("ops: retention: ledgers: {e}");
-            return Response::json(
-                503,
-                &json!({"error": "database_unavailable", "message": "ledger purge failed",
-                        "deleted": deleted, "batches": batches}),
-            )
-            .with("retry-after", "5");
+            log::error("ops", None, format_args!("retention: ledgers: {e}"));
+            return purge_failed("ledger purge failed", deleted, batches);
         }
     };
     Response::json(
@@ -580,6 +561,17 @@ fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
                 "older_than_days": cfg.retention_days, "batch_size": cfg.retention_batch,
                 "ledgers": ledgers}),
     )
+}
+
+/// 503 `database_unavailable` (retry after 5 s) whose body also says how far the purge
+/// got: the [`ApiError`] body plus `deleted` and `batches`.
+fn purge_failed(message: &str, deleted: i64, batches: i64) -> Response {
+    let mut r = Response::from(ApiError::database_unavailable(message).retry_after(5));
+    let mut body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
+    body["deleted"] = json!(deleted);
+    body["batches"] = json!(batches);
+    r.body = body.to_string().into_bytes();
+    r
 }
 
 /// The handlers' ledgers (`integration.purge_ledgers`): batches until every ledger is
@@ -593,7 +585,7 @@ fn purge_ledgers(cfg: &Config, db: &mut dyn Database) -> Result<Value, DbError> 
     let mut deleted = serde_json::Map::new();
     let mut more = false;
     for _ in 0..RETENTION_MAX_BATCHES {
-        let counts = db.query_value(data::PURGE_LEDGERS_SQL, &params)?;
+        let counts = value(db, data::PURGE_LEDGERS_SQL, &params)?;
         let counts = counts.as_object().cloned().unwrap_or_default();
         more = false;
         for (ledger, n) in counts {
@@ -608,10 +600,14 @@ fn purge_ledgers(cfg: &Config, db: &mut dyn Database) -> Result<Value, DbError> 
     }
     let total: i64 = deleted.values().filter_map(Value::as_i64).sum();
     if total > 0 {
-        eprintln!(
-            "ops: retention deleted {total} ledger rows older than {} days: {}",
-            cfg.ledger_window_days(),
-            Value::Object(deleted.clone())
+        log::info(
+            "ops",
+            None,
+            format_args!(
+                "retention deleted {total} ledger rows older than {} days: {}",
+                cfg.ledger_window_days(),
+                Value::Object(deleted.clone())
+            ),
         );
     }
     Ok(json!({"deleted": deleted, "more": more, "older_than_days": cfg.ledger_window_days()}))

@@ -19,9 +19,18 @@ struct FakeDb {
     calls: Vec<(String, Vec<String>)>,
 }
 
+/// A parameter as the text it binds (every ops statement binds text).
+pub(crate) fn text(p: &Param) -> String {
+    match p {
+        Param::Text(s) => s.clone(),
+        other => panic!("ops binds text parameters only, got {other:?}"),
+    }
+}
+
 impl Database for FakeDb {
-    fn query_value(&mut self, sql: &str, params: &[String]) -> Result<Value, DbError> {
-        self.calls.push((sql.to_string(), params.to_vec()));
+    fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
+        self.calls
+            .push((sql.to_string(), params.iter().map(text).collect()));
         if self.down {
             return Err(DbError::Unavailable("connection refused".into()));
         }
@@ -48,7 +57,8 @@ impl Database for FakeDb {
         } else {
             None
         };
-        pick.ok_or_else(|| DbError::Query(format!("unexpected SQL {sql}")))
+        pick.map(Some)
+            .ok_or_else(|| DbError::Failed(format!("unexpected SQL {sql}")))
     }
 }
 
@@ -471,5 +481,52 @@ fn unknown_routes_are_404() {
         )
         .status,
         200
+    );
+}
+
+#[test]
+fn error_answers_are_one_json_shape_with_their_headers_after_the_security_headers() {
+    let mut db = FakeDb::default();
+    let r = handle(&req("POST", "/health"), &cfg(), &mut db);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap(),
+        json!({"error": "method_not_allowed", "message": "use GET, HEAD"})
+    );
+    let headers: Vec<(&str, &str)> = r
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            ("content-type", "application/json"),
+            ("cache-control", "no-store"),
+            ("x-content-type-options", "nosniff"),
+            ("allow", "GET, HEAD"),
+        ]
+    );
+
+    // A failed purge also says how far it got.
+    let mut down = FakeDb {
+        down: true,
+        ..Default::default()
+    };
+    let mut authed = req("POST", "/ops/retention");
+    authed
+        .headers
+        .push(("authorization".into(), "Bearer tok".into()));
+    let r = handle(&authed, &cfg(), &mut down);
+    assert_eq!((r.status, r.header("retry-after")), (503, Some("5")));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap(),
+        json!({"error": "database_unavailable", "message": "purge failed",
+               "deleted": 0, "batches": 0})
+    );
+    let r = payload_too_large();
+    assert_eq!(r.status, 413);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&r.body).unwrap()["error"],
+        "payload_too_large"
     );
 }
