@@ -1,6 +1,6 @@
 use super::*;
 use crate::approval::Approvers;
-use crate::mattermost::{ActionContext, MattermostUser};
+use crate::mattermost::{ActionContext, Decision, MattermostUser};
 use serde_json::json;
 
 fn ev(event_type: &str, payload: Value) -> EventEnvelope {
