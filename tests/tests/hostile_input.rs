@@ -391,29 +391,7 @@ async fn metrics_and_mcp_queries_read_indexes_on_200_000_events() {
     f.ingest("live-1", &expense("live")).await;
     // 200,000 delivered events with a delivery each, in one statement.
     f.db.client
-        .batch_execute(
-            "WITH o AS (
-                 INSERT INTO integration.outbox (event_type, aggregate_type, aggregate_id, payload,
-                        idempotency_key, body_sha256, status, done_at, created_at)
-                 SELECT 'expense.paid', 'expense', 'bulk-' || g,
-                        jsonb_build_object('employee_code', 'E-' || (g % 500), 'amount', g),
-                        'bulk-' || g, 'sha', 'done', now() - interval '1 day',
-                        now() - make_interval(secs => g)
-                   FROM generate_series(1, 200000) AS g
-                 RETURNING id, seq, event_type, aggregate_type, aggregate_id, payload,
-                           idempotency_key, body_sha256, created_at
-             ), l AS (
-                 INSERT INTO integration.event_log (id, seq, event_type, aggregate_type,
-                        aggregate_id, payload, idempotency_key, body_sha256, received_at)
-                 SELECT id, seq, event_type, aggregate_type, aggregate_id, payload,
-                        idempotency_key, body_sha256, created_at FROM o
-                 RETURNING id
-             )
-             INSERT INTO integration.deliveries (event_id, channel, target, status, response_code)
-             SELECT id, 'email', 'finance@example.com', 'sent', 200 FROM l;
-             ANALYZE integration.outbox; ANALYZE integration.event_log;
-             ANALYZE integration.deliveries; ANALYZE integration.metric_counts;",
-        )
+        .batch_execute(include_str!("../sql/seed_200k_delivered_events.sql"))
         .await
         .unwrap();
 

@@ -5,8 +5,11 @@
 //! After each run it asks the ops component to evaluate the alerts
 //! (`POST /ops/alerts/evaluate`, issue #19).
 
+use ipai_core::log;
 use ipai_spin::vars;
 use std::time::Duration;
+
+const COMPONENT: &str = "dispatch-cron";
 
 spin_sdk::wit_bindgen::generate!({
     world: "spin-cron",
@@ -54,14 +57,18 @@ async fn evaluate_alerts(timestamp: u64, base: &str, headers: &[(&str, String)])
                 "\"resolved\":[]",
             ];
             if !quiet.iter().all(|q| text.contains(q)) {
-                println!("dispatch-cron {timestamp}: alerts: {text}");
+                log::info(COMPONENT, None, format!("tick {timestamp}: alerts: {text}"));
             }
         }
-        Ok((status, body)) => eprintln!(
-            "dispatch-cron {timestamp}: {url} answered {status}: {}",
-            String::from_utf8_lossy(&body)
+        Ok((status, body)) => log::error(
+            COMPONENT,
+            None,
+            format!(
+                "tick {timestamp}: {url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
         ),
-        Err(e) => eprintln!("dispatch-cron {timestamp}: {url}: {e}"),
+        Err(e) => log::error(COMPONENT, None, format!("tick {timestamp}: {url}: {e}")),
     }
 }
 
@@ -70,7 +77,7 @@ async fn dispatch(timestamp: u64, url: &str, headers: &[(&str, String)]) -> Resu
         Ok((200, body)) => {
             let text = String::from_utf8_lossy(&body);
             if !text.contains("\"claimed\":0") {
-                println!("dispatch-cron {timestamp}: {text}");
+                log::info(COMPONENT, None, format!("tick {timestamp}: {text}"));
             }
             Ok(())
         }

@@ -9,126 +9,91 @@
 //! chaining, or over HTTP where chaining is unavailable — keeping `dispatch_concurrency`
 //! in flight, `ack_outbox`es 2xx answers in groups and `fail_outbox`es everything else,
 //! until the queue is empty or the time budget is spent. It answers with the run's
-//! summary. The loop itself is `ipai_core::dispatch::run` (natively tested); this
-//! component is its adapter to Spin's PostgreSQL and outbound HTTP.
+//! summary. The loop itself is `ipai_core::dispatch::run` (natively tested), the SQL of
+//! each queue call `ipai_core::outbox`; this component is their adapter to Spin's
+//! PostgreSQL and outbound HTTP.
 
 use ipai_core::auth::bearer_matches;
+use ipai_core::db::DbError;
 use ipai_core::dispatch::run::{run_dispatch, Queue, RunLimits};
 use ipai_core::dispatch::{
     outcome_of_response, DispatchSettings, EventEnvelope, Outcome, RunSummary, Transport,
 };
-use ipai_spin::http::{header, method, respond_json};
-use ipai_spin::{timer, vars};
+use ipai_core::outbox::{self, ACK_SQL, CLAIM_BATCH_SQL, END_RUN_SQL, FAIL_SQL, START_RUN_SQL};
+use ipai_core::{log, ApiError};
+use ipai_spin::http::{header, method, respond_error, respond_json};
+use ipai_spin::{pg, timer, vars};
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
-use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
+use spin_sdk::pg4::{Connection, DbValue, ParameterValue};
 use std::time::Duration;
 
-/// A failure of the run itself (not of one delivery).
-enum RunError {
-    Unauthorized,
-    MethodNotAllowed,
-    Misconfigured(String),
-    Database(String),
-}
+const COMPONENT: &str = "dispatcher";
 
-impl RunError {
-    fn status(&self) -> u16 {
-        match self {
-            RunError::Unauthorized => 401,
-            RunError::MethodNotAllowed => 405,
-            RunError::Misconfigured(_) => 500,
-            RunError::Database(_) => 503,
-        }
+/// A run that could not start or went wrong as a whole (not one delivery): 503, retry.
+fn run_failed(e: DbError) -> ApiError {
+    match e {
+        DbError::Misconfigured(m) => ApiError::misconfigured(m),
+        other => ApiError::database_unavailable(other.to_string()),
     }
-
-    fn body(&self) -> Vec<u8> {
-        let (code, msg) = match self {
-            RunError::Unauthorized => ("unauthorized", "missing or wrong bearer token".to_string()),
-            RunError::MethodNotAllowed => ("method_not_allowed", "use POST".to_string()),
-            RunError::Misconfigured(m) => ("misconfigured", m.clone()),
-            RunError::Database(m) => ("database_unavailable", m.clone()),
-        };
-        json!({"error": code, "message": msg})
-            .to_string()
-            .into_bytes()
-    }
-}
-
-fn db(e: PgError) -> RunError {
-    RunError::Database(format!("{e:?}"))
 }
 
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     match authorize(&req).and_then(|_| configure()) {
         Err(e) => {
-            let extra = if matches!(e, RunError::MethodNotAllowed) {
-                vec![("allow", "POST".to_string())]
-            } else {
-                vec![]
-            };
-            if e.status() >= 500 {
-                eprintln!("dispatcher: {}", String::from_utf8_lossy(&e.body()));
+            if e.is_server_error() {
+                log::error(COMPONENT, None, &e);
             }
-            respond_json(out, e.status(), e.body(), &extra).await
+            respond_error(out, &e).await
         }
         Ok(cfg) => match run(&cfg).await {
             Ok(summary) => {
                 if summary.claimed > 0 {
-                    eprintln!("dispatcher: {}", json!(summary));
+                    log::info(COMPONENT, None, json!(summary));
                 }
                 respond_json(out, 200, json!(summary).to_string().into_bytes(), &[]).await
             }
             Err(e) => {
-                eprintln!(
-                    "dispatcher: run failed: {}",
-                    String::from_utf8_lossy(&e.body())
-                );
-                respond_json(
-                    out,
-                    e.status(),
-                    e.body(),
-                    &[("retry-after", "5".to_string())],
-                )
-                .await
+                let e = run_failed(e).retry_after(5);
+                log::error(COMPONENT, None, format!("run failed: {e}"));
+                respond_error(out, &e).await
             }
         },
     }
 }
 
-fn authorize(req: &IncomingRequest) -> Result<(), RunError> {
+fn authorize(req: &IncomingRequest) -> Result<(), ApiError> {
     if !method(req).eq_ignore_ascii_case("POST") {
-        return Err(RunError::MethodNotAllowed);
+        return Err(ApiError::method_not_allowed("use POST", "POST"));
     }
-    let token = vars::required("dispatch_token").map_err(RunError::Misconfigured)?;
+    let token = vars::required("dispatch_token").map_err(ApiError::misconfigured)?;
     if bearer_matches(header(req, "authorization").as_deref(), &token) {
         Ok(())
     } else {
-        Err(RunError::Unauthorized)
+        Err(ApiError::unauthorized("missing or wrong bearer token"))
     }
 }
 
 struct Config {
-    db_url: String,
     token: String,
     transport: Transport,
     settings: DispatchSettings,
     worker: String,
 }
 
-fn configure() -> Result<Config, RunError> {
+fn configure() -> Result<Config, ApiError> {
     let settings =
-        DispatchSettings::from_lookup(vars::optional).map_err(RunError::Misconfigured)?;
+        DispatchSettings::from_lookup(vars::optional).map_err(ApiError::misconfigured)?;
     let transport = Transport::from_settings(
         &vars::optional("service_chaining").unwrap_or_default(),
         &vars::optional("handler_base_url").unwrap_or_default(),
     )
-    .map_err(RunError::Misconfigured)?;
+    .map_err(ApiError::misconfigured)?;
+    vars::required("db_url").map_err(ApiError::misconfigured)?;
     Ok(Config {
-        db_url: vars::required("db_url").map_err(RunError::Misconfigured)?,
-        token: vars::required("dispatch_token").map_err(RunError::Misconfigured)?,
+        token: vars::required("dispatch_token").map_err(ApiError::misconfigured)?,
         transport,
         settings,
         worker: format!(
@@ -141,116 +106,83 @@ fn configure() -> Result<Config, RunError> {
     })
 }
 
-/// One row always (Spin 4.0.2 never returns from a query with no rows): the claimed batch
-/// as a JSON array, timestamps as text (Spin 4.0.2 cannot read `timestamptz` columns).
-/// An empty batch means the run is over: `claim_dispatch_batch` released the lease (or
-/// another run had taken it over).
-const CLAIM_SQL: &str = "SELECT coalesce(jsonb_agg(jsonb_build_object(\
-       'id', c.id, 'seq', c.seq, 'event_type', c.event_type, 'aggregate_type', c.aggregate_type, \
-       'aggregate_id', c.aggregate_id, 'payload', c.payload, 'idempotency_key', c.idempotency_key, \
-       'source', c.source, 'occurred_at', c.occurred_at::text, 'created_at', c.created_at::text, \
-       'attempt', c.attempts) ORDER BY c.seq), '[]'::jsonb) \
-     FROM integration.claim_dispatch_batch($2::text, $1::int4, $4::int8 * interval '1 millisecond', \
-                                           make_interval(secs => $3::int8)) c";
-
-/// The queue functions over this run's connection (see `ipai_core::dispatch::run`).
+/// The queue functions (`ipai_core::outbox`) over this run's connection.
 struct PgQueue<'a> {
     conn: Connection,
     cfg: &'a Config,
 }
 
+impl PgQueue<'_> {
+    /// Runs one queue call: its one row's first column.
+    fn call(&self, sql: &str, params: &[ParameterValue]) -> Result<Option<DbValue>, DbError> {
+        let rows = self.conn.query(sql, params).map_err(pg::db_error)?;
+        Ok(pg::first_value(&rows).cloned())
+    }
+
+    fn worker(&self) -> ParameterValue {
+        ParameterValue::Str(self.cfg.worker.clone())
+    }
+}
+
+fn unexpected(call: &str, value: Option<DbValue>) -> DbError {
+    DbError::Failed(format!("{call} returned {value:?}"))
+}
+
 impl Queue for PgQueue<'_> {
-    type Error = RunError;
+    type Error = DbError;
 
-    fn start(&mut self) -> Result<bool, RunError> {
-        let rows = self
-            .conn
-            .query(
-                "SELECT integration.start_dispatch_run($1::text, $2::int8 * interval '1 millisecond')",
-                &[
-                    ParameterValue::Str(self.cfg.worker.clone()),
-                    ParameterValue::Int64(self.cfg.settings.lease_ms() as i64),
-                ],
-            )
-            .map_err(db)?;
-        match rows.rows.first().and_then(|r| r.first()) {
-            Some(DbValue::Boolean(b)) => Ok(*b),
-            other => Err(RunError::Database(format!(
-                "start_dispatch_run returned {other:?}"
-            ))),
+    fn start(&mut self) -> Result<bool, DbError> {
+        let lease = ParameterValue::Int64(self.cfg.settings.lease_ms() as i64);
+        match self.call(START_RUN_SQL, &[self.worker(), lease])? {
+            Some(DbValue::Boolean(b)) => Ok(b),
+            other => Err(unexpected("start_dispatch_run", other)),
         }
     }
 
-    fn claim(&mut self, limit: i32) -> Result<Vec<EventEnvelope>, RunError> {
-        let cfg = self.cfg;
-        let rows = self
-            .conn
-            .query(
-                CLAIM_SQL,
-                &[
-                    ParameterValue::Int32(limit),
-                    ParameterValue::Str(cfg.worker.clone()),
-                    ParameterValue::Int64(cfg.settings.lock_timeout_s),
-                    ParameterValue::Int64(cfg.settings.lease_ms() as i64),
-                ],
-            )
-            .map_err(db)?;
-        match rows.rows.first().and_then(|r| r.first()) {
-            Some(DbValue::Jsonb(json)) => serde_json::from_slice(json).map_err(|e| {
-                RunError::Database(format!("claim_outbox returned an unexpected batch: {e}"))
-            }),
-            other => Err(RunError::Database(format!(
-                "claim_outbox returned {other:?}"
-            ))),
+    fn claim(&mut self, limit: i32) -> Result<Vec<EventEnvelope>, DbError> {
+        let settings = &self.cfg.settings;
+        let params = [
+            ParameterValue::Int32(limit),
+            self.worker(),
+            ParameterValue::Int64(settings.lock_timeout_s),
+            ParameterValue::Int64(settings.lease_ms() as i64),
+        ];
+        match self.call(&CLAIM_BATCH_SQL, &params)? {
+            Some(DbValue::Jsonb(json)) => outbox::decode_batch(&json).map_err(DbError::Failed),
+            other => Err(unexpected("claim_dispatch_batch", other)),
         }
     }
 
-    /// Acks a group of delivered events in one round trip (`ack_outbox` per id).
-    fn ack(&mut self, ids: Vec<String>) -> Result<u32, RunError> {
+    /// Acks a group of delivered events in one round trip.
+    fn ack(&mut self, ids: Vec<String>) -> Result<u32, DbError> {
         let ids = ids.into_iter().map(Some).collect();
-        let rows = self
-            .conn
-            .query(
-                "SELECT count(*) FILTER (WHERE acked) FROM unnest($1::text[]) AS t(id), \
-                 LATERAL integration.ack_outbox(t.id::uuid) AS acked",
-                &[ParameterValue::ArrayStr(ids)],
-            )
-            .map_err(db)?;
-        match rows.rows.first().and_then(|r| r.first()) {
-            Some(DbValue::Int64(n)) => Ok(*n as u32),
-            other => Err(RunError::Database(format!("ack_outbox returned {other:?}"))),
+        match self.call(ACK_SQL, &[ParameterValue::ArrayStr(ids)])? {
+            Some(DbValue::Int64(n)) => Ok(n as u32),
+            other => Err(unexpected("ack_outbox", other)),
         }
     }
 
-    fn fail(&mut self, event: &EventEnvelope, error: String) -> Result<Option<String>, RunError> {
-        eprintln!(
-            "dispatcher: event {} ({}) attempt {} failed: {error}",
-            event.id, event.event_type, event.attempt
+    fn fail(&mut self, event: &EventEnvelope, error: String) -> Result<Option<String>, DbError> {
+        log::warn(
+            COMPONENT,
+            Some(&event.id),
+            format!(
+                "{} attempt {} failed: {error}",
+                event.event_type, event.attempt
+            ),
         );
-        let rows = self
-            .conn
-            .query(
-                "SELECT integration.fail_outbox($1::text::uuid, $2::text)",
-                &[
-                    ParameterValue::Str(event.id.clone()),
-                    ParameterValue::Str(error),
-                ],
-            )
-            .map_err(db)?;
-        Ok(match rows.rows.first().and_then(|r| r.first()) {
-            Some(DbValue::Str(s)) => Some(s.clone()),
+        let params = [
+            ParameterValue::Str(event.id.clone()),
+            ParameterValue::Str(error),
+        ];
+        Ok(match self.call(FAIL_SQL, &params)? {
+            Some(DbValue::Str(s)) => Some(s),
             _ => None,
         })
     }
 
-    fn end(&mut self) -> Result<(), RunError> {
-        self.conn
-            .query(
-                "SELECT integration.end_dispatch_run($1::text)",
-                &[ParameterValue::Str(self.cfg.worker.clone())],
-            )
-            .map(|_| ())
-            .map_err(db)
+    fn end(&mut self) -> Result<(), DbError> {
+        self.call(END_RUN_SQL, &[self.worker()]).map(|_| ())
     }
 }
 
@@ -279,11 +211,11 @@ async fn deliver(cfg: &Config, event: EventEnvelope) -> (EventEnvelope, Outcome)
     (event, outcome)
 }
 
-async fn run(cfg: &Config) -> Result<RunSummary, RunError> {
+async fn run(cfg: &Config) -> Result<RunSummary, DbError> {
     let started = timer::deadline_in(Duration::ZERO);
     let deadline = timer::deadline_in(Duration::from_millis(cfg.settings.budget_ms));
     let mut queue = PgQueue {
-        conn: Connection::open(&cfg.db_url).map_err(db)?,
+        conn: pg::open("db_url")?,
         cfg,
     };
     let limits = RunLimits {

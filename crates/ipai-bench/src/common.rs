@@ -99,6 +99,30 @@ pub fn event_body(i: usize, run: &str) -> String {
     .to_string()
 }
 
+/// Sends one POST signed the IPAI way (`x-ipai-timestamp` + `x-ipai-signature`) with its
+/// idempotency key: the response, and how long it took to arrive.
+pub async fn send_signed(
+    client: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    idempotency_key: &str,
+    body: String,
+) -> reqwest::Result<(reqwest::Response, Duration)> {
+    let ts = chrono::Utc::now().timestamp_millis().to_string();
+    let sig = sign(secret, &ts, body.as_bytes());
+    let start = Instant::now();
+    let resp = client
+        .post(url)
+        .header("content-type", "application/json")
+        .header("x-ipai-timestamp", &ts)
+        .header("x-ipai-signature", sig)
+        .header("x-idempotency-key", idempotency_key)
+        .body(body)
+        .send()
+        .await?;
+    Ok((resp, start.elapsed()))
+}
+
 /// Posts one signed event; returns its latency and outbox id.
 pub async fn post_event(
     client: &reqwest::Client,
@@ -118,21 +142,9 @@ pub async fn post_signed(
     i: usize,
     run: &str,
 ) -> Result<(Duration, String)> {
-    let body = event_body(i, run);
-    let ts = chrono::Utc::now().timestamp_millis().to_string();
-    let sig = sign(secret, &ts, body.as_bytes());
-    let start = Instant::now();
-    let resp = client
-        .post(&args.url)
-        .header("content-type", "application/json")
-        .header("x-ipai-timestamp", &ts)
-        .header("x-ipai-signature", sig)
-        .header("x-idempotency-key", format!("bench-{run}-{i}"))
-        .body(body)
-        .send()
-        .await?;
+    let key = format!("bench-{run}-{i}");
+    let (resp, elapsed) = send_signed(client, &args.url, secret, &key, event_body(i, run)).await?;
     let status = resp.status().as_u16();
-    let elapsed = start.elapsed();
     let body: Value = resp.json().await.unwrap_or(Value::Null);
     if status != expect {
         bail!("ingest answered {status} (expected {expect}): {body}");

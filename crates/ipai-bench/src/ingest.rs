@@ -76,27 +76,9 @@ async fn stuffed_signature(args: &BenchArgs, n: usize) -> Result<(Vec<Duration>,
     Ok((lat, status))
 }
 
-/// 200,000 delivered events with a delivery each, in one statement (as the end-to-end
-/// test `hostile_input.rs` seeds them).
-const SEED_200K_SQL: &str = "WITH o AS (
-     INSERT INTO integration.outbox (event_type, aggregate_type, aggregate_id, payload,
-            idempotency_key, body_sha256, status, done_at, created_at)
-     SELECT 'expense.paid', 'expense', 'seed-' || g,
-            jsonb_build_object('employee_code', 'E-' || (g % 500), 'amount', g),
-            'seed-' || g, 'sha', 'done', now() - interval '1 day', now() - make_interval(secs => g)
-       FROM generate_series(1, 200000) AS g
-     RETURNING id, seq, event_type, aggregate_type, aggregate_id, payload, idempotency_key,
-               body_sha256, created_at
- ), l AS (
-     INSERT INTO integration.event_log (id, seq, event_type, aggregate_type, aggregate_id,
-            payload, idempotency_key, body_sha256, received_at)
-     SELECT id, seq, event_type, aggregate_type, aggregate_id, payload, idempotency_key,
-            body_sha256, created_at FROM o
-     RETURNING id
- )
- INSERT INTO integration.deliveries (event_id, channel, target, status, response_code)
- SELECT id, 'email', 'bench@example.com', 'sent', 200 FROM l;
- ANALYZE integration.outbox; ANALYZE integration.event_log; ANALYZE integration.deliveries;";
+/// 200,000 delivered events with a delivery each, in one statement (the same data the
+/// end-to-end test `hostile_input.rs` seeds).
+const SEED_200K_SQL: &str = include_str!("../../../tests/sql/seed_200k_delivered_events.sql");
 
 /// The read paths on a long log (issue 15): seeds 200,000 events into the bench database,
 /// then times `/metrics`' and `/ops`' statements, MCP tool statements (with and without
@@ -127,7 +109,7 @@ async fn read_costs(args: &BenchArgs) -> Result<Vec<(&'static str, f64)>> {
         ),
         (
             "mcp_get_event_by_key_ms_200k",
-            mcp("get_event", json!({"idempotency_key": "seed-4242"}))?,
+            mcp("get_event", json!({"idempotency_key": "bulk-4242"}))?,
         ),
         (
             "mcp_query_expense_events_employee_code_ms_200k",

@@ -18,7 +18,7 @@
 //! `authenticate` and the expense's report with its approver, and Mattermost's webhook.
 //! It is a benchmark, not a test: it asserts nothing about speed.
 
-use crate::common::{merge_report, percentile, BenchArgs};
+use crate::common::{merge_report, percentile, send_signed, BenchArgs};
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -262,25 +262,20 @@ async fn burst(args: &BenchArgs, run: &str, seconds: u64) -> Burst {
         tasks.push(tokio::spawn(async move {
             while Instant::now() < until {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                let body = shipped_event(i, &run);
-                let ts = chrono::Utc::now().timestamp_millis().to_string();
-                let sig = ipai_core::signature::sign(&args.secret, &ts, body.as_bytes());
-                let start = Instant::now();
-                let resp = client
-                    .post(&args.url)
-                    .header("content-type", "application/json")
-                    .header("x-ipai-timestamp", &ts)
-                    .header("x-ipai-signature", sig)
-                    .header("x-idempotency-key", format!("shipped-{run}-{i}"))
-                    .body(body)
-                    .send()
-                    .await;
-                let took = start.elapsed();
+                let key = format!("shipped-{run}-{i}");
+                let sent = send_signed(
+                    &client,
+                    &args.url,
+                    &args.secret,
+                    &key,
+                    shipped_event(i, &run),
+                )
+                .await;
                 let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
-                match resp.map(|r| r.status().as_u16()) {
-                    Ok(202) => o.accepted.push(took),
-                    Ok(503) => o.refused += 1,
-                    Ok(s) => o.errors.push(format!("HTTP {s}")),
+                match sent.map(|(r, took)| (r.status().as_u16(), took)) {
+                    Ok((202, took)) => o.accepted.push(took),
+                    Ok((503, _)) => o.refused += 1,
+                    Ok((s, _)) => o.errors.push(format!("HTTP {s}")),
                     Err(e) => o.errors.push(e.to_string()),
                 }
             }

@@ -1,7 +1,100 @@
-//! Every way an ingest request can fail, mapped to its HTTP status and machine code in one
-//! place (the Svix pattern), so components never invent statuses of their own.
+//! The bus's one HTTP error model (the Svix pattern): every refusal or failure any surface
+//! answers — ingest, the dispatcher, the domain handlers, the approvals callback, ops and
+//! MCP's HTTP layer — is an [`ApiError`]: a status, a stable machine code, a sentence, and
+//! the headers the client needs (`Allow`, `Retry-After`), written as one
+//! `{"error": code, "message": sentence}` body. The causes a component can name
+//! ([`IngestError`] here, `HandlerError` in `crate::handler_request`) map to it in one `From` each,
+//! so components never invent statuses of their own.
 
 use serde_json::json;
+
+/// An HTTP error answer: what every surface of the bus sends when it refuses or fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// The HTTP status (4xx or 5xx).
+    pub status: u16,
+    /// The stable machine code clients may switch on (`"error"` in the body).
+    pub code: &'static str,
+    /// The sentence for a human (`"message"` in the body); never a secret.
+    pub message: String,
+    /// Extra response headers (`allow`, `retry-after`, `www-authenticate`).
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// Adds `Retry-After: seconds`: the client should send the same request again later.
+    pub fn retry_after(self, seconds: u32) -> Self {
+        self.with_header("retry-after", seconds.to_string())
+    }
+
+    /// 401 `unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", message)
+    }
+
+    /// 405 `method_not_allowed` with `Allow: allow`.
+    pub fn method_not_allowed(message: impl Into<String>, allow: &str) -> Self {
+        Self::new(405, "method_not_allowed", message).with_header("allow", allow)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(message: impl Into<String>) -> Self {
+        Self::new(413, "payload_too_large", message)
+    }
+
+    /// 500 `misconfigured`: a variable is missing or unusable (the message names it).
+    pub fn misconfigured(message: impl Into<String>) -> Self {
+        Self::new(500, "misconfigured", message)
+    }
+
+    /// 503 `database_unavailable`.
+    pub fn database_unavailable(message: impl Into<String>) -> Self {
+        Self::new(503, "database_unavailable", message)
+    }
+
+    /// Whether this is the server's fault (5xx): such answers are logged.
+    pub fn is_server_error(&self) -> bool {
+        self.status >= 500
+    }
+
+    /// The JSON body: `{"error": code, "message": sentence}`.
+    pub fn body(&self) -> Vec<u8> {
+        json!({"error": self.code, "message": self.message})
+            .to_string()
+            .into_bytes()
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl From<IngestError> for ApiError {
+    fn from(e: IngestError) -> Self {
+        let mut api = ApiError::new(e.status(), e.code(), e.message());
+        for (name, value) in e.headers() {
+            api = api.with_header(name, value);
+        }
+        api
+    }
+}
 
 /// A rejected or failed ingest request. The `Display` text is the human sentence sent to
 /// the client; it never contains a secret or a signature.
@@ -147,11 +240,24 @@ impl IngestError {
         }
     }
 
-    /// The JSON error body: `{"error": code, "message": sentence}`.
+    /// The JSON error body: `{"error": code, "message": sentence}` (see [`ApiError`]).
     pub fn body(&self) -> Vec<u8> {
-        json!({"error": self.code(), "message": self.message()})
-            .to_string()
-            .into_bytes()
+        ApiError::from(self.clone()).body()
+    }
+}
+
+/// A database failure while storing: unreachable → 503 `database_unavailable`, busy → 503
+/// `database_busy` (nothing stored, retry as it is), anything else → 500 whose detail
+/// goes to the log only.
+impl From<crate::db::DbError> for IngestError {
+    fn from(e: crate::db::DbError) -> Self {
+        use crate::db::DbError;
+        match e {
+            DbError::Misconfigured(m) => IngestError::Misconfigured(m),
+            DbError::Unavailable(_) => IngestError::DatabaseUnavailable,
+            DbError::Busy(_) => IngestError::DatabaseBusy,
+            DbError::Failed(m) => IngestError::Internal(format!("database error: {m}")),
+        }
     }
 }
 
@@ -247,6 +353,26 @@ mod tests {
             "the log keeps the detail"
         );
         assert_eq!(e.status(), 500);
+    }
+
+    #[test]
+    fn every_ingest_error_becomes_one_api_error_with_its_status_code_and_headers() {
+        let api = ApiError::from(IngestError::MethodNotAllowed("GET".into()));
+        assert_eq!((api.status, api.code), (405, "method_not_allowed"));
+        assert_eq!(api.headers, vec![("allow", "POST".to_string())]);
+        let api = ApiError::from(IngestError::Internal("secret detail".into()));
+        assert_eq!(api.headers, vec![("retry-after", "5".to_string())]);
+        assert!(!api.message.contains("secret detail"));
+        let v: serde_json::Value = serde_json::from_slice(&api.body()).unwrap();
+        assert_eq!(
+            v,
+            json!({"error": "internal_error", "message": api.message})
+        );
+        assert!(api.is_server_error());
+        assert_eq!(
+            ApiError::unauthorized("x").retry_after(3).headers,
+            vec![("retry-after", "3".to_string())]
+        );
     }
 
     #[test]

@@ -6,18 +6,21 @@
 //! adapters over Spin's APIs.
 
 pub mod auth;
+pub mod db;
 pub mod dispatch;
 pub mod envelope;
 pub mod error;
-pub mod handler;
+pub mod handler_request;
 pub mod headers;
 pub mod html;
 pub mod ingest;
+pub mod log;
+pub mod outbox;
 pub mod settings;
 pub mod signature;
 pub mod taxonomy;
 
 pub use envelope::Envelope;
-pub use error::IngestError;
+pub use error::{ApiError, IngestError};
 pub use ingest::{check_request, IngestConfig, IngestRequest, ValidEvent};
 pub use taxonomy::{Domain, ROUTES};

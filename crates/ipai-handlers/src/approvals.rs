@@ -26,76 +26,84 @@
 //! Odoo's own `expense.approved` / `expense.rejected` events then flow back through ingest.
 
 use crate::{db, outbound, unix_now};
-use ipai_core::handler::HandlerError;
+use ipai_core::handler_request::HandlerError;
+use ipai_core::{log, ApiError};
 use ipai_effects::approval::{self, Refusal};
 use ipai_effects::deliveries::Claim;
 use ipai_effects::mattermost::{self, ActionContext, ActionRequest, ContextError, Decision};
 use ipai_effects::odoo;
 use ipai_effects::plan::ODOO;
-use ipai_spin::http::{method, read_body, respond_json};
+use ipai_spin::http::{method, read_body, respond_error, respond_json};
 use serde_json::{json, Value};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::pg4::Connection;
 
 const MAX_BODY: usize = 64 * 1024;
 
-fn error(code: &str, message: &str) -> Vec<u8> {
-    json!({"error": code, "message": message})
-        .to_string()
-        .into_bytes()
-}
+const COMPONENT: &str = "approvals";
 
 /// Serves one callback.
 pub async fn serve(req: IncomingRequest, out: ResponseOutparam) {
-    let (status, body) = match handle(req).await {
-        Ok(v) => (200, v.to_string().into_bytes()),
-        Err((status, code, msg)) => {
-            if status >= 500 {
-                eprintln!("approvals: {msg}");
+    match handle(req).await {
+        Ok(v) => respond_json(out, 200, v.to_string().into_bytes(), &[]).await,
+        Err(e) => {
+            if e.is_server_error() {
+                log::error(COMPONENT, None, &e);
             }
-            (status, error(code, &msg))
+            respond_error(out, &e).await
         }
-    };
-    respond_json(out, status, body, &[]).await
+    }
 }
 
-type Failure = (u16, &'static str, String);
+type Failure = ApiError;
 
 fn from_handler(e: HandlerError) -> Failure {
-    (e.status(), e.code(), e.to_string())
+    ApiError::from(e)
+}
+
+fn bad_request(message: impl Into<String>) -> Failure {
+    ApiError::new(400, "bad_request", message)
 }
 
 /// The answer to a refused click, logged for the audit trail.
 fn refused(ctx: Option<&ActionContext>, click: &ActionRequest, refusal: &Refusal) -> Value {
-    eprintln!(
-        "approvals: refused a {} click on report {} by {} ({}): {}",
-        ctx.map_or("?", |c| c.decision.as_str()),
-        ctx.map_or("?", |c| c.sheet_id.as_str()),
-        click.who(),
-        click.user_id,
-        refusal.code()
+    log::warn(
+        COMPONENT,
+        ctx.map(|c| c.event_id.as_str()),
+        format!(
+            "refused a {} click on report {} by {} ({}): {}",
+            ctx.map_or("?", |c| c.decision.as_str()),
+            ctx.map_or("?", |c| c.sheet_id.as_str()),
+            click.who(),
+            click.user_id,
+            refusal.code()
+        ),
     );
     refusal.answer(ctx)
 }
 
 async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
     if !method(&req).eq_ignore_ascii_case("POST") {
-        return Err((405, "method_not_allowed", "use POST".into()));
+        return Err(ApiError::method_not_allowed("use POST", "POST"));
     }
     let secret = outbound::required("mattermost_action_secret").map_err(from_handler)?;
     let body = read_body(req, MAX_BODY)
         .await
-        .map_err(|e| (400, "bad_request", e.to_string()))?;
-    let click = ActionRequest::parse(&body).map_err(|e| (400, "bad_request", e))?;
+        .map_err(|e| bad_request(e.to_string()))?;
+    let click = ActionRequest::parse(&body).map_err(bad_request)?;
     let ctx = match ActionContext::verify(&click.context, &secret) {
         Ok(ctx) => ctx,
         Err(ContextError::Outdated) => return Ok(refused(None, &click, &Refusal::Outdated)),
-        Err(e) => return Err((401, "unauthorized", format!("rejected button context: {e}"))),
+        Err(e) => {
+            return Err(ApiError::unauthorized(format!(
+                "rejected button context: {e}"
+            )))
+        }
     };
     let sheet_id: i64 = ctx
         .sheet_id
         .parse()
-        .map_err(|_| (400, "bad_request", "sheet_id is not a number".to_string()))?;
+        .map_err(|_| bad_request("sheet_id is not a number"))?;
 
     // Who clicked: from the signed context, then from Mattermost's directory.
     if let Err(refusal) = approval::check_clicker(&ctx, &click) {
@@ -170,12 +178,16 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
                     &click.post_id,
                     &ctx.event_id,
                 ) {
-                    eprintln!("approvals: id_map: {e}");
+                    log::warn(COMPONENT, Some(&ctx.event_id), format!("id_map: {e}"));
                 }
             }
             let mut answer = mattermost::update_response(&ctx, ctx.decision, &who, "");
             if let Some(e) = note_failed {
-                eprintln!("approvals: sheet {sheet_id}: chatter note failed: {e}");
+                log::warn(
+                    COMPONENT,
+                    Some(&ctx.event_id),
+                    format!("sheet {sheet_id}: chatter note failed: {e}"),
+                );
                 answer["ephemeral_text"] = json!(format!(
                     "{} The note naming you could not be added to the report in Odoo: {e}",
                     answer["ephemeral_text"].as_str().unwrap_or_default()
@@ -189,7 +201,11 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
         }
         Err(e) => {
             let msg = fail(e.to_string());
-            eprintln!("approvals: sheet {sheet_id}: {msg}");
+            log::warn(
+                COMPONENT,
+                Some(&ctx.event_id),
+                format!("sheet {sheet_id}: {msg}"),
+            );
             Ok(mattermost::ephemeral(&format!(
                 "Odoo did not {} the report: {msg}",
                 ctx.decision.as_str()
@@ -274,6 +290,10 @@ async fn note_self_approval(ctx: &ActionContext, click: &ActionRequest, sheet_id
     .await;
     if let Err(e) = noted {
         let e: HandlerError = e;
-        eprintln!("approvals: sheet {sheet_id}: self-approval note failed: {e}");
+        log::warn(
+            COMPONENT,
+            Some(&ctx.event_id),
+            format!("sheet {sheet_id}: self-approval note failed: {e}"),
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The handlers' database calls over Spin's pg4: dashboard statements, the deliveries
 //! ledger, id_map and the OAuth token cache. Every `query` returns exactly one row.
 
-use ipai_core::handler::HandlerError;
+use ipai_core::db::DbError;
+use ipai_core::handler_request::HandlerError;
 use ipai_effects::approval;
 use ipai_effects::dashboard::Statement;
 use ipai_effects::deliveries::{self, Claim};
@@ -9,7 +10,15 @@ use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
 
 /// A database failure: the event is retried later.
 pub fn db_error(e: PgError) -> HandlerError {
-    HandlerError::Upstream(format!("database: {e:?}"))
+    database(ipai_spin::pg::db_error(e))
+}
+
+/// A database failure (or a missing `db_url`, which an operator must fix).
+fn database(e: DbError) -> HandlerError {
+    match e {
+        DbError::Misconfigured(m) => HandlerError::Misconfigured(m),
+        other => HandlerError::Upstream(format!("database: {other}")),
+    }
 }
 
 fn text(s: &str) -> ParameterValue {
@@ -25,8 +34,7 @@ fn opt(s: &Option<String>) -> ParameterValue {
 
 /// Opens the connection named by `db_url`.
 pub fn open() -> Result<Connection, HandlerError> {
-    let url = ipai_spin::vars::required("db_url").map_err(HandlerError::Misconfigured)?;
-    Connection::open(&url).map_err(db_error)
+    ipai_spin::pg::open("db_url").map_err(database)
 }
 
 /// Runs a dashboard statement.
@@ -35,9 +43,7 @@ pub fn run(conn: &Connection, st: &Statement) -> Result<(), HandlerError> {
     conn.execute(st.sql, &params).map(|_| ()).map_err(db_error)
 }
 
-fn first(rows: &spin_sdk::pg4::RowSet) -> Option<&[DbValue]> {
-    rows.rows.first().map(|r| r.as_slice())
-}
+use ipai_spin::pg::first_row as first;
 
 /// Claims side effect `(event_id, channel, target)` (see `claim_delivery`).
 pub fn claim(

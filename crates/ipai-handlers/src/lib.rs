@@ -12,12 +12,12 @@ pub mod db;
 pub mod outbound;
 
 use ipai_core::dispatch::EventEnvelope;
-use ipai_core::handler::HandlerError;
+use ipai_core::handler_request::HandlerError;
 use ipai_effects::approval::{self, Approvers, Employee};
 use ipai_effects::deliveries::Claim;
 use ipai_effects::plan::{self, Effect, Found, Lookup, Settings};
 use ipai_effects::{email, fields, google, odoo};
-use ipai_spin::handler::{answer, receive, Handled};
+use ipai_spin::handler_http::{answer, receive, Handled};
 use ipai_spin::vars;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::pg4::Connection;
@@ -27,9 +27,9 @@ pub async fn serve(req: IncomingRequest, out: ResponseOutparam, handler: &str) {
     match receive(req, handler).await {
         Ok(event) => {
             let result = process(&event).await;
-            answer(out, Some(&event.id), result).await
+            answer(out, handler, Some(&event.id), result).await
         }
-        Err(e) => answer(out, None, Err(e)).await,
+        Err(e) => answer(out, handler, None, Err(e)).await,
     }
 }
 

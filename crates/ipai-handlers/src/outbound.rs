@@ -3,7 +3,7 @@
 //! allowed origin, is `HandlerError::Misconfigured` naming the variable (the event is
 //! retried once it is fixed); a failed request is `HandlerError::Upstream`.
 
-use ipai_core::handler::HandlerError;
+use ipai_core::handler_request::HandlerError;
 use ipai_effects::mattermost::{self, MattermostUser};
 use ipai_effects::{config, google, odoo};
 use ipai_spin::vars;

@@ -52,6 +52,23 @@ pub struct HttpResponse {
     pub body: Vec<u8>,
 }
 
+impl From<ipai_core::ApiError> for HttpResponse {
+    fn from(e: ipai_core::ApiError) -> Self {
+        let mut response = Self {
+            status: e.status,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("cache-control".into(), "no-store".into()),
+            ],
+            body: e.body(),
+        };
+        for (name, value) in &e.headers {
+            response.headers.push((name.to_string(), value.clone()));
+        }
+        response
+    }
+}
+
 impl HttpResponse {
     fn json(status: u16, body: &Value) -> Self {
         Self {
@@ -65,8 +82,8 @@ impl HttpResponse {
     }
 
     /// An HTTP-level refusal before any JSON-RPC: `{"error": code, "message": …}`.
-    fn refusal(status: u16, code: &str, message: &str) -> Self {
-        Self::json(status, &json!({"error": code, "message": message}))
+    fn refusal(status: u16, code: &'static str, message: &str) -> Self {
+        Self::from(ipai_core::ApiError::new(status, code, message))
     }
 
     fn accepted() -> Self {

@@ -23,27 +23,11 @@ pub use http::{
 };
 pub use sql::{Param, Query};
 
-/// Why a query produced no result.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DbError {
-    /// The database could not be reached (connection refused, TLS, DNS, …).
-    Unavailable(String),
-    /// The statement failed (a bug, a missing grant, a timeout).
-    Failed(String),
-}
+pub use ipai_core::db::{Database, DbError};
 
-/// Runs a [`Query`]: the first column of the first row as JSON, `None` when no row.
-pub trait Database {
-    fn query(&mut self, q: &Query) -> Result<Option<serde_json::Value>, DbError>;
-}
-
-impl<F> Database for F
-where
-    F: FnMut(&Query) -> Result<Option<serde_json::Value>, DbError>,
-{
-    fn query(&mut self, q: &Query) -> Result<Option<serde_json::Value>, DbError> {
-        self(q)
-    }
+/// Runs a tool's [`Query`] on the database: the first column of its one row as JSON.
+pub fn run_query(db: &mut dyn Database, q: &Query) -> Result<Option<serde_json::Value>, DbError> {
+    db.query_value(&q.sql, &q.params)
 }
 
 #[cfg(test)]

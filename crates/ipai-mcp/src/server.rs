@@ -232,18 +232,18 @@ fn call_tool(
         }
     };
     let query = tool.query(&args);
-    match db.query(&query) {
+    match crate::run_query(db, &query) {
         Ok(row) => Ok(match tool.shape(&args, row) {
             Ok((text, structured)) => tool_result(era, text, structured, false),
             Err((text, structured)) => tool_result(era, text, structured, true),
         }),
-        Err(DbError::Unavailable(_)) => Ok(tool_result(
+        Err(DbError::Unavailable(_) | DbError::Misconfigured(_)) => Ok(tool_result(
             era,
             "The event database is unreachable right now; try again shortly.".into(),
             json!({"error": "database_unavailable"}),
             true,
         )),
-        Err(DbError::Failed(_)) => Ok(tool_result(
+        Err(DbError::Failed(_) | DbError::Busy(_)) => Ok(tool_result(
             era,
             "The query failed on the server (the error was logged there).".into(),
             json!({"error": "query_failed"}),

@@ -6,14 +6,8 @@
 
 use serde_json::Value;
 
-/// One bound parameter. Each placeholder is cast explicitly in the SQL text
-/// (`$1::text`, `$2::int8`, `$3::jsonb`), so the database never guesses a type.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Param {
-    Text(String),
-    Int(i64),
-    Json(Value),
-}
+/// One bound parameter (each placeholder is cast explicitly in the SQL text).
+pub use ipai_core::db::Param;
 
 /// A statement and its parameters, in placeholder order.
 #[derive(Debug, Clone, PartialEq)]

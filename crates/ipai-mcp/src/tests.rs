@@ -28,8 +28,11 @@ impl Fake {
 }
 
 impl Database for Fake {
-    fn query(&mut self, q: &Query) -> Result<Option<Value>, DbError> {
-        self.queries.push(q.clone());
+    fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
+        self.queries.push(Query {
+            sql: sql.to_string(),
+            params: params.to_vec(),
+        });
         self.answer.clone()
     }
 }

@@ -38,7 +38,11 @@ pub async fn respond_with_headers(
     out.set(response);
     if !body.is_empty() {
         if let Err(e) = sink.send(body).await {
-            eprintln!("could not write the response body: {e:?}");
+            ipai_core::log::warn(
+                "http",
+                None,
+                format!("could not write the response body: {e:?}"),
+            );
         }
     }
 }
@@ -51,6 +55,13 @@ pub async fn respond_json(
     extra: &[(&str, String)],
 ) {
     respond(out, status, "application/json", body, extra).await
+}
+
+/// Writes an error answer: its status, headers and `{"error","message"}` body. (The
+/// caller logs a server error first, with the detail the client is not shown.)
+pub async fn respond_error(out: ResponseOutparam, error: &ipai_core::ApiError) {
+    let extra: Vec<(&str, String)> = error.headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    respond_json(out, error.status, error.body(), &extra).await
 }
 
 /// A request's method as text.

@@ -6,6 +6,7 @@
 //! touched. When nothing is old enough the call costs a few index probes. Failures are
 //! logged and never fail the caller (the next tick retries).
 
+use ipai_core::log;
 use std::time::Duration;
 
 /// Asks the app at `base_url` to purge old done outbox rows and ledger rows.
@@ -16,14 +17,18 @@ pub async fn purge(base_url: &str, token: &str) {
         Ok((200, body)) => {
             let text = String::from_utf8_lossy(&body);
             if rows_deleted(&body) != Some(0) {
-                println!("retention: {text}");
+                log::info("retention", None, text);
             }
         }
-        Ok((status, body)) => eprintln!(
-            "retention: {url} answered {status}: {}",
-            String::from_utf8_lossy(&body)
+        Ok((status, body)) => log::error(
+            "retention",
+            None,
+            format!(
+                "{url} answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
         ),
-        Err(e) => eprintln!("retention: {url}: {e}"),
+        Err(e) => log::error("retention", None, format!("{url}: {e}")),
     }
 }
 

@@ -1,9 +1,11 @@
-//! What every domain handler does before its domain logic: authenticate the dispatcher
-//! (bearer `dispatch_token`) and parse the event envelope. Errors map to statuses here.
-
+//! The request the dispatcher sends a domain handler, as the handler receives it:
+//! authenticate the dispatcher (bearer `dispatch_token`) and parse the event envelope,
+//! before any domain logic. ("Handler" alone names three things in this tree: this
+//! request, its Spin transport `ipai_spin::handler_http`, and the domain handlers'
+//! logic, the `ipai-handlers` crate.) Its errors map to statuses in `ApiError::from`.
 use crate::auth::bearer_matches;
 use crate::dispatch::EventEnvelope;
-use serde_json::json;
+use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {
@@ -46,9 +48,13 @@ impl HandlerError {
     }
 
     pub fn body(&self) -> Vec<u8> {
-        json!({"error": self.code(), "message": self.to_string()})
-            .to_string()
-            .into_bytes()
+        ApiError::from(self.clone()).body()
+    }
+}
+
+impl From<HandlerError> for ApiError {
+    fn from(e: HandlerError) -> Self {
+        ApiError::new(e.status(), e.code(), e.to_string())
     }
 }
 
@@ -91,6 +97,7 @@ pub fn accept_envelope(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn authorize_needs_post_and_the_token_and_nothing_else() {

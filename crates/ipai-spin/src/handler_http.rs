@@ -1,10 +1,10 @@
 //! The receiving half every domain handler shares: read the dispatcher's request,
-//! authenticate it, parse the envelope (`ipai_core::handler`), and answer in one shape.
+//! authenticate it, parse the envelope (`ipai_core::handler_request`), and answer in one shape.
 
-use crate::http::{header, method, read_body, respond_json};
+use crate::http::{header, method, read_body, respond_error, respond_json};
 use crate::vars;
 use ipai_core::dispatch::EventEnvelope;
-use ipai_core::handler::{accept_envelope, authorize, HandlerError};
+use ipai_core::handler_request::{accept_envelope, authorize, HandlerError};
 use serde_json::json;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -35,6 +35,7 @@ pub enum Handled {
 /// Answers the dispatcher: 2xx acks the event, anything else makes it retry later.
 pub async fn answer(
     out: ResponseOutparam,
+    component: &str,
     event_id: Option<&str>,
     result: Result<Handled, HandlerError>,
 ) {
@@ -49,9 +50,9 @@ pub async fn answer(
         }
         Err(e) => {
             if e.status() >= 500 {
-                eprintln!("handler: event {}: {e}", event_id.unwrap_or("?"));
+                ipai_core::log::error(component, event_id, &e);
             }
-            respond_json(out, e.status(), e.body(), &[]).await
+            respond_error(out, &ipai_core::ApiError::from(e)).await
         }
     }
 }
