@@ -5,6 +5,11 @@
 //! [`Config`], and lets [`handle`] decide everything; the database is behind the
 //! [`Database`] trait (one row, one column per statement), so every route is unit-tested
 //! natively with a fake.
+//!
+//! This file holds what every route shares: the request and response types, the
+//! variables, the router [`handle`] with its method and Basic-auth guards, and the one
+//! way a route reads a statement's value. Each route is a file of `routes/`; the alert
+//! evaluation route is [`alerts`].
 
 pub mod alerts;
 pub mod auth;
@@ -13,13 +18,13 @@ pub mod csrf;
 pub mod data;
 pub mod html;
 pub mod metrics;
+mod routes;
 
 pub use ipai_core::db::{Database, DbError, Param};
 pub use ipai_core::ApiError;
 
-use data::{DashboardData, HealthData, MetricsData, QUEUE_STATUSES};
-use ipai_core::log;
-use serde_json::{json, Value};
+use routes::{dashboard, health, metrics as metrics_route, requeue, retention};
+use serde_json::Value;
 
 /// Largest request body the component reads (the requeue form is a few hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -265,18 +270,25 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DbEr
 pub fn handle(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     let path = req.path.trim_end_matches('/');
     match path {
-        "/health" => only(req, &["GET", "HEAD"]).unwrap_or_else(|| health(req, cfg, db)),
-        "/metrics" => only(req, &["GET", "HEAD"]).unwrap_or_else(|| metrics(req, cfg, db)),
-        "/ops/retention" => only(req, &["POST"]).unwrap_or_else(|| retention(req, cfg, db)),
+        "/health" => only(req, &["GET", "HEAD"]).unwrap_or_else(|| health::health(req, cfg, db)),
+        "/metrics" => {
+            only(req, &["GET", "HEAD"]).unwrap_or_else(|| metrics_route::metrics(req, cfg, db))
+        }
+        "/ops/retention" => {
+            only(req, &["POST"]).unwrap_or_else(|| retention::retention(req, cfg, db))
+        }
         _ if path == "/ops" || path.starts_with("/ops/") => {
             if let Some(refusal) = basic_auth(req, cfg) {
                 return refusal;
             }
             if path == "/ops" {
-                return only(req, &["GET", "HEAD"]).unwrap_or_else(|| dashboard(req, cfg, db));
+                return only(req, &["GET", "HEAD"])
+                    .unwrap_or_else(|| dashboard::dashboard(req, cfg, db));
             }
-            match requeue_id(path) {
-                Some(id) => only(req, &["POST"]).unwrap_or_else(|| requeue(req, cfg, db, id)),
+            match requeue::requeue_id(path) {
+                Some(id) => {
+                    only(req, &["POST"]).unwrap_or_else(|| requeue::requeue(req, cfg, db, id))
+                }
                 None => ApiError::new(404, "not_found", "no such ops page").into(),
             }
         }
@@ -294,13 +306,7 @@ fn only(req: &Request, allowed: &[&str]) -> Option<Response> {
     }
 }
 
-fn requeue_id(path: &str) -> Option<&str> {
-    let id = path
-        .strip_prefix("/ops/outbox/")?
-        .strip_suffix("/requeue")?;
-    (!id.contains('/')).then_some(id)
-}
-
+/// The guard of every `/ops` page: HTTP Basic auth, user `ops`, password `ops_password`.
 fn basic_auth(req: &Request, cfg: &Config) -> Option<Response> {
     let Some(password) = cfg.ops_password.as_deref() else {
         return Some(misconfigured(
@@ -318,299 +324,12 @@ fn basic_auth(req: &Request, cfg: &Config) -> Option<Response> {
     }
 }
 
+/// `HEAD`: the `GET` answer without its body.
 fn head_strip(req: &Request, mut r: Response) -> Response {
     if req.is("HEAD") {
         r.body.clear();
     }
     r
-}
-
-fn health(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
-    let lock = cfg.lock_timeout_s.to_string();
-    let result = value(db, &data::health_sql(), &[lock]).and_then(decode::<HealthData>);
-    let r = match result {
-        Err(e) => {
-            log::error("ops", None, format_args!("/health: {e}"));
-            // A busy database (a statement timeout) answered: "error", as before Busy
-            // was told apart from other failures.
-            let db_state = match e {
-                DbError::Unavailable(_) => "unreachable",
-                DbError::Busy(_) | DbError::Failed(_) | DbError::Misconfigured(_) => "error",
-            };
-            Response::json(
-                503,
-                &json!({"status": "unhealthy", "db": db_state,
-                        "problems": [format!("database {db_state}")]}),
-            )
-            .with("retry-after", "5")
-        }
-        Ok(h) => {
-            let mut problems = Vec::new();
-            if let Some(age) = h.oldest_pending_age_s {
-                if age > cfg.max_pending_age_s {
-                    problems.push(format!(
-                        "the oldest pending event has waited {} s (limit {} s): is dispatch running?",
-                        age.round(),
-                        cfg.max_pending_age_s
-                    ));
-                }
-            }
-            let queue: serde_json::Map<String, Value> = QUEUE_STATUSES
-                .iter()
-                .map(|s| (s.to_string(), json!(h.counts.get(*s).copied().unwrap_or(0))))
-                .collect();
-            let ok = problems.is_empty();
-            Response::json(
-                if ok { 200 } else { 503 },
-                &json!({
-                    "status": if ok { "ok" } else { "unhealthy" },
-                    "db": "ok",
-                    "queue": queue,
-                    "oldest_pending_age_s": h.oldest_pending_age_s,
-                    "dead": h.counts.get("dead").copied().unwrap_or(0),
-                    "stuck_processing": h.stuck_processing,
-                    "max_pending_age_s": cfg.max_pending_age_s,
-                    "problems": problems,
-                }),
-            )
-        }
-    };
-    head_strip(req, r)
-}
-
-fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
-    if let Some(token) = cfg.metrics_token.as_deref() {
-        if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-            return ApiError::unauthorized("missing or wrong bearer token")
-                .with_header("www-authenticate", "Bearer realm=\"IPAI metrics\"")
-                .into();
-        }
-    }
-    let lock = cfg.lock_timeout_s.to_string();
-    let data = match value(db, &data::metrics_sql(), &[lock]).and_then(decode::<MetricsData>) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            log::error("ops", None, format_args!("/metrics: {e}"));
-            None
-        }
-    };
-    let mut text = metrics::render(data.as_ref());
-    // Open alerts (issue #19): one indexed read of integration.alerts.
-    match alerts::open_alerts(db) {
-        Ok(open) => text.push_str(&alerts::render_metrics(&open)),
-        Err(e) => log::error("ops", None, format_args!("/metrics: alerts: {e}")),
-    }
-    head_strip(req, Response::new(200, metrics::CONTENT_TYPE, text))
-}
-
-fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
-    let password = cfg.ops_password.as_deref().unwrap_or_default();
-    let existing = csrf::session_from_cookie(req.header("cookie"));
-    let session = existing
-        .clone()
-        .unwrap_or_else(|| csrf::new_session(&req.entropy));
-    let token = csrf::token(password, &session, req.now_unix);
-    let lock = cfg.lock_timeout_s.to_string();
-    let mut r = match value(db, &data::dashboard_sql(), &[lock]).and_then(decode::<DashboardData>) {
-        Err(e) => {
-            log::error("ops", None, format_args!("/ops: {e}"));
-            Response::html(
-                503,
-                html::message_page(
-                    "Database unreachable",
-                    "The ops dashboard cannot reach PostgreSQL; see /health and the runtime log.",
-                ),
-            )
-            .with("retry-after", "5")
-        }
-        Ok(d) => {
-            let mut page = html::dashboard(
-                &d,
-                &html::PageContext {
-                    csrf_token: &token,
-                    notice: html::Notice::from_query(&req.query),
-                    max_pending_age_s: cfg.max_pending_age_s,
-                    lock_timeout_s: cfg.lock_timeout_s,
-                },
-            );
-            // Open alerts at the top of the page (issue #19).
-            match alerts::open_alerts(db) {
-                Ok(open) => {
-                    let banner = alerts::render_banner(&open, "");
-                    page = page.replacen("<main>", &format!("<main>{banner}"), 1);
-                }
-                Err(e) => log::error("ops", None, format_args!("/ops: alerts: {e}")),
-            }
-            Response::html(200, page)
-        }
-    };
-    if existing.is_none() {
-        r = r.with("set-cookie", csrf::session_cookie(&session, req.is_https()));
-    }
-    head_strip(req, r)
-}
-
-fn requeue(req: &Request, cfg: &Config, db: &mut dyn Database, id: &str) -> Response {
-    let password = cfg.ops_password.as_deref().unwrap_or_default();
-    let checked = csrf::check_origin(
-        req.header("sec-fetch-site"),
-        req.header("origin"),
-        req.own_authority().as_deref(),
-    )
-    .and_then(|_| {
-        csrf::verify_token(
-            password,
-            csrf::session_from_cookie(req.header("cookie")).as_deref(),
-            req.form_field("csrf").as_deref(),
-            req.now_unix,
-        )
-    });
-    if let Err(e) = checked {
-        return if req.wants_json() {
-            ApiError::new(403, "csrf_rejected", e.to_string()).into()
-        } else {
-            Response::html(403, html::message_page("Request refused", &e.to_string()))
-        };
-    }
-    if !data::is_uuid(id) {
-        return ApiError::new(404, "not_found", "the event id is not a UUID").into();
-    }
-    match value(db, data::REQUEUE_SQL, &[id.to_string()]) {
-        Err(e) => {
-            log::error("ops", Some(id), format_args!("requeue: {e}"));
-            ApiError::database_unavailable("could not requeue: database error")
-                .retry_after(5)
-                .into()
-        }
-        Ok(v) => {
-            let requeued = v.as_bool().unwrap_or(false);
-            if requeued {
-                log::info("ops", Some(id), "requeued by the operator");
-            }
-            if req.wants_json() {
-                Response::json(200, &json!({"id": id, "requeued": requeued}))
-            } else {
-                let key = if requeued { "requeued" } else { "unchanged" };
-                Response::new(303, "text/plain; charset=utf-8", "See Other")
-                    .with("location", format!("/ops?{key}={id}"))
-            }
-        }
-    }
-}
-
-fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
-    let Some(token) = cfg.dispatch_token.as_deref() else {
-        return misconfigured("variable dispatch_token is not set");
-    };
-    if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-        return ApiError::unauthorized("missing or wrong bearer token").into();
-    }
-    let params = [
-        cfg.retention_days.to_string(),
-        cfg.retention_batch.to_string(),
-    ];
-    let (mut deleted, mut batches, mut more) = (0i64, 0i64, false);
-    while batches < RETENTION_MAX_BATCHES {
-        let n = match value(db, data::PURGE_SQL, &params) {
-            Ok(v) => v.as_i64().unwrap_or(0),
-            Err(e) => {
-                log::error(
-                    "ops",
-                    None,
-                    format_args!("retention: {e} (deleted {deleted} rows before)"),
-                );
-                return purge_failed("purge failed", deleted, batches);
-            }
-        };
-        batches += 1;
-        deleted += n;
-        more = n >= cfg.retention_batch;
-        if !more {
-            break;
-        }
-    }
-    // Expired replay-protection digests: one bounded batch, best effort (ingest deletes
-    // them too).
-    if let Err(e) = value(db, data::PURGE_SIGNATURES_SQL, &["10000".to_string()]) {
-        log::warn(
-            "ops",
-            None,
-            format_args!("retention: expired signatures: {e}"),
-        );
-    }
-    if deleted > 0 {
-        log::info(
-            "ops",
-            None,
-            format_args!(
-                "retention deleted {deleted} done outbox rows older than {} days in {batches} batches",
-                cfg.retention_days
-            ),
-        );
-    }
-    let ledgers = match purge_ledgers(cfg, db) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error("ops", None, format_args!("retention: ledgers: {e}"));
-            return purge_failed("ledger purge failed", deleted, batches);
-        }
-    };
-    Response::json(
-        200,
-        &json!({"deleted": deleted, "batches": batches, "more": more,
-                "older_than_days": cfg.retention_days, "batch_size": cfg.retention_batch,
-                "ledgers": ledgers}),
-    )
-}
-
-/// 503 `database_unavailable` (retry after 5 s) whose body also says how far the purge
-/// got: the [`ApiError`] body plus `deleted` and `batches`.
-fn purge_failed(message: &str, deleted: i64, batches: i64) -> Response {
-    let mut r = Response::from(ApiError::database_unavailable(message).retry_after(5));
-    let mut body: Value = serde_json::from_slice(&r.body).unwrap_or_default();
-    body["deleted"] = json!(deleted);
-    body["batches"] = json!(batches);
-    r.body = body.to_string().into_bytes();
-    r
-}
-
-/// The handlers' ledgers (`integration.purge_ledgers`): batches until every ledger is
-/// caught up or `RETENTION_MAX_BATCHES` is spent. Returns rows deleted per ledger,
-/// `older_than_days` and `more` (a ledger had a full last batch).
-fn purge_ledgers(cfg: &Config, db: &mut dyn Database) -> Result<Value, DbError> {
-    let params = [
-        cfg.ledger_window_days().to_string(),
-        cfg.retention_batch.to_string(),
-    ];
-    let mut deleted = serde_json::Map::new();
-    let mut more = false;
-    for _ in 0..RETENTION_MAX_BATCHES {
-        let counts = value(db, data::PURGE_LEDGERS_SQL, &params)?;
-        let counts = counts.as_object().cloned().unwrap_or_default();
-        more = false;
-        for (ledger, n) in counts {
-            let n = n.as_i64().unwrap_or(0);
-            more |= n >= cfg.retention_batch;
-            let total = deleted.get(&ledger).and_then(Value::as_i64).unwrap_or(0) + n;
-            deleted.insert(ledger, json!(total));
-        }
-        if !more {
-            break;
-        }
-    }
-    let total: i64 = deleted.values().filter_map(Value::as_i64).sum();
-    if total > 0 {
-        log::info(
-            "ops",
-            None,
-            format_args!(
-                "retention deleted {total} ledger rows older than {} days: {}",
-                cfg.ledger_window_days(),
-                Value::Object(deleted.clone())
-            ),
-        );
-    }
-    Ok(json!({"deleted": deleted, "more": more, "older_than_days": cfg.ledger_window_days()}))
 }
 
 #[cfg(test)]

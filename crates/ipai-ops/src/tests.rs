@@ -3,6 +3,7 @@
 use super::*;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use serde_json::json;
 
 /// A fake database: answers by the first words of the SQL, records every call.
 #[derive(Default)]
