@@ -33,10 +33,13 @@ async fn preload(args: &BenchArgs, run: &str) -> Result<()> {
                 let v: serde_json::Value = serde_json::from_str(&body)?;
                 let key = format!("pre-{run}-{i}");
                 let none: Option<String> = None;
+                // The statement ingest runs, without asking for a run (the phase starts
+                // the dispatcher itself once every event is stored).
                 client
                     .query_one(
-                        "SELECT id FROM integration.ingest_event($1, $2, $3, $4::text::jsonb, $5, $6, $7::text::timestamptz, $8)",
-                        &[&"expense.submitted", &"expense", &key, &v["payload"].to_string(), &key, &key, &none, &"bench"],
+                        ipai_core::outbox::INGEST_SQL,
+                        &[&"expense.submitted", &"expense", &key, &v["payload"], &key, &key,
+                          &none, &"bench", &false, &none],
                     )
                     .await?;
             }

@@ -270,9 +270,7 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
         let (next, run) = (next.clone(), run.to_string());
         tasks.push(tokio::spawn(async move {
             let stmt = client
-                .prepare(
-                    "SELECT id::text, duplicate, conflict FROM integration.ingest_event($1, $2, $3, $4::text::jsonb, $5, $6, $7::text::timestamptz, $8)",
-                )
+                .prepare(ipai_core::outbox::INGEST_SQL)
                 .await?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -282,12 +280,14 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
                 let body = event_body(i, &run);
                 let v: Value = serde_json::from_str(&body)?;
                 let sha = ipai_core::signature::sign("baseline", "0", body.as_bytes());
+                let key = format!("sql-{run}-{i}");
                 let none: Option<String> = None;
+                // The statement ingest runs, with the kick off (nothing dispatches here).
                 client
                     .query_one(
                         &stmt,
-                        &[&"expense.submitted", &"expense", &format!("sql-{run}-{i}"),
-                          &v["payload"].to_string(), &format!("sql-{run}-{i}"), &sha, &none, &"bench"],
+                        &[&"expense.submitted", &"expense", &key, &v["payload"], &key, &sha,
+                          &none, &"bench", &false, &none],
                     )
                     .await?;
             }

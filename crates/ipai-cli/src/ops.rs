@@ -261,7 +261,7 @@ pub async fn fetch_dead(
 /// naming the reason (unknown id, or a status that cannot be requeued) otherwise.
 pub async fn requeue_one(db: &tokio_postgres::Client, id: uuid::Uuid) -> Result<()> {
     let moved: bool = db
-        .query_one("SELECT integration.requeue_outbox($1)", &[&id])
+        .query_one(ipai_core::outbox::REQUEUE_SQL, &[&id.to_string()])
         .await
         .context("integration.requeue_outbox")?
         .get(0);
@@ -296,7 +296,7 @@ pub async fn requeue_all_dead(db: &mut tokio_postgres::Client) -> Result<u64> {
     let mut moved = 0;
     for id in ids {
         let ok: bool = tx
-            .query_one("SELECT integration.requeue_outbox($1)", &[&id])
+            .query_one(ipai_core::outbox::REQUEUE_SQL, &[&id.to_string()])
             .await
             .context("integration.requeue_outbox")?
             .get(0);

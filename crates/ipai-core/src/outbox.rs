@@ -61,6 +61,10 @@ pub const ACK_SQL: &str = "SELECT count(*) FILTER (WHERE acked) FROM unnest($1::
 /// or `dead` after the last attempt).
 pub const FAIL_SQL: &str = "SELECT integration.fail_outbox($1::text::uuid, $2::text)";
 
+/// `requeue_outbox($1 id)`: one boolean — true when a dead (or stuck) event went back to
+/// `pending` with its attempts reset; the function refuses other statuses.
+pub const REQUEUE_SQL: &str = "SELECT integration.requeue_outbox($1::text::uuid)";
+
 /// The envelope a handler receives, column by column: (JSON key of [`EventEnvelope`],
 /// SQL expression over `claim_dispatch_batch`'s row `c`). Written once; the claim
 /// statement is built from it and a test pins it to `EventEnvelope`'s fields.
