@@ -38,8 +38,18 @@ async fn preload(args: &BenchArgs, run: &str) -> Result<()> {
                 client
                     .query_one(
                         ipai_core::outbox::INGEST_SQL,
-                        &[&"expense.submitted", &"expense", &key, &v["payload"], &key, &key,
-                          &none, &"bench", &false, &none],
+                        &[
+                            &"expense.submitted",
+                            &"expense",
+                            &key,
+                            &v["payload"],
+                            &key,
+                            &key,
+                            &none,
+                            &"bench",
+                            &false,
+                            &none,
+                        ],
                     )
                     .await?;
             }

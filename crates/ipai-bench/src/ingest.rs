@@ -269,9 +269,7 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
     for client in clients {
         let (next, run) = (next.clone(), run.to_string());
         tasks.push(tokio::spawn(async move {
-            let stmt = client
-                .prepare(ipai_core::outbox::INGEST_SQL)
-                .await?;
+            let stmt = client.prepare(ipai_core::outbox::INGEST_SQL).await?;
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= n {
@@ -286,8 +284,18 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
                 client
                     .query_one(
                         &stmt,
-                        &[&"expense.submitted", &"expense", &key, &v["payload"], &key, &sha,
-                          &none, &"bench", &false, &none],
+                        &[
+                            &"expense.submitted",
+                            &"expense",
+                            &key,
+                            &v["payload"],
+                            &key,
+                            &sha,
+                            &none,
+                            &"bench",
+                            &false,
+                            &none,
+                        ],
                     )
                     .await?;
             }

@@ -140,7 +140,7 @@ pub fn dashboard_sql() -> String {
 }
 
 /// Requeue one dead/failed event: `$1` = the event id. Returns a boolean.
-pub const REQUEUE_SQL: &str = "SELECT integration.requeue_outbox($1::text::uuid)";
+pub use ipai_core::outbox::REQUEUE_SQL;
 
 /// Delete up to `$1` expired replay-protection rows (`ingest_signatures`). Returns an
 /// integer. (Each ingest also deletes a couple, so the table stays small without it.)
