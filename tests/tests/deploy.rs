@@ -3,21 +3,11 @@
 //! built components under the runtime `IPAI_RUNTIME` selects. Split out of `ops.rs` (#20)
 //! so the deploy checks sit apart from the ops component's own.
 
+use ipai_tests::quiet::*;
 use ipai_tests::{workspace_root, Fixture};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::process::Command;
 use std::time::Duration;
-
-fn event(event_type: &str, aggregate_type: &str, aggregate_id: &str) -> Value {
-    json!({"event_type": event_type, "aggregate_type": aggregate_type,
-           "aggregate_id": aggregate_id, "payload": {"status": "x"}})
-}
-
-async fn get_json(f: &Fixture, path: &str) -> (u16, Value) {
-    let resp = f.http.get(f.sys.url(path)).send().await.expect("GET");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
 
 /// Runs `scripts/deploy.py` with `args` and exactly the `SPIN_VARIABLE_*` in `vars`.
 fn deploy_py(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {

@@ -8,50 +8,11 @@
 //! chaining off). Time is simulated by moving timestamps back, never by waiting.
 
 use ipai_tests::fake_http::FakeServer;
-use ipai_tests::manifest;
+use ipai_tests::quiet::*;
 use ipai_tests::runtime::TEST_DISPATCH_TOKEN;
 use ipai_tests::{workspace_root, Fixture};
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-
-fn event(event_type: &str, aggregate_type: &str, aggregate_id: &str) -> Value {
-    json!({"event_type": event_type, "aggregate_type": aggregate_type,
-           "aggregate_id": aggregate_id, "payload": {"status": "x"}})
-}
-
-/// A system without cron and without the kick, delivering over HTTP to `fake`.
-async fn quiet_system(
-    fake: &FakeServer,
-    edit: impl FnOnce(&mut BTreeMap<String, String>),
-) -> Fixture {
-    let url = fake.url.clone();
-    let m = manifest::variant(manifest::without_cron);
-    Fixture::with_manifest(m, move |v| {
-        v.insert("service_chaining".into(), "off".into());
-        v.insert("handler_base_url".into(), url);
-        v.insert("dispatch_kick".into(), "off".into());
-        edit(v);
-    })
-    .await
-    .expect("system starts")
-}
-
-/// Ingests `event` and makes it dead at once (one attempt allowed, handler failing).
-async fn make_dead(f: &Fixture, fake: &FakeServer, key: &str, event: &Value) -> String {
-    let id = f.ingest(key, event).await;
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET max_attempts = 1 WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
-    fake.respond_with(500, "boom: receiver refused <b>\"it\"</b>");
-    f.dispatch().await;
-    assert_eq!(f.db.status(&id).await, "dead");
-    id
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_done_rows_in_bounded_batches_and_keeps_everything_else() {
