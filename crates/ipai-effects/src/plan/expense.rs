@@ -55,11 +55,34 @@ fn expense(event: &EventEnvelope) -> Expense {
     }
 }
 
-fn expense_fields(e: &Expense) -> Vec<Value> {
-    let who = match &e.employee_code {
+/// "Employee (code)", or the employee alone when the event has no code.
+fn employee_label(e: &Expense) -> String {
+    match &e.employee_code {
         Some(c) => format!("{} ({c})", e.employee),
         None => e.employee.clone(),
+    }
+}
+
+/// A report's total with its currency (the event's when Odoo gave none) and its line count
+/// in words ("1 expense", "3 expenses").
+fn report_total_and_lines(r: &odoo::Report, event: &EventEnvelope) -> (String, String) {
+    let total = fields::money(
+        r.total.as_deref(),
+        r.currency
+            .clone()
+            .or_else(|| fields::text(&event.payload, "currency"))
+            .as_deref(),
+    );
+    let lines = match r.lines {
+        Some(1) => "1 expense".to_string(),
+        Some(n) => format!("{n} expenses"),
+        None => "expenses".to_string(),
     };
+    (total, lines)
+}
+
+fn expense_fields(e: &Expense) -> Vec<Value> {
+    let who = employee_label(e);
     let mut f = vec![
         mattermost::field("Employee", &who, true),
         mattermost::field("Amount", &e.amount, true),
@@ -117,25 +140,11 @@ struct ReportFacts {
 }
 
 fn report_facts(event: &EventEnvelope, e: &Expense, found: &Found) -> ReportFacts {
-    let who = match &e.employee_code {
-        Some(c) => format!("{} ({c})", e.employee),
-        None => e.employee.clone(),
-    };
+    let who = employee_label(e);
     let sheet_id = fields::text(&event.payload, "sheet_id").unwrap_or_default();
     match found.report.as_ref().filter(|r| r.total.is_some()) {
         Some(r) => {
-            let total = fields::money(
-                r.total.as_deref(),
-                r.currency
-                    .clone()
-                    .or_else(|| fields::text(&event.payload, "currency"))
-                    .as_deref(),
-            );
-            let lines = match r.lines {
-                Some(1) => "1 expense".to_string(),
-                Some(n) => format!("{n} expenses"),
-                None => "expenses".to_string(),
-            };
+            let (total, lines) = report_total_and_lines(r, event);
             ReportFacts {
                 name: r.name.clone().unwrap_or_else(|| r.id.to_string()),
                 fields: vec![
@@ -202,23 +211,9 @@ pub(super) fn expense_submitted(
     let report = found.report.as_ref().filter(|r| r.total.is_some());
     let (title, text, summary, fields) = match report {
         Some(r) => {
-            let total = fields::money(
-                r.total.as_deref(),
-                r.currency
-                    .clone()
-                    .or_else(|| fields::text(&event.payload, "currency"))
-                    .as_deref(),
-            );
-            let lines = match r.lines {
-                Some(1) => "1 expense".to_string(),
-                Some(n) => format!("{n} expenses"),
-                None => "expenses".to_string(),
-            };
+            let (total, lines) = report_total_and_lines(r, event);
             let name = r.name.clone().unwrap_or_else(|| r.id.to_string());
-            let who = match &e.employee_code {
-                Some(c) => format!("{} ({c})", e.employee),
-                None => e.employee.clone(),
-            };
+            let who = employee_label(&e);
             (
                 format!("Expense report {name}"),
                 format!(
