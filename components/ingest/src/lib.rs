@@ -11,6 +11,7 @@
 //! `/dispatch` (so a burst of posts starts one run, not one per post). The connection goes
 //! back to the pool before the answer.
 
+use ipai_core::db::DbError;
 use ipai_core::dispatch::{service_chaining_on, DISPATCHER_CHAINING_URL};
 use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
 use ipai_core::outbox::{IngestOutcome, INGEST_SQL};
@@ -89,14 +90,25 @@ fn now_ms() -> i64 {
         .unwrap_or_default()
 }
 
+/// A database failure as ingest answers it. The client learns only that nothing was
+/// stored; the log gets the cause (the TLS error, the refused address, the lock) here,
+/// since `IngestError` keeps no detail for 503s.
+fn logged(e: DbError) -> IngestError {
+    if matches!(e, DbError::Unavailable(_) | DbError::Busy(_)) {
+        log::error(COMPONENT, None, &e);
+    }
+    IngestError::from(e)
+}
+
 /// Stores the event with one round trip ([`INGEST_SQL`]).
 fn store(event: &ValidEvent) -> Result<IngestOutcome, IngestError> {
     let e = &event.envelope;
     // Ingest's own role (db_url_ingest) when configured, else the app's.
     let conn = match vars::optional("db_url_ingest") {
-        Some(url) => pg::open_url(&url)?,
-        None => pg::open("db_url")?,
-    };
+        Some(url) => pg::open_url(&url),
+        None => pg::open("db_url"),
+    }
+    .map_err(logged)?;
     let payload =
         serde_json::to_vec(&e.payload).map_err(|err| IngestError::Internal(err.to_string()))?;
     let params = [
@@ -116,7 +128,9 @@ fn store(event: &ValidEvent) -> Result<IngestOutcome, IngestError> {
             .clone()
             .map_or(ParameterValue::DbNull, ParameterValue::Str),
     ];
-    let rows = conn.query(INGEST_SQL, &params).map_err(pg::db_error)?;
+    let rows = conn
+        .query(INGEST_SQL, &params)
+        .map_err(|e| logged(pg::db_error(e)))?;
     match pg::first_row(&rows) {
         Some(
             [DbValue::Str(id), DbValue::Boolean(duplicate), DbValue::Boolean(conflict), DbValue::Boolean(replayed), DbValue::Boolean(start_run)],
