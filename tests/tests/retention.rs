@@ -14,6 +14,19 @@ use ipai_tests::{workspace_root, Fixture};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// `POST /ops/retention` with the dispatch token: the JSON answer.
+async fn purge(f: &Fixture) -> Value {
+    f.http
+        .post(f.sys.url("/ops/retention"))
+        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retention_deletes_old_done_rows_in_bounded_batches_and_keeps_everything_else() {
     let fake = FakeServer::start().await;
@@ -109,17 +122,7 @@ async fn retention_deletes_old_done_rows_in_bounded_batches_and_keeps_everything
         )
         .await
         .unwrap();
-    let call = || async {
-        f.http
-            .post(&retention)
-            .bearer_auth(TEST_DISPATCH_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let call = || purge(&f);
     let first = call().await;
     assert_eq!(
         (&first["deleted"], &first["batches"], &first["more"]),
@@ -195,17 +198,7 @@ async fn retention_purges_every_ledger_past_its_window_and_keeps_the_rest() {
     let fake = FakeServer::start().await;
     let f = quiet_system(&fake, |_| {}).await;
     f.db.client.batch_execute(LEDGER_ROWS).await.unwrap();
-    let call = || async {
-        f.http
-            .post(f.sys.url("/ops/retention"))
-            .bearer_auth(TEST_DISPATCH_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let call = || purge(&f);
     let body = call().await;
     assert_eq!(
         body["ledgers"],

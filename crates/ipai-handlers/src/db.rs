@@ -6,6 +6,7 @@ use ipai_core::handler_request::HandlerError;
 use ipai_effects::approval;
 use ipai_effects::dashboard::Statement;
 use ipai_effects::deliveries::{self, Claim};
+use ipai_spin::pg::first_row;
 use spin_sdk::pg4::{Connection, DbValue, ParameterValue, PgError};
 
 /// A database failure: the event is retried later.
@@ -43,8 +44,6 @@ pub fn run(conn: &Connection, st: &Statement) -> Result<(), HandlerError> {
     conn.execute(st.sql, &params).map(|_| ()).map_err(db_error)
 }
 
-use ipai_spin::pg::first_row as first;
-
 /// Claims side effect `(event_id, channel, target)` (see `claim_delivery`).
 pub fn claim(
     conn: &Connection,
@@ -63,7 +62,7 @@ pub fn claim(
             ],
         )
         .map_err(db_error)?;
-    match first(&rows) {
+    match first_row(&rows) {
         Some([DbValue::Str(decision), DbValue::Str(detail)]) => {
             Claim::parse(decision, detail).map_err(HandlerError::Upstream)
         }
@@ -85,7 +84,7 @@ pub fn claim_report_message(
             &[text(key), text(event_id)],
         )
         .map_err(db_error)?;
-    match first(&rows) {
+    match first_row(&rows) {
         Some([DbValue::Str(owner)]) => Ok(owner.clone()),
         other => Err(HandlerError::Upstream(format!(
             "claim_report_message returned {other:?}"
@@ -102,7 +101,7 @@ pub fn newest_approval_request(conn: &Connection, sheet_id: i64) -> Result<Strin
             &[text(&approval::requests_of_sheet(sheet_id))],
         )
         .map_err(db_error)?;
-    match first(&rows) {
+    match first_row(&rows) {
         Some([DbValue::Str(key)]) => Ok(key.clone()),
         other => Err(HandlerError::Upstream(format!(
             "newest approval request returned {other:?}"
@@ -151,7 +150,7 @@ pub fn is_done(
             &[text(event_id), text(channel), text(target)],
         )
         .map_err(db_error)?;
-    Ok(matches!(first(&rows), Some([DbValue::Boolean(true)])))
+    Ok(matches!(first_row(&rows), Some([DbValue::Boolean(true)])))
 }
 
 /// Links an Odoo record to an external object.
@@ -189,7 +188,7 @@ pub fn cached_token(
             &[text(name), ParameterValue::Int32(margin_s)],
         )
         .map_err(db_error)?;
-    Ok(match first(&rows) {
+    Ok(match first_row(&rows) {
         Some([DbValue::Str(t)]) if !t.is_empty() => Some(t.clone()),
         _ => None,
     })
