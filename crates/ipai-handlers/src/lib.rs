@@ -58,9 +58,12 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
         None => None,
     };
     let mut found = Found::default();
+    // The delivery this attempt saw not done before its look-up: `perform` need not ask again.
+    let mut seen_open = None;
     if let Some((lookup, channel, target)) = plan::lookup_for(event) {
         if report_message_by.is_none() && !db::is_done(&conn, &event.id, channel, &target)? {
             found = look_up(&lookup, event).await?;
+            seen_open = Some((channel, target));
         }
     }
     found.report_message_by = report_message_by;
@@ -79,7 +82,10 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let mut misconfigured = None;
     let mut failed = Vec::new();
     for effect in &plan.effects {
-        match perform(&conn, event, effect).await {
+        let open = seen_open
+            .as_ref()
+            .is_some_and(|(c, t)| *c == effect.channel() && t == effect.target());
+        match perform(&conn, event, effect, open).await {
             Ok(what) => done.push(what),
             Err(HandlerError::Misconfigured(m)) => {
                 misconfigured.get_or_insert(m);
@@ -242,15 +248,17 @@ async fn prepare(
 }
 
 /// Performs one side effect at most once per event: prepare (variables), claim, send,
-/// record. Returns what happened.
+/// record. Returns what happened. `seen_open`: this attempt already found the delivery not
+/// done (before its look-up), so it is not asked again; the claim decides either way.
 async fn perform(
     conn: &Connection,
     event: &EventEnvelope,
     effect: &Effect,
+    seen_open: bool,
 ) -> Result<String, HandlerError> {
     let (channel, target) = (effect.channel(), effect.target());
     // Already done: nothing to prepare (no variables, no token needed).
-    if db::is_done(conn, &event.id, channel, target)? {
+    if !seen_open && db::is_done(conn, &event.id, channel, target)? {
         return Ok(format!("{channel} {target}: already done"));
     }
     let prepared = prepare(conn, event, effect).await?;

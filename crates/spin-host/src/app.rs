@@ -38,6 +38,8 @@ pub struct App {
     pub manifest: Manifest,
     /// Where self requests go: the HTTP trigger's listening address, once it listens.
     pub self_origin: std::sync::OnceLock<std::net::SocketAddr>,
+    /// Outbound HTTP (and self requests) over pooled connections, shared by every component.
+    pub http_client: crate::http_client::HttpClient,
 }
 
 /// Which trigger started an instance: only HTTP-triggered instances may use service
@@ -103,7 +105,25 @@ impl InstanceState {
         *request.uri_mut() = uri;
         request.headers_mut().insert(hyper::header::HOST, host);
         config.use_tls = false;
-        wasmtime_wasi_http::types::default_send_request(request, config)
+        self.send_pooled(request, config)
+    }
+
+    /// Sends over the app's pooled client (see `http_client`).
+    fn send_pooled(
+        &self,
+        request: hyper::Request<HyperOutgoingBody>,
+        config: OutgoingRequestConfig,
+    ) -> HostFutureIncomingResponse {
+        let Some(app) = self.app.upgrade() else {
+            return HostFutureIncomingResponse::ready(Ok(Err(ErrorCode::InternalError(Some(
+                "app is shutting down".into(),
+            )))));
+        };
+        let client = app.http_client.clone();
+        drop(app);
+        let handle =
+            wasmtime_wasi::runtime::spawn(async move { Ok(client.send(request, config).await) });
+        HostFutureIncomingResponse::pending(handle)
     }
 }
 
@@ -171,9 +191,7 @@ impl WasiHttpView for InstanceState {
             });
             return Ok(HostFutureIncomingResponse::pending(handle));
         }
-        Ok(wasmtime_wasi_http::types::default_send_request(
-            request, config,
-        ))
+        Ok(self.send_pooled(request, config))
     }
 }
 
@@ -329,6 +347,7 @@ impl App {
             pg_pools: Arc::new(PgPools::new()),
             manifest,
             self_origin: std::sync::OnceLock::new(),
+            http_client: crate::http_client::HttpClient::new(),
         })
     }
 

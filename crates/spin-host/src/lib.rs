@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod cron;
+pub mod http_client;
 pub mod http_trigger;
 pub mod manifest;
 pub mod outbound;

@@ -1,6 +1,9 @@
 //! The two behaviours of Spin 4.0.2 that Spin's conformance suite found missing in the local
 //! host (`request-shape`, `outbound-wasi-http-v0.2.0-no-perms`), reproduced without the suite:
 //! the suite needs a copy of its repository (`make conformance`), which CI does not have.
+//! Also how Spin 4.0.2 sends outbound HTTP (its outbound HTTP factor, `connection_pooling`
+//! on by default): over keep-alive connections shared by the app's instances, with the
+//! guest's timeouts giving wasi-http's error codes.
 //! The components are the workspace's fixtures echo-headers and outbound-probe
 //! (`make components` builds them).
 
@@ -256,5 +259,90 @@ async fn self_requests_are_denied_without_self() {
     assert!(matches!(
         resolve(fut).await,
         Err(ErrorCode::HttpRequestDenied)
+    ));
+}
+
+/// A loopback HTTP/1.1 server answering 200 `ok` after `delay`; counts its connections.
+async fn counting_server(delay: std::time::Duration) -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let connections = Arc::new(AtomicUsize::new(0));
+    let counted = connections.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            counted.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| async move {
+                    tokio::time::sleep(delay).await;
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(Bytes::from_static(b"ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (port, connections)
+}
+
+#[tokio::test]
+async fn outbound_requests_of_every_instance_share_keep_alive_connections() {
+    let (port, connections) = counting_server(std::time::Duration::ZERO).await;
+    let app = load_app("pooled", "/", &format!("\"http://127.0.0.1:{port}\""));
+    let component = app.components["echo"].clone();
+    for _ in 0..3 {
+        // A fresh instance per request, as each component invocation has.
+        let mut state = app.instance_state(&component, TriggerKind::Http);
+        let fut = state
+            .send_request(outgoing(&format!("http://127.0.0.1:{port}/")), config())
+            .expect("future");
+        let resp = resolve(fut).await.expect("answered");
+        assert_eq!(resp.resp.status(), 200);
+        let body = resp.resp.into_body().collect().await.expect("body");
+        assert_eq!(body.to_bytes(), "ok");
+    }
+    assert_eq!(
+        connections.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "three requests in a row reuse one connection"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_connection_and_a_late_answer_give_wasi_http_error_codes() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let (slow, _) = counting_server(std::time::Duration::from_secs(5)).await;
+    let app = load_app(
+        "errors",
+        "/",
+        &format!("\"http://127.0.0.1:{closed}\", \"http://127.0.0.1:{slow}\""),
+    );
+    let component = app.components["echo"].clone();
+    let mut state = app.instance_state(&component, TriggerKind::Http);
+
+    let fut = state
+        .send_request(outgoing(&format!("http://127.0.0.1:{closed}/")), config())
+        .expect("future");
+    assert!(matches!(
+        resolve(fut).await,
+        Err(ErrorCode::ConnectionRefused)
+    ));
+
+    let mut impatient = config();
+    impatient.first_byte_timeout = std::time::Duration::from_millis(200);
+    let fut = state
+        .send_request(outgoing(&format!("http://127.0.0.1:{slow}/")), impatient)
+        .expect("future");
+    assert!(matches!(
+        resolve(fut).await,
+        Err(ErrorCode::ConnectionReadTimeout)
     ));
 }
