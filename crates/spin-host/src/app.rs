@@ -200,13 +200,18 @@ fn engine() -> Result<Engine> {
     config.async_support(true);
     config.wasm_component_model(true);
     // Instances come from a pool of pre-reserved slots, as in Spin: a request's
-    // instantiation reuses memory instead of mapping it anew.
+    // instantiation reuses memory instead of mapping it anew. As Spin 4.0.2 (crates/core),
+    // a slot keeps the first 2 MiB of its linear memory and 512 KiB of its tables resident
+    // when it is returned (zeroed in place, not given back to the kernel and faulted in
+    // again by the next instance).
     let mut pool = wasmtime::PoolingAllocationConfig::default();
     pool.total_component_instances(2000)
         .total_core_instances(10_000)
         .total_memories(2000)
         .total_tables(4000)
-        .max_memory_size(256 << 20);
+        .max_memory_size(256 << 20)
+        .linear_memory_keep_resident(2 << 20)
+        .table_keep_resident(512 << 10);
     config.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
     config.memory_reservation(256 << 20);
     config.memory_guard_size(32 << 20);
