@@ -291,6 +291,92 @@ async fn events_of_one_aggregate_reach_the_handler_in_order() {
     }
 }
 
+/// Ingests `n` expense events, each of an aggregate of its own, and waits until every one
+/// is done.
+async fn ingest_and_wait_done(f: &Fixture, key: &str, n: u32) {
+    let mut ids = Vec::new();
+    for i in 0..n {
+        ids.push(
+            f.ingest(&format!("k-{key}-{i}"), &expense(&format!("{key}-{i}"), i))
+                .await,
+        );
+    }
+    for id in &ids {
+        assert_eq!(
+            f.wait_status(id, "done", Duration::from_secs(30)).await,
+            "done",
+            "{}",
+            f.sys.output()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kick_whose_run_stops_on_its_budget_starts_the_next_at_once_without_cron() {
+    // No cron trigger: only the kick can deliver. Every run stops on its budget after one
+    // delivery; the kicks of the later events coalesce into the first run, so the
+    // backlog is delivered only because the kick starts run after run.
+    let fake = FakeServer::start().await;
+    fake.delay(Duration::from_millis(300));
+    let url = fake.url.clone();
+    let m = manifest::variant(manifest::without_cron);
+    let f = Fixture::with_manifest(m, move |v| {
+        v.insert("service_chaining".into(), "off".into());
+        v.insert("handler_base_url".into(), url);
+        v.insert("dispatch_budget_ms".into(), "100".into());
+        v.insert("dispatch_batch_size".into(), "1".into());
+    })
+    .await
+    .unwrap();
+    ingest_and_wait_done(&f, "kick-budget", 4).await;
+    assert_eq!(fake.requests().len(), 4, "each event delivered once");
+}
+
+/// How many runs each cron tick logged (`tick <timestamp>: <run summary>` lines of
+/// dispatch-cron; a run that claimed nothing is not logged).
+fn runs_per_tick(output: &str) -> std::collections::BTreeMap<String, usize> {
+    let mut ticks = std::collections::BTreeMap::new();
+    for line in output
+        .lines()
+        .filter(|l| l.contains("component=dispatch-cron"))
+    {
+        let Some(rest) = line.split("msg=\"tick ").nth(1) else {
+            continue;
+        };
+        let stamp: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        *ticks.entry(stamp).or_insert(0) += 1;
+    }
+    ticks
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_stopped_by_its_budget_is_followed_at_once_by_the_next_in_the_same_cron_tick() {
+    // Every run stops on its time budget after one delivery (batches of one, a handler
+    // slower than the budget), as a long backlog's runs do after dispatch_budget_ms. The
+    // kick is off so that the cron tick finds the backlog (a kick would drain it itself,
+    // as the test above shows); the tick starts run after run until the queue is empty
+    // instead of one run per tick.
+    let fake = FakeServer::start().await;
+    fake.delay(Duration::from_millis(300));
+    let f = with_fake_handlers(&fake, |v| {
+        v.insert("dispatch_kick".into(), "off".into());
+        v.insert("dispatch_budget_ms".into(), "100".into());
+        v.insert("dispatch_batch_size".into(), "1".into());
+    })
+    .await;
+    ingest_and_wait_done(&f, "cron-budget", 4).await;
+    let output = f.sys.output();
+    assert!(
+        output.contains("\\\"budget_spent\\\":true"),
+        "the runs say they stopped on their budget:\n{output}"
+    );
+    let ticks = runs_per_tick(&output);
+    assert!(
+        ticks.values().any(|runs| *runs >= 2),
+        "one tick ran several runs back to back: {ticks:?}\n{output}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dispatch_requires_post_and_the_bearer_token() {
     let f = Fixture::new().await.unwrap();

@@ -2,9 +2,12 @@
 //! `[[trigger.cron]]` schedule it calls the app's own `POST /dispatch` over HTTP (a cron
 //! component may not use service chaining: the cron plugin refuses an app where it even
 //! lists a `*.spin.internal` host), so events are delivered even if a kick was lost.
-//! After each run it asks the ops component to evaluate the alerts
-//! (`POST /ops/alerts/evaluate`, issue #19).
+//! A run that stopped because its time budget ran out (`"budget_spent": true`) is
+//! followed at once by the next (up to `MAX_RUNS_BACK_TO_BACK`), so a backlog drains
+//! without waiting a tick between runs. After the runs it asks the ops component to
+//! evaluate the alerts (`POST /ops/alerts/evaluate`, issue #19).
 
+use ipai_core::dispatch::{run_stopped_on_budget, MAX_RUNS_BACK_TO_BACK};
 use ipai_core::log;
 use ipai_spin::vars;
 use std::time::Duration;
@@ -72,14 +75,29 @@ async fn evaluate_alerts(timestamp: u64, base: &str, headers: &[(&str, String)])
     }
 }
 
+/// `POST /dispatch`, again at once while a run stops on its budget.
 async fn dispatch(timestamp: u64, url: &str, headers: &[(&str, String)]) -> Result<(), String> {
+    for _ in 0..MAX_RUNS_BACK_TO_BACK {
+        if !dispatch_once(timestamp, url, headers).await? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One run; `true` when it stopped on its time budget (the next may start at once).
+async fn dispatch_once(
+    timestamp: u64,
+    url: &str,
+    headers: &[(&str, String)],
+) -> Result<bool, String> {
     match ipai_spin::http::post(url, headers, Vec::new(), Duration::from_secs(60)).await {
         Ok((200, body)) => {
             let text = String::from_utf8_lossy(&body);
             if !text.contains("\"claimed\":0") {
                 log::info(COMPONENT, None, format!("tick {timestamp}: {text}"));
             }
-            Ok(())
+            Ok(run_stopped_on_budget(200, &body))
         }
         Ok((status, body)) => Err(format!(
             "dispatch-cron {timestamp}: {url} answered {status}: {}",

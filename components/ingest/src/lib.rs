@@ -12,7 +12,9 @@
 //! back to the pool before the answer.
 
 use ipai_core::db::DbError;
-use ipai_core::dispatch::{service_chaining_on, DISPATCHER_CHAINING_URL};
+use ipai_core::dispatch::{
+    run_stopped_on_budget, service_chaining_on, DISPATCHER_CHAINING_URL, MAX_RUNS_BACK_TO_BACK,
+};
 use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
 use ipai_core::outbox::{IngestOutcome, INGEST_SQL};
 use ipai_core::{
@@ -148,8 +150,9 @@ fn store(event: &ValidEvent) -> Result<IngestOutcome, IngestError> {
 }
 
 /// Starts a dispatcher run: by service chaining where available, else over HTTP to
-/// `public_base_url`. Failures are only logged: the event is safe in the outbox and the
-/// next kick or the cron trigger will deliver it.
+/// `public_base_url`; while the run stops on its time budget, the next at once (a burst's
+/// backlog then drains without waiting for a cron tick). Failures are only logged: the
+/// event is safe in the outbox and the next kick or the cron trigger will deliver it.
 async fn kick_dispatch(event_id: &str) {
     let event = Some(event_id);
     let Ok(token) = vars::required("dispatch_token") else {
@@ -180,16 +183,20 @@ async fn kick_dispatch(event_id: &str) {
         }
     };
     let headers = [("authorization", format!("Bearer {token}"))];
-    match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
-        Ok((200, _)) => {}
-        Ok((status, body)) => log::warn(
-            COMPONENT,
-            event,
-            format!(
-                "dispatch kick answered {status}: {}",
-                String::from_utf8_lossy(&body)
+    for _ in 0..MAX_RUNS_BACK_TO_BACK {
+        match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
+            Ok((200, body)) if run_stopped_on_budget(200, &body) => continue,
+            Ok((200, _)) => {}
+            Ok((status, body)) => log::warn(
+                COMPONENT,
+                event,
+                format!(
+                    "dispatch kick answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                ),
             ),
-        ),
-        Err(e) => log::warn(COMPONENT, event, format!("dispatch kick failed: {e}")),
+            Err(e) => log::warn(COMPONENT, event, format!("dispatch kick failed: {e}")),
+        }
+        break;
     }
 }

@@ -69,6 +69,7 @@ where
         return Ok(summary);
     }
     let outcome = deliver_until_done(queue, limits, &deliver, &budget_spent, &mut summary).await;
+    summary.budget_spent = matches!(outcome, Ok(RunEnd::BudgetSpent));
     if !matches!(outcome, Ok(RunEnd::QueueEmpty)) {
         // Budget spent or a failure: let go now rather than when the lease expires. If the
         // database is gone this fails too, and the lease simply expires.

@@ -325,6 +325,7 @@ fn a_successor_held_behind_its_predecessor_is_delivered_in_the_same_run() {
     assert_eq!(*d.finished.borrow(), vec!["a".to_string(), "b".to_string()]);
     assert_eq!(q.starts, 1);
     assert!(!q.held);
+    assert!(!s.budget_spent, "an emptied queue needs no next run");
 }
 
 #[test]
@@ -349,6 +350,7 @@ fn a_spent_budget_stops_claiming_lets_in_flight_deliveries_finish_and_ends_the_r
     ))
     .unwrap();
     assert_eq!((s.claimed, s.done, s.batches), (4, 4, 1));
+    assert!(s.budget_spent, "the caller is told to go on");
     assert_eq!(q.ends, 1, "the lease is let go at once");
     assert_eq!(q.rows.iter().filter(|(_, st)| *st == "pending").count(), 6);
 }
