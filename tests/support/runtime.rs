@@ -115,6 +115,33 @@ pub fn default_variables(db: &crate::TestDb) -> BTreeMap<String, String> {
     v
 }
 
+/// `[application] name` of a manifest.
+fn application_name(manifest: &std::path::Path) -> Result<String> {
+    let text = std::fs::read_to_string(manifest)
+        .with_context(|| format!("reading {}", manifest.display()))?;
+    let value: toml::Value = toml::from_str(&text).context("parsing the manifest")?;
+    value["application"]["name"]
+        .as_str()
+        .map(str::to_string)
+        .context("the manifest has no [application] name")
+}
+
+/// Whether `GET /.well-known/spin/info` on `port` answers with this application's name.
+fn serves_app(port: u16, name: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let request = "GET /.well-known/spin/info HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+    if stream.write_all(request.as_bytes()).is_err() {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.") && answer.contains(&format!("\"{name}\""))
+}
+
 fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
@@ -135,9 +162,31 @@ impl System {
         variables: &BTreeMap<String, String>,
         manifest: &std::path::Path,
     ) -> Result<Self> {
-        let (mut sys, port) = Self::spawn(runtime, variables, manifest)?;
-        sys.wait_ready(port)?;
-        Ok(sys)
+        // The port is picked free and then handed to the runtime, so another test of this
+        // process (a loopback service binding port 0) can take it in between: the runtime
+        // then cannot listen and exits, and is started again on another port.
+        let mut attempt = 1;
+        loop {
+            let (mut sys, port) = Self::spawn(runtime, variables, manifest)?;
+            match sys.wait_ready(port, manifest) {
+                Ok(()) => return Ok(sys),
+                Err(e) if attempt < 3 && sys.lost_its_port() => {
+                    eprintln!(
+                        "{} lost port {port} to another listener: {e}",
+                        runtime.name()
+                    );
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The runtime exited because its address was taken.
+    fn lost_its_port(&mut self) -> bool {
+        self.kill();
+        let out = self.output().to_ascii_lowercase();
+        out.contains("address already in use") || out.contains("os error 98")
     }
 
     fn spawn(
@@ -189,7 +238,10 @@ impl System {
         ))
     }
 
-    fn wait_ready(&mut self, port: u16) -> Result<()> {
+    /// Waits until the runtime serves this app: `/.well-known/spin/info` names the
+    /// manifest's application (a bare TCP connect could reach whatever took the port).
+    fn wait_ready(&mut self, port: u16, manifest: &std::path::Path) -> Result<()> {
+        let name = application_name(manifest)?;
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -199,13 +251,13 @@ impl System {
                     self.output()
                 );
             }
-            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            if serves_app(port, &name) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         bail!(
-            "{} did not listen within 60 s:\n{}",
+            "{} did not serve {name} on port {port} within 60 s:\n{}",
             self.runtime.name(),
             self.output()
         )
