@@ -7,8 +7,8 @@
 //! without waiting a tick between runs. After the runs it asks the ops component to
 //! evaluate the alerts (`POST /ops/alerts/evaluate`, issue #19).
 
-use ipai_core::dispatch::{run_stopped_on_budget, MAX_RUNS_BACK_TO_BACK};
 use ipai_core::log;
+use ipai_spin::dispatch_runs::run_back_to_back;
 use ipai_spin::vars;
 use std::time::Duration;
 
@@ -75,34 +75,14 @@ async fn evaluate_alerts(timestamp: u64, base: &str, headers: &[(&str, String)])
     }
 }
 
-/// `POST /dispatch`, again at once while a run stops on its budget.
+/// `POST /dispatch`, again at once while a run stops on its budget; each run that
+/// claimed something is logged.
 async fn dispatch(timestamp: u64, url: &str, headers: &[(&str, String)]) -> Result<(), String> {
-    for _ in 0..MAX_RUNS_BACK_TO_BACK {
-        if !dispatch_once(timestamp, url, headers).await? {
-            break;
+    run_back_to_back(url, headers, |run| {
+        if !run.contains("\"claimed\":0") {
+            log::info(COMPONENT, None, format!("tick {timestamp}: {run}"));
         }
-    }
-    Ok(())
-}
-
-/// One run; `true` when it stopped on its time budget (the next may start at once).
-async fn dispatch_once(
-    timestamp: u64,
-    url: &str,
-    headers: &[(&str, String)],
-) -> Result<bool, String> {
-    match ipai_spin::http::post(url, headers, Vec::new(), Duration::from_secs(60)).await {
-        Ok((200, body)) => {
-            let text = String::from_utf8_lossy(&body);
-            if !text.contains("\"claimed\":0") {
-                log::info(COMPONENT, None, format!("tick {timestamp}: {text}"));
-            }
-            Ok(run_stopped_on_budget(200, &body))
-        }
-        Ok((status, body)) => Err(format!(
-            "dispatch-cron {timestamp}: {url} answered {status}: {}",
-            String::from_utf8_lossy(&body)
-        )),
-        Err(e) => Err(format!("dispatch-cron {timestamp}: {url}: {e}")),
-    }
+    })
+    .await
+    .map_err(|e| format!("dispatch-cron {timestamp}: {e}"))
 }

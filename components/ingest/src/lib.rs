@@ -12,20 +12,18 @@
 //! back to the pool before the answer.
 
 use ipai_core::db::DbError;
-use ipai_core::dispatch::{
-    run_stopped_on_budget, service_chaining_on, DISPATCHER_CHAINING_URL, MAX_RUNS_BACK_TO_BACK,
-};
+use ipai_core::dispatch::{service_chaining_on, DISPATCHER_CHAINING_URL};
 use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
 use ipai_core::outbox::{IngestOutcome, INGEST_SQL};
 use ipai_core::{
     check_request, log, ApiError, IngestConfig, IngestError, IngestRequest, ValidEvent,
 };
+use ipai_spin::dispatch_runs::run_back_to_back;
 use ipai_spin::http::{headers, method, read_body, respond_error, respond_json, BodyError};
 use ipai_spin::{pg, vars};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 use spin_sdk::http_component;
 use spin_sdk::pg4::{DbValue, ParameterValue};
-use std::time::Duration;
 
 const COMPONENT: &str = "ingest";
 
@@ -183,20 +181,7 @@ async fn kick_dispatch(event_id: &str) {
         }
     };
     let headers = [("authorization", format!("Bearer {token}"))];
-    for _ in 0..MAX_RUNS_BACK_TO_BACK {
-        match ipai_spin::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
-            Ok((200, body)) if run_stopped_on_budget(200, &body) => continue,
-            Ok((200, _)) => {}
-            Ok((status, body)) => log::warn(
-                COMPONENT,
-                event,
-                format!(
-                    "dispatch kick answered {status}: {}",
-                    String::from_utf8_lossy(&body)
-                ),
-            ),
-            Err(e) => log::warn(COMPONENT, event, format!("dispatch kick failed: {e}")),
-        }
-        break;
+    if let Err(e) = run_back_to_back(&url, &headers, |_| {}).await {
+        log::warn(COMPONENT, event, format!("dispatch kick failed: {e}"));
     }
 }

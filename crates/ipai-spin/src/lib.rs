@@ -2,6 +2,7 @@
 //! response, reading a bounded body, reading variables with errors that name them, and
 //! outbound HTTP with a deadline, the database connection and row decoding (`pg`). Domain logic stays in `ipai-core`.
 
+pub mod dispatch_runs;
 pub mod handler_http;
 pub mod http;
 pub mod pg;
