@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp ops approvals
 # Components only the tests run (tests/fixtures/).
-TEST_FIXTURES := echo-headers outbound-probe
+TEST_FIXTURES := echo-headers outbound-probe timer-probe
 CARGO ?= cargo
 
 .PHONY: setup build components host migrate up test conformance spin-cli lint fmt bench deploy clean

@@ -187,3 +187,27 @@ async fn a_component_reached_by_service_chaining_sees_spins_chaining_headers() {
     assert_eq!(seen["spin-matched-route"], "/...", "{seen}");
     assert_eq!(seen["spin-client-addr"], "0.0.0.0:0", "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_under_a_timeout_leave_no_pollable_behind_in_the_instance() {
+    // The MCP component is swapped for a fixture that runs 200 one-millisecond waits, each
+    // under a 60 s `ipai_spin::timer::timeout` (what a dispatcher run does per delivery),
+    // and reports the handle number a new pollable gets before and after. Every pollable
+    // left registered with spin-sdk's executor keeps its handle, so `after` would be at
+    // least 200 above `before`; freed handles are reused, so it stays close.
+    let m = manifest::variant(|t| t.replace("release/mcp.wasm", "release/timer_probe.wasm"));
+    let f = Fixture::with_manifest(m, |_| {}).await.unwrap();
+    let r = f.http.get(f.sys.url("/mcp?n=200")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let seen: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(seen["n"], 200, "{seen}");
+    let (before, after) = (
+        seen["before"].as_i64().unwrap(),
+        seen["after"].as_i64().unwrap(),
+    );
+    assert!(
+        after - before < 10,
+        "{} pollables outlived their waits: {seen}",
+        after - before
+    );
+}
