@@ -21,6 +21,15 @@ pub const IS_DONE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM integration.deliveri
     WHERE event_id = $1::text::uuid AND channel = $2::text AND target = $3::text \
     AND status IN ('sent', 'skipped'))";
 
+/// [`CLAIM_REPORT_MESSAGE_SQL`] and [`IS_DONE_SQL`] in one round trip, for an event that
+/// may own a report message and has a delivery to look up for: `(message_key, event_id,
+/// channel, target)` → one row (the owning event's id, whether the delivery is done).
+pub const CLAIM_REPORT_MESSAGE_AND_IS_DONE_SQL: &str =
+    "SELECT integration.claim_report_message($1::text, $2::text::uuid), \
+    EXISTS (SELECT 1 FROM integration.deliveries \
+    WHERE event_id = $2::text::uuid AND channel = $3::text AND target = $4::text \
+    AND status IN ('sent', 'skipped'))";
+
 /// Links an Odoo record to an external object: `(model, id, system, external_id, event_id)`.
 pub const ID_MAP_SQL: &str = "INSERT INTO integration.id_map \
     (odoo_model, odoo_id, system, external_id, event_id) \

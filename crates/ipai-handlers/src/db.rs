@@ -92,6 +92,29 @@ pub fn claim_report_message(
     }
 }
 
+/// [`claim_report_message`] and [`is_done`] in one round trip: (the event that sends the
+/// report message `key`, whether `(event_id, channel, target)` is already done).
+pub fn claim_report_message_and_is_done(
+    conn: &Connection,
+    key: &str,
+    event_id: &str,
+    channel: &str,
+    target: &str,
+) -> Result<(String, bool), HandlerError> {
+    let rows = conn
+        .query(
+            deliveries::CLAIM_REPORT_MESSAGE_AND_IS_DONE_SQL,
+            &[text(key), text(event_id), text(channel), text(target)],
+        )
+        .map_err(db_error)?;
+    match first_row(&rows) {
+        Some([DbValue::Str(owner), DbValue::Boolean(done)]) => Ok((owner.clone(), *done)),
+        other => Err(HandlerError::Upstream(format!(
+            "claim_report_message and is_done returned {other:?}"
+        ))),
+    }
+}
+
 /// The key of a report's newest approval request, `""` when it has none (see
 /// `ipai_effects::approval::NEWEST_REQUEST_SQL`).
 pub fn newest_approval_request(conn: &Connection, sheet_id: i64) -> Result<String, HandlerError> {

@@ -51,17 +51,30 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let conn = db::open()?;
     // One message per report transition (the approval request, a refusal, an approval's
     // finance post, a payment): the first of its lines' events owns it; the others neither
-    // look the report up nor send it.
-    let report_message_by = match plan::report_message_key(event) {
-        Some(key) => Some(db::claim_report_message(&conn, &key, &event.id)?)
-            .filter(|owner| *owner != event.id),
-        None => None,
+    // look the report up nor send it. Whether the looked-up-for delivery is done comes in
+    // the same round trip.
+    let lookup = plan::lookup_for(event);
+    let (owner, done) = match (plan::report_message_key(event), &lookup) {
+        (Some(key), Some((_, channel, target))) => {
+            let (owner, done) =
+                db::claim_report_message_and_is_done(&conn, &key, &event.id, channel, target)?;
+            (Some(owner), done)
+        }
+        (Some(key), None) => (
+            Some(db::claim_report_message(&conn, &key, &event.id)?),
+            true,
+        ),
+        (None, Some((_, channel, target))) => {
+            (None, db::is_done(&conn, &event.id, channel, target)?)
+        }
+        (None, None) => (None, true),
     };
+    let report_message_by = owner.filter(|owner| *owner != event.id);
     let mut found = Found::default();
     // The delivery this attempt saw not done before its look-up: `perform` need not ask again.
     let mut seen_open = None;
-    if let Some((lookup, channel, target)) = plan::lookup_for(event) {
-        if report_message_by.is_none() && !db::is_done(&conn, &event.id, channel, &target)? {
+    if let Some((lookup, channel, target)) = lookup {
+        if report_message_by.is_none() && !done {
             found = look_up(&lookup, event).await?;
             seen_open = Some((channel, target));
         }
