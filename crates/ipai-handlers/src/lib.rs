@@ -52,7 +52,7 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     // One message per report transition (the approval request, a refusal, an approval's
     // finance post, a payment): the first of its lines' events owns it; the others neither
     // look the report up nor send it. Whether the looked-up-for delivery is done comes in
-    // the same round trip.
+    // the same round trip (`done` means nothing when there is no look-up).
     let lookup = plan::lookup_for(event);
     let (owner, done) = match (plan::report_message_key(event), &lookup) {
         (Some(key), Some((_, channel, target))) => {
