@@ -89,6 +89,15 @@ impl TestDb {
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
 
+    /// The first column of every row a query returns, in order.
+    pub async fn column<T: tokio_postgres::types::FromSqlOwned>(
+        &self,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Vec<T> {
+        column(&self.client, sql, params).await
+    }
+
     /// The outbox status of event `id`.
     pub async fn status(&self, id: &str) -> String {
         self.client
@@ -100,6 +109,21 @@ impl TestDb {
             .map(|r| r.get::<_, String>(0))
             .unwrap_or_else(|e| format!("<no row: {e}>"))
     }
+}
+
+/// The first column of every row a query returns on `client`, in order.
+pub async fn column<T: tokio_postgres::types::FromSqlOwned>(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Vec<T> {
+    client
+        .query(sql, params)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|r| r.get::<_, T>(0))
+        .collect()
 }
 
 impl Drop for TestDb {

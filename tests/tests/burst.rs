@@ -390,16 +390,11 @@ async fn two_app_instances_deliver_each_event_once_in_per_aggregate_order() {
     }
     for (agg, order) in &seen {
         let stored: Vec<String> =
-            f.db.client
-                .query(
-                    "SELECT id::text FROM integration.outbox WHERE aggregate_id = $1 ORDER BY seq",
-                    &[agg],
-                )
-                .await
-                .unwrap()
-                .iter()
-                .map(|r| r.get(0))
-                .collect();
+            f.db.column(
+                "SELECT id::text FROM integration.outbox WHERE aggregate_id = $1 ORDER BY seq",
+                &[agg],
+            )
+            .await;
         assert_eq!(order, &stored, "aggregate {agg} out of order");
     }
     drop(second);

@@ -91,16 +91,12 @@ async fn make_dead(f: &Fixture, id: uuid::Uuid, error: &str) {
     )
     .await
     .unwrap();
-    let claimed: Vec<uuid::Uuid> = db
-        .query(
-            "SELECT id FROM integration.claim_outbox(100, 'cli-test')",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let claimed: Vec<uuid::Uuid> = ipai_tests::db::column(
+        db,
+        "SELECT id FROM integration.claim_outbox(100, 'cli-test')",
+        &[],
+    )
+    .await;
     assert!(claimed.contains(&id), "claimed {claimed:?}");
     for other in claimed.iter().filter(|c| **c != id) {
         // Put back anything else that was claimed along (an attempt, not a failure).

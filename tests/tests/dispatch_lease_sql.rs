@@ -50,15 +50,12 @@ async fn request(c: &Client) -> bool {
 }
 
 async fn claim(c: &Client, worker: &str) -> Vec<uuid::Uuid> {
-    c.query(
+    ipai_tests::db::column(
+        c,
         "SELECT id FROM integration.claim_dispatch_batch($1, 50, interval '30 seconds')",
         &[&worker],
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
 }
 
 async fn ack_all(c: &Client, ids: &[uuid::Uuid]) {

@@ -490,16 +490,11 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
     assert_eq!(paid_rows, 5);
     assert_eq!(web_reads(), 3, "one look-up per decision");
     let keys: Vec<String> =
-        f.db.client
-            .query(
-                "SELECT message_key FROM integration.report_messages ORDER BY message_key",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        f.db.column(
+            "SELECT message_key FROM integration.report_messages ORDER BY message_key",
+            &[],
+        )
+        .await;
     assert_eq!(
         keys,
         vec![

@@ -939,18 +939,7 @@ async fn tool_calls_use_the_read_only_connection() {
     let f = quiet_fixture().await;
     let r = tool(&f, "outbox_health", json!({})).await;
     assert_eq!(r["isError"], false, "{r}");
-    let users: Vec<String> = f
-        .db
-        .client
-        .query(
-            "SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&f.db.name],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let users: Vec<String> = f.db.column("SELECT DISTINCT usename::text FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&f.db.name]).await;
     assert!(
         users.contains(&f.db.roles.reader),
         "no read-only session on the test database: {users:?}"

@@ -714,16 +714,12 @@ async fn a_batch_holds_the_oldest_due_events_in_seq_order() {
     let db = TestDb::new().await.unwrap();
     let c = &db.client;
     let events = ingest_many(c, "order", 30, 30).await;
-    let seqs: Vec<i64> = {
-        let rows = c
-            .query(
-                "SELECT seq FROM integration.outbox WHERE id = ANY($1) ORDER BY seq",
-                &[&events],
-            )
-            .await
-            .unwrap();
-        rows.iter().map(|r| r.get(0)).collect()
-    };
+    let seqs: Vec<i64> = db
+        .column(
+            "SELECT seq FROM integration.outbox WHERE id = ANY($1) ORDER BY seq",
+            &[&events],
+        )
+        .await;
     assert!(seqs.windows(2).all(|w| w[0] < w[1]));
 
     // Shuffle the physical row order: claim everything, fail in reverse seq order (each
@@ -1119,16 +1115,12 @@ async fn ingest_event_reports_duplicates_and_conflicting_bodies_and_writes_once(
     // seq increases (a duplicate is found in idempotency_keys before the outbox insert, so
     // it no longer consumes a seq value; a rolled-back insert still may).
     let next = ingest(c, "expense", "1", "key-2").await;
-    let seqs: Vec<i64> = c
-        .query(
-            "SELECT seq FROM integration.outbox WHERE id IN ($1, $2) ORDER BY seq",
-            &[&first.id, &next],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let seqs: Vec<i64> = ipai_tests::db::column(
+        c,
+        "SELECT seq FROM integration.outbox WHERE id IN ($1, $2) ORDER BY seq",
+        &[&first.id, &next],
+    )
+    .await;
     assert!(seqs[1] > seqs[0], "seq increases: {seqs:?}");
 }
 

@@ -93,16 +93,11 @@ async fn retention_deletes_old_done_rows_in_bounded_batches_and_keeps_everything
                            "more": false, "older_than_days": 30}})
     );
     let left: Vec<String> =
-        f.db.client
-            .query(
-                "SELECT idempotency_key || ':' || status FROM integration.outbox ORDER BY seq",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        f.db.column(
+            "SELECT idempotency_key || ':' || status FROM integration.outbox ORDER BY seq",
+            &[],
+        )
+        .await;
     assert_eq!(left, vec!["r-5:done", "r-dead:dead", "r-pending:pending"]);
     assert_eq!(f.db.status(&dead).await, "dead");
     assert_eq!(f.db.status(&pending).await, "pending");
@@ -166,20 +161,12 @@ const LEDGER_ROWS: &str = "\
 
 /// What is left of `LEDGER_ROWS`, one text per row, sorted.
 async fn ledger_rows_left(c: &tokio_postgres::Client) -> Vec<String> {
-    c.query(
-        "SELECT x FROM ( \
+    ipai_tests::db::column(c, "SELECT x FROM ( \
            SELECT 'delivery ' || d.target || ' of ' || coalesce(o.idempotency_key, 'a purged event') AS x \
              FROM integration.deliveries AS d LEFT JOIN integration.outbox AS o ON o.id = d.event_id \
            UNION ALL SELECT 'message ' || message_key FROM integration.report_messages \
            UNION ALL SELECT 'id_map ' || external_id FROM integration.id_map \
-           UNION ALL SELECT 'token ' || name FROM integration.oauth_tokens) AS r ORDER BY x",
-        &[],
-    )
-    .await
-    .unwrap()
-    .iter()
-    .map(|r| r.get(0))
-    .collect()
+           UNION ALL SELECT 'token ' || name FROM integration.oauth_tokens) AS r ORDER BY x", &[]).await
 }
 
 /// Every row younger than its window, and every row an event still waiting could need.

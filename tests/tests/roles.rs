@@ -235,19 +235,9 @@ async fn the_reader_cannot_call_the_outbox_functions() {
     assert_eq!(db.count("outbox").await, 1);
     // Of the schema's functions only the two read-only views of state are executable by
     // the reader: outbox_stats() and open_alerts() (MCP's outbox_health and list_alerts).
-    let executable: Vec<String> = db
-        .client
-        .query(
-            "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+    let executable: Vec<String> = db.column("SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = 'integration' AND has_function_privilege('integration_reader', p.oid, 'EXECUTE')
-              ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+              ORDER BY 1", &[]).await;
     assert_eq!(executable, ["open_alerts", "outbox_stats"]);
 }
 

@@ -177,16 +177,11 @@ async fn both_schemes_side_by_side_in_one_system() {
     assert_eq!(post(&f, &sw, &sw_body).await.0, 202);
     assert_eq!(post(&f, &ipai, &ipai_body).await.0, 202);
     let keys: Vec<String> =
-        f.db.client
-            .query(
-                "SELECT idempotency_key FROM integration.outbox ORDER BY seq",
-                &[],
-            )
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| r.get(0))
-            .collect();
+        f.db.column(
+            "SELECT idempotency_key FROM integration.outbox ORDER BY seq",
+            &[],
+        )
+        .await;
     assert_eq!(keys, ["msg_side_by_side", "side-by-side-ipai"]);
 }
 

@@ -77,6 +77,7 @@ fn authorize(req: &IncomingRequest) -> Result<(), ApiError> {
 }
 
 struct Config {
+    db_url: String,
     token: String,
     transport: Transport,
     settings: DispatchSettings,
@@ -91,8 +92,10 @@ fn configure() -> Result<Config, ApiError> {
         &vars::optional("handler_base_url").unwrap_or_default(),
     )
     .map_err(ApiError::misconfigured)?;
-    vars::required("db_url").map_err(ApiError::misconfigured)?;
+    // db_url before the token: a run without a database is misconfigured first.
+    let db_url = vars::required("db_url").map_err(ApiError::misconfigured)?;
     Ok(Config {
+        db_url,
         token: vars::required("dispatch_token").map_err(ApiError::misconfigured)?,
         transport,
         settings,
@@ -215,7 +218,7 @@ async fn run(cfg: &Config) -> Result<RunSummary, DbError> {
     let started = timer::deadline_in(Duration::ZERO);
     let deadline = timer::deadline_in(Duration::from_millis(cfg.settings.budget_ms));
     let mut queue = PgQueue {
-        conn: pg::open("db_url")?,
+        conn: pg::open_url(&cfg.db_url)?,
         cfg,
     };
     let limits = RunLimits {

@@ -52,29 +52,29 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     // One message per report transition (the approval request, a refusal, an approval's
     // finance post, a payment): the first of its lines' events owns it; the others neither
     // look the report up nor send it. Whether the looked-up-for delivery is done comes in
-    // the same round trip (`done` means nothing when there is no look-up).
+    // the same round trip (`None` when there is no look-up).
     let lookup = plan::lookup_for(event);
     let (owner, done) = match (plan::report_message_key(event), &lookup) {
         (Some(key), Some((_, channel, target))) => {
             let (owner, done) =
                 db::claim_report_message_and_is_done(&conn, &key, &event.id, channel, target)?;
-            (Some(owner), done)
+            (Some(owner), Some(done))
         }
         (Some(key), None) => (
             Some(db::claim_report_message(&conn, &key, &event.id)?),
-            true,
+            None,
         ),
         (None, Some((_, channel, target))) => {
-            (None, db::is_done(&conn, &event.id, channel, target)?)
+            (None, Some(db::is_done(&conn, &event.id, channel, target)?))
         }
-        (None, None) => (None, true),
+        (None, None) => (None, None),
     };
     let report_message_by = owner.filter(|owner| *owner != event.id);
     let mut found = Found::default();
     // The delivery this attempt saw not done before its look-up: `perform` need not ask again.
     let mut seen_open = None;
     if let Some((lookup, channel, target)) = lookup {
-        if report_message_by.is_none() && !done {
+        if report_message_by.is_none() && done == Some(false) {
             found = look_up(&lookup, event).await?;
             seen_open = Some((channel, target));
         }
