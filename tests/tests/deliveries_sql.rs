@@ -6,7 +6,8 @@
 //! - `finish_delivery` records status, response code and a detail cut to 2,000
 //!   characters, and says whether anything was claimed under the key;
 //! - a failed effect, or a claim whose lease expired (its performer died), is claimed
-//!   again with one more attempt.
+//!   again with one more attempt;
+//! - what `/metrics` reads follows each delivery: pending, settled, claimed again.
 //!
 //! Where a lease must expire the test moves `updated_at` back: that simulates the clock and
 //! nothing else.
@@ -116,4 +117,55 @@ async fn a_failed_effect_or_an_expired_claim_is_claimed_again_with_one_more_atte
         "the performer died: its lease expired"
     );
     assert_eq!(row(&db, "died").await.3, 2);
+}
+
+/// The `deliveries` part of what `/metrics` reads (`ipai_ops::data::metrics_sql`):
+/// `(channel, status, count)` rows.
+async fn metrics_deliveries(c: &Client) -> Vec<(String, String, i64)> {
+    let row = c
+        .query_one(&ipai_ops::data::metrics_sql(), &[&"600"])
+        .await
+        .expect("the /metrics statement");
+    let metrics: serde_json::Value = row.get(0);
+    metrics["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .map(|d| {
+            (
+                d["channel"].as_str().unwrap_or_default().to_string(),
+                d["status"].as_str().unwrap_or_default().to_string(),
+                d["count"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_each_delivery_from_claimed_to_settled_and_claimed_again() {
+    let db = TestDb::new().await.unwrap();
+    let c = app(&db).await;
+    let row = |ch: &str, st: &str, n: i64| (ch.to_string(), st.to_string(), n);
+    for target in ["a", "b"] {
+        assert_eq!(claim(&c, target).await.0, "send");
+    }
+    assert_eq!(
+        metrics_deliveries(&c).await,
+        [row("mattermost", "pending", 2)]
+    );
+    assert!(finish(&c, "a", "sent", 200, "ok").await);
+    assert!(finish(&c, "b", "failed", 500, "down").await);
+    assert_eq!(
+        metrics_deliveries(&c).await,
+        [row("mattermost", "failed", 1), row("mattermost", "sent", 1)]
+    );
+    // The failed one claimed again: pending once more, no longer failed.
+    assert_eq!(claim(&c, "b").await.0, "send");
+    assert_eq!(
+        metrics_deliveries(&c).await,
+        [
+            row("mattermost", "pending", 1),
+            row("mattermost", "sent", 1)
+        ]
+    );
 }
