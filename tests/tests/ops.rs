@@ -168,6 +168,26 @@ async fn health_until(f: &Fixture, want: u16) -> (u16, Value) {
     }
 }
 
+/// The ops component's error lines the runtime printed after its first `skip` lines, once
+/// they have arrived (up to 5 s for the first two, then 0.5 s for any more).
+async fn ops_errors_after(f: &Fixture, skip: usize) -> Vec<String> {
+    let lines = || -> Vec<String> {
+        f.sys
+            .output()
+            .lines()
+            .skip(skip)
+            .filter(|l| l.contains("level=error component=ops"))
+            .map(String::from)
+            .collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lines().len() < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    lines()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_is_503_while_postgresql_is_unreachable_and_200_again_when_it_is_back() {
     // The machine's PostgreSQL is shared with other tests, so it is never stopped here.
@@ -199,6 +219,7 @@ async fn health_is_503_while_postgresql_is_unreachable_and_200_again_when_it_is_
     assert_eq!(body["status"], "unhealthy");
     assert_eq!(body["db"], "unreachable", "{body}");
     // /metrics still answers, with the outage as a value; /ops says so.
+    let printed = f.sys.output().lines().count();
     let text = f
         .http
         .get(f.sys.url("/metrics"))
@@ -209,6 +230,15 @@ async fn health_is_503_while_postgresql_is_unreachable_and_200_again_when_it_is_
         .await
         .unwrap();
     assert!(text.contains("ipai_database_up 0\n"), "{text}");
+    // Each failure is logged once, with the route that met it: /metrics reads twice (its
+    // data, the open alerts), so two lines, not one more per statement.
+    let logged = ops_errors_after(&f, printed).await;
+    assert_eq!(logged.len(), 2, "{logged:#?}");
+    assert!(logged[0].contains("msg=\"/metrics: "), "{logged:#?}");
+    assert!(
+        logged[1].contains("msg=\"/metrics: alerts: "),
+        "{logged:#?}"
+    );
     let resp = f
         .http
         .get(f.sys.url("/ops"))

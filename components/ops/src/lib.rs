@@ -65,7 +65,8 @@ async fn serve(req: IncomingRequest) -> Response {
         ..Default::default()
     }
     .with_path_and_query(&path);
-    let mut db = Pg::new("ops", "db_url");
+    // Every route logs its database failures with its own context.
+    let mut db = Pg::logged_by_caller("db_url");
     if request.path.trim_end_matches('/') == ipai_ops::alerts::EVALUATE_PATH {
         return evaluate_alerts(&request, &config, &mut db).await;
     }

@@ -88,18 +88,32 @@ pub fn json_value(value: &DbValue) -> Result<Option<Value>, DbError> {
 }
 
 /// A [`Database`] over the connection a variable names, opened on the first statement
-/// (a request that needs no data never connects). Failures are logged once, here, under
-/// `component`.
+/// (a request that needs no data never connects). Each failure is logged once: here under
+/// `component` ([`Pg::new`]), or by a caller that logs it with its own context
+/// ([`Pg::logged_by_caller`]).
 pub struct Pg {
-    component: &'static str,
+    /// Where failures are logged here; `None`: the caller logs them.
+    component: Option<&'static str>,
     variable: &'static str,
     conn: Option<Connection>,
 }
 
 impl Pg {
+    /// Logs each failed statement under `component` (for callers that only turn errors
+    /// into answers: MCP).
     pub fn new(component: &'static str, variable: &'static str) -> Self {
         Self {
-            component,
+            component: Some(component),
+            variable,
+            conn: None,
+        }
+    }
+
+    /// Leaves logging to the caller, which logs every failure with its context (ops'
+    /// routes: `/metrics: …`, `/health: …`), so an outage is one line per failure, not two.
+    pub fn logged_by_caller(variable: &'static str) -> Self {
+        Self {
+            component: None,
             variable,
             conn: None,
         }
@@ -122,8 +136,8 @@ impl Database for Pg {
             .connection()
             .and_then(|conn| conn.query(sql, &params).map_err(db_error))
             .and_then(|rows| first_value(&rows).map_or(Ok(None), json_value));
-        if let Err(e) = &result {
-            ipai_core::log::error(self.component, None, e);
+        if let (Err(e), Some(component)) = (&result, self.component) {
+            ipai_core::log::error(component, None, e);
         }
         result
     }
