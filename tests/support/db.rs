@@ -111,6 +111,15 @@ impl TestDb {
     }
 }
 
+/// A connection to `url` with its connection task running (panics naming the URL).
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
+    tokio::spawn(conn);
+    client
+}
+
 /// The first column of every row a query returns on `client`, in order.
 pub async fn column<T: tokio_postgres::types::FromSqlOwned>(
     client: &tokio_postgres::Client,

@@ -14,16 +14,12 @@
 
 use ipai_effects::deliveries::{CLAIM_SQL, FINISH_SQL, LEASE_S};
 use ipai_tests::TestDb;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 const EVENT: &str = "00000000-0000-4000-8000-000000000017";
 
 async fn app(db: &TestDb) -> Client {
-    let (client, conn) = tokio_postgres::connect(&db.app_url(), NoTls)
-        .await
-        .expect("connect as the app role");
-    tokio::spawn(conn);
-    client
+    ipai_tests::db::connect(&db.app_url()).await
 }
 
 /// `(decision, detail)` of a claim of `(EVENT, mattermost, target)`.

@@ -9,18 +9,11 @@
 //! Where a test must let time pass (a lease expiring) it moves `lease_until` into the past
 //! with an UPDATE: that simulates the clock and nothing else.
 
+use ipai_tests::db::connect;
 use ipai_tests::TestDb;
 use serde_json::json;
 use std::time::Duration;
 use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    tokio::spawn(conn);
-    client
-}
 
 async fn ingest(c: &Client, aggregate_id: &str, key: &str) -> uuid::Uuid {
     c.query_one(

@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ipai_tests::db::connect;
 use ipai_tests::TestDb;
 use serde_json::json;
 use tokio_postgres::Client;
@@ -772,14 +773,6 @@ async fn claim_limit_none_zero_or_negative_claims_nothing_and_is_capped_at_1000(
 // ---------------------------------------------------------------------------------------
 // Claiming: concurrent claimers.
 // ---------------------------------------------------------------------------------------
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("second connection");
-    tokio::spawn(conn);
-    client
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_concurrent_claimers_never_receive_the_same_event_and_together_claim_all() {

@@ -3,18 +3,10 @@
 //! through the outbox functions, not even inside a transaction it declares READ WRITE —
 //! and `anon` reads nothing.
 
+use ipai_tests::db::connect;
 use ipai_tests::runtime::readonly_url;
 use ipai_tests::TestDb;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
-
-async fn connect(url: &str) -> Client {
-    let (client, conn) = tokio_postgres::connect(url, NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("connect {url}: {e}"));
-    tokio::spawn(conn);
-    client
-}
 
 /// A migrated database holding one event (outbox + event_log) and a row in every other
 /// table, written as the owner.
