@@ -170,6 +170,8 @@ struct OdooBehaviour {
     sheet_states: BTreeMap<i64, String>,
     /// `ipai_submitted_at` per report (`false`, never stamped, unless set).
     sheet_submitted_at: BTreeMap<i64, String>,
+    /// Every call answered `502 Bad Gateway`, as a proxy in front of a stopped Odoo does.
+    down: bool,
 }
 
 /// All fakes, started together.
@@ -191,6 +193,9 @@ fn rpc_error(name: &str, message: &str) -> (u16, String) {
 }
 
 fn odoo_answer(r: &Recorded, behaviour: &OdooBehaviour) -> (u16, String) {
+    if behaviour.down {
+        return (502, "<html><h1>502 Bad Gateway</h1></html>".into());
+    }
     if r.method != "POST" || r.path != "/jsonrpc" {
         return (404, "not found".into());
     }
@@ -351,6 +356,7 @@ impl Services {
             writes: OdooWrites::Succeed,
             sheet_states: BTreeMap::new(),
             sheet_submitted_at: BTreeMap::new(),
+            down: false,
         }));
         let b = odoo_behaviour.clone();
         let odoo = ScriptedServer::start_scripted(move |r| {
@@ -380,6 +386,11 @@ impl Services {
             .expect("odoo behaviour")
             .sheet_submitted_at
             .insert(sheet_id, at.to_string());
+    }
+
+    /// From now on Odoo is down (every call answered 502) or back.
+    pub fn odoo_down(&self, down: bool) {
+        self.odoo_behaviour.lock().expect("odoo behaviour").down = down;
     }
 
     /// The state Odoo reports for report `sheet_id` from now on (`submit` by default).

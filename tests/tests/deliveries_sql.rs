@@ -7,12 +7,18 @@
 //!   characters, and says whether anything was claimed under the key;
 //! - a failed effect, or a claim whose lease expired (its performer died), is claimed
 //!   again with one more attempt;
-//! - what `/metrics` reads follows each delivery: pending, settled, claimed again.
+//! - what `/metrics` reads follows each delivery: pending, settled, claimed again, released;
+//! - the claim made before a look-up (`claim_report_message_and_delivery`) claims the
+//!   delivery only for the event that owns the report's message, and a claim handed back
+//!   (`release_delivery`) leaves the ledger as it was before it: no row for a first claim,
+//!   the earlier failure (detail and attempts) for a claim that took one over.
 //!
 //! Where a lease must expire the test moves `updated_at` back: that simulates the clock and
 //! nothing else.
 
-use ipai_effects::deliveries::{CLAIM_SQL, FINISH_SQL, LEASE_S};
+use ipai_effects::deliveries::{
+    CLAIM_BEFORE_LOOKUP_SQL, CLAIM_SQL, FINISH_SQL, LEASE_S, RELEASE_SQL,
+};
 use ipai_tests::TestDb;
 use tokio_postgres::Client;
 
@@ -163,5 +169,115 @@ async fn metrics_follow_each_delivery_from_claimed_to_settled_and_claimed_again(
             row("mattermost", "pending", 1),
             row("mattermost", "sent", 1)
         ]
+    );
+}
+
+/// `(owner, decision, detail)` of the claim before a look-up of `(event, mattermost,
+/// target)`, with report message `key` when given.
+async fn claim_before_look_up(
+    c: &Client,
+    key: Option<&str>,
+    event: &str,
+    target: &str,
+) -> (String, String, String) {
+    let row = c
+        .query_one(
+            CLAIM_BEFORE_LOOKUP_SQL,
+            &[&key, &event, &"mattermost", &target, &LEASE_S],
+        )
+        .await
+        .expect("claim_report_message_and_delivery");
+    (row.get(0), row.get(1), row.get(2))
+}
+
+async fn release(c: &Client, target: &str) -> bool {
+    c.query_one(RELEASE_SQL, &[&EVENT, &"mattermost", &target])
+        .await
+        .expect("release_delivery")
+        .get(0)
+}
+
+const OTHER_LINE: &str = "00000000-0000-4000-8000-000000000018";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claim_before_a_look_up_claims_only_for_the_event_that_owns_the_report_message() {
+    let db = TestDb::new().await.unwrap();
+    let c = app(&db).await;
+    let key = Some("hr.expense.sheet/310@2026-11-24T01:15:00Z");
+    assert_eq!(
+        claim_before_look_up(&c, key, EVENT, "approval-request").await,
+        (EVENT.into(), "send".into(), String::new()),
+        "the first line owns the message and claims its delivery"
+    );
+    assert_eq!(
+        claim_before_look_up(&c, key, OTHER_LINE, "approval-request").await,
+        (EVENT.into(), String::new(), String::new()),
+        "another line of the report: told the owner, nothing claimed"
+    );
+    assert_eq!(
+        claim_before_look_up(&c, key, EVENT, "approval-request")
+            .await
+            .1,
+        "busy",
+        "the owner's redelivery while the first attempt performs"
+    );
+    assert!(finish(&c, "approval-request", "sent", 200, "ok").await);
+    assert_eq!(
+        claim_before_look_up(&c, key, EVENT, "approval-request").await,
+        (EVENT.into(), "done".into(), "ok".into())
+    );
+    assert_eq!(
+        claim_before_look_up(&c, None, EVENT, "@juan.delacruz").await,
+        (String::new(), "send".into(), String::new()),
+        "without a report message: the delivery's claim alone"
+    );
+    let deliveries_of_other_line: i64 = db
+        .client
+        .query_one(
+            "SELECT count(*) FROM integration.deliveries WHERE event_id = $1::text::uuid",
+            &[&OTHER_LINE],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deliveries_of_other_line, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_claim_leaves_the_ledger_as_it_was_and_is_claimed_again_at_once() {
+    let db = TestDb::new().await.unwrap();
+    let c = app(&db).await;
+    // A first claim handed back: as if never claimed.
+    assert_eq!(claim(&c, "fresh").await.0, "send");
+    assert!(release(&c, "fresh").await);
+    assert_eq!(db.count("deliveries").await, 0);
+    assert!(!release(&c, "fresh").await, "nothing pending any more");
+    assert_eq!(claim(&c, "fresh").await.0, "send", "claimed again at once");
+
+    // A claim that took over a failure, handed back: the failure as it was.
+    assert_eq!(claim(&c, "failed").await.0, "send");
+    assert!(finish(&c, "failed", "failed", 502, "bad gateway").await);
+    assert_eq!(claim(&c, "failed").await.0, "send");
+    assert!(release(&c, "failed").await);
+    let (status, _, detail_len, attempts) = row(&db, "failed").await;
+    assert_eq!(
+        (status.as_str(), detail_len, attempts),
+        ("failed", Some(11), 1)
+    );
+    assert_eq!(claim(&c, "failed").await.0, "send", "claimed again at once");
+
+    // A finished delivery is not pending: release changes nothing.
+    assert!(finish(&c, "fresh", "sent", 200, "ok").await);
+    assert!(!release(&c, "fresh").await);
+    assert_eq!(row(&db, "fresh").await.0, "sent");
+
+    let metrics = metrics_deliveries(&c).await;
+    assert_eq!(
+        metrics,
+        [
+            ("mattermost".to_string(), "pending".to_string(), 1),
+            ("mattermost".to_string(), "sent".to_string(), 1)
+        ],
+        "the counters follow releases too"
     );
 }

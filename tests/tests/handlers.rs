@@ -1130,6 +1130,104 @@ async fn a_failed_side_effect_fails_the_event_and_only_it_is_retried() {
     assert_eq!(svc.mattermost.requests().len(), 2);
 }
 
+/// Makes a failed event due now (what its backoff would do later).
+async fn retry_now(f: &Fixture, id: &str) {
+    f.db.client
+        .execute(
+            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
+            &[&id],
+        )
+        .await
+        .unwrap();
+}
+
+/// `(status, attempts, detail)` of the approval request's delivery of event `id`.
+async fn approval_delivery(f: &Fixture, id: &str) -> Option<(String, i32, String)> {
+    f.db.client
+        .query_opt(
+            "SELECT status, attempts, coalesce(detail, '') FROM integration.deliveries \
+             WHERE event_id::text = $1 AND channel = 'mattermost' AND target = $2",
+            &[&id, &ipai_effects::plan::APPROVAL_TARGET],
+        )
+        .await
+        .unwrap()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_once_later() {
+    let svc = Services::start().await;
+    let f = system(&svc, |_| {}).await;
+
+    // Odoo down: the approver cannot be looked up. The approval request was claimed before
+    // the look-up (one round trip with the report's message); the claim is handed back,
+    // so no delivery is left pending and the next attempt may post at once.
+    svc.odoo_down(true);
+    let id = f
+        .ingest(
+            "exp-1050-sub",
+            &expense("expense.submitted", 1050, json!({})),
+        )
+        .await;
+    assert_eq!(f.dispatch().await["failed"], 1);
+    let err = last_error(&f, &id).await.unwrap_or_default();
+    assert!(err.contains("502"), "{err}");
+    assert_eq!(approval_delivery(&f, &id).await, None, "claim handed back");
+    assert!(svc.posts().is_empty());
+
+    // Odoo back, Mattermost's incoming webhook failing (its user directory answers): the
+    // post fails and is recorded as failed.
+    svc.odoo_down(false);
+    svc.mattermost.script(|r| {
+        if r.path.starts_with("/api/") {
+            services::mattermost_answer(r)
+        } else {
+            (500, "Unable to get the channel".into())
+        }
+    });
+    retry_now(&f, &id).await;
+    assert_eq!(f.dispatch().await["failed"], 1);
+    let (status, attempts, detail) = approval_delivery(&f, &id).await.unwrap();
+    assert_eq!((status.as_str(), attempts), ("failed", 1));
+    assert!(detail.contains("Unable to get the channel"), "{detail}");
+
+    // Odoo down again: the failed delivery, taken over by this attempt's claim, is failed
+    // again with its attempt undone and Mattermost's detail kept.
+    svc.odoo_down(true);
+    retry_now(&f, &id).await;
+    assert_eq!(f.dispatch().await["failed"], 1);
+    assert_eq!(
+        approval_delivery(&f, &id).await,
+        Some(("failed".into(), 1, detail.clone()))
+    );
+
+    // Both back: the approval request is posted once, on its second performing attempt.
+    svc.odoo_down(false);
+    svc.mattermost.script(services::mattermost_answer);
+    retry_now(&f, &id).await;
+    assert_eq!(f.dispatch().await["done"], 1);
+    assert_eq!(f.db.status(&id).await, "done");
+    let (status, attempts, _) = approval_delivery(&f, &id).await.unwrap();
+    assert_eq!((status.as_str(), attempts), ("sent", 2));
+    assert_eq!(
+        svc.posts().len(),
+        2,
+        "the failed post and the one that went through"
+    );
+    assert_eq!(
+        f.db.client
+            .query_one(
+                "SELECT count(*) FROM integration.deliveries WHERE status = 'pending'",
+                &[]
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        0,
+        "no claim left behind"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_variable_fails_naming_it_and_the_event_waits_until_it_is_set() {
     let svc = Services::start().await;

@@ -21,14 +21,21 @@ pub const IS_DONE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM integration.deliveri
     WHERE event_id = $1::text::uuid AND channel = $2::text AND target = $3::text \
     AND status IN ('sent', 'skipped'))";
 
-/// [`CLAIM_REPORT_MESSAGE_SQL`] and [`IS_DONE_SQL`] in one round trip, for an event that
-/// may own a report message and has a delivery to look up for: `(message_key, event_id,
-/// channel, target)` → one row (the owning event's id, whether the delivery is done).
-pub const CLAIM_REPORT_MESSAGE_AND_IS_DONE_SQL: &str =
-    "SELECT integration.claim_report_message($1::text, $2::text::uuid), \
-    EXISTS (SELECT 1 FROM integration.deliveries \
-    WHERE event_id = $2::text::uuid AND channel = $3::text AND target = $4::text \
-    AND status IN ('sent', 'skipped'))";
+/// The claim of a delivery an event looks up for, made before the look-up, in one round
+/// trip with the report message's claim when the event may own one: `(message_key or
+/// NULL, event_id, channel, target, lease_s)` → one row `(owner, decision, detail)`: the
+/// owning event's id (`''` without a key), and [`CLAIM_SQL`]'s decision and detail when
+/// this event owns the message (`''`, nothing claimed, when another event does)
+/// (`migrations/20261201000200_claim_before_lookup.sql`).
+pub const CLAIM_BEFORE_LOOKUP_SQL: &str = "SELECT coalesce(c.owner, ''), \
+    coalesce(c.decision, ''), coalesce(c.detail, '') \
+    FROM integration.claim_report_message_and_delivery($1::text, $2::text::uuid, $3::text, \
+    $4::text, $5::int4) c";
+
+/// Hands back a claim that will not be performed: `(event_id, channel, target)` → one
+/// boolean row (whether a pending claim was released).
+pub const RELEASE_SQL: &str =
+    "SELECT integration.release_delivery($1::text::uuid, $2::text, $3::text)";
 
 /// Links an Odoo record to an external object: `(model, id, system, external_id, event_id)`.
 pub const ID_MAP_SQL: &str = "INSERT INTO integration.id_map \

@@ -92,27 +92,63 @@ pub fn claim_report_message(
     }
 }
 
-/// [`claim_report_message`] and [`is_done`] in one round trip: (the event that sends the
-/// report message `key`, whether `(event_id, channel, target)` is already done).
-pub fn claim_report_message_and_is_done(
+/// Claims the delivery `(event_id, channel, target)` an event looks up for, before the
+/// look-up, together with the report message `key` when the event may own one (one round
+/// trip, see `claim_report_message_and_delivery`): (the event that sends the report's
+/// message, `None` without a key; the claim, `None` when another event owns the message
+/// and nothing was claimed). A `Claim::Send` must be performed or [`release`]d.
+pub fn claim_before_look_up(
     conn: &Connection,
-    key: &str,
+    key: Option<&str>,
     event_id: &str,
     channel: &str,
     target: &str,
-) -> Result<(String, bool), HandlerError> {
+) -> Result<(Option<String>, Option<Claim>), HandlerError> {
+    let key = match key {
+        Some(k) => text(k),
+        None => ParameterValue::DbNull,
+    };
     let rows = conn
         .query(
-            deliveries::CLAIM_REPORT_MESSAGE_AND_IS_DONE_SQL,
-            &[text(key), text(event_id), text(channel), text(target)],
+            deliveries::CLAIM_BEFORE_LOOKUP_SQL,
+            &[
+                key,
+                text(event_id),
+                text(channel),
+                text(target),
+                ParameterValue::Int32(deliveries::LEASE_S),
+            ],
         )
         .map_err(db_error)?;
     match first_row(&rows) {
-        Some([DbValue::Str(owner), DbValue::Boolean(done)]) => Ok((owner.clone(), *done)),
+        Some([DbValue::Str(owner), DbValue::Str(decision), DbValue::Str(detail)]) => {
+            let owner = Some(owner.clone()).filter(|o| !o.is_empty());
+            let claim = match decision.as_str() {
+                "" => None,
+                d => Some(Claim::parse(d, detail).map_err(HandlerError::Upstream)?),
+            };
+            Ok((owner, claim))
+        }
         other => Err(HandlerError::Upstream(format!(
-            "claim_report_message and is_done returned {other:?}"
+            "claim_report_message_and_delivery returned {other:?}"
         ))),
     }
+}
+
+/// Hands back a claim this attempt will not perform (see `release_delivery`): the next
+/// attempt may claim it at once.
+pub fn release(
+    conn: &Connection,
+    event_id: &str,
+    channel: &str,
+    target: &str,
+) -> Result<(), HandlerError> {
+    conn.query(
+        deliveries::RELEASE_SQL,
+        &[text(event_id), text(channel), text(target)],
+    )
+    .map(|_| ())
+    .map_err(db_error)
 }
 
 /// The key of a report's newest approval request, `""` when it has none (see

@@ -46,40 +46,87 @@ pub fn settings() -> Settings {
     }
 }
 
-/// Handles one event: look-up, plan, dashboards, side effects.
+/// Handles one event: claims, look-up, plan, dashboards, side effects.
 pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let conn = db::open()?;
     // One message per report transition (the approval request, a refusal, an approval's
     // finance post, a payment): the first of its lines' events owns it; the others neither
-    // look the report up nor send it. Whether the looked-up-for delivery is done comes in
-    // the same round trip (`None` when there is no look-up).
+    // look the report up nor send it. The delivery an event looks up for is claimed in the
+    // same round trip, before the look-up, so a done or busy one costs no look-up and a
+    // sent one no further claim.
     let lookup = plan::lookup_for(event);
-    let (owner, done) = match (plan::report_message_key(event), &lookup) {
-        (Some(key), Some((_, channel, target))) => {
-            let (owner, done) =
-                db::claim_report_message_and_is_done(&conn, &key, &event.id, channel, target)?;
-            (Some(owner), Some(done))
+    let key = plan::report_message_key(event);
+    let (owner, early) = match (&key, &lookup) {
+        (_, Some((_, channel, target))) => {
+            db::claim_before_look_up(&conn, key.as_deref(), &event.id, channel, target)?
         }
-        (Some(key), None) => (
-            Some(db::claim_report_message(&conn, &key, &event.id)?),
-            None,
-        ),
-        (None, Some((_, channel, target))) => {
-            (None, Some(db::is_done(&conn, &event.id, channel, target)?))
-        }
+        (Some(key), None) => (Some(db::claim_report_message(&conn, key, &event.id)?), None),
         (None, None) => (None, None),
     };
-    let report_message_by = owner.filter(|owner| *owner != event.id);
+    let mut early = match (early, lookup) {
+        (Some(claim), Some((lookup, channel, target))) => Some(EarlyClaim {
+            lookup,
+            channel,
+            target,
+            claim,
+        }),
+        _ => None,
+    };
+    let result = process_claimed(&conn, event, owner, &mut early).await;
+    // A claim this attempt took and did not perform goes back: the next attempt may take
+    // it at once. Should that fail, its lease runs out and the next attempt takes it then.
+    match early {
+        Some(EarlyClaim {
+            channel,
+            target,
+            claim: Claim::Send,
+            ..
+        }) => match (db::release(&conn, &event.id, channel, &target), result) {
+            (Ok(()), result) => result,
+            (Err(e), Ok(_)) => Err(e),
+            (Err(e), Err(first)) => {
+                ipai_core::log::warn(
+                    "handlers",
+                    Some(&event.id),
+                    format!("could not release {channel} {target}: {e}"),
+                );
+                Err(first)
+            }
+        },
+        _ => result,
+    }
+}
+
+/// The claim of the delivery an event looks up for, made before the look-up; `Send` until
+/// [`perform`] takes it over (`process` releases one left over).
+struct EarlyClaim {
+    lookup: Lookup,
+    channel: &'static str,
+    target: String,
+    claim: Claim,
+}
+
+impl EarlyClaim {
+    fn is_for(&self, effect: &Effect) -> bool {
+        self.channel == effect.channel() && self.target == effect.target()
+    }
+}
+
+async fn process_claimed(
+    conn: &Connection,
+    event: &EventEnvelope,
+    owner: Option<String>,
+    early: &mut Option<EarlyClaim>,
+) -> Result<Handled, HandlerError> {
     let mut found = Found::default();
-    // The delivery this attempt saw not done before its look-up: `perform` need not ask again.
-    let mut seen_open = None;
-    if let Some((lookup, channel, target)) = lookup {
-        if report_message_by.is_none() && done == Some(false) {
-            found = look_up(&lookup, event).await?;
-            seen_open = Some((channel, target));
+    if let Some(e) = early.as_ref() {
+        match &e.claim {
+            Claim::Send => found = look_up(&e.lookup, event).await?,
+            Claim::Busy => return Err(busy(e.channel, &e.target)),
+            Claim::Done(_) => {}
         }
     }
-    found.report_message_by = report_message_by;
+    found.report_message_by = owner.filter(|owner| *owner != event.id);
     let plan = plan::plan(event, &settings(), &found)
         .map_err(|e| HandlerError::Misconfigured(e.to_string()))?;
     if let Some(reason) = plan.skip_reason() {
@@ -87,7 +134,7 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     }
     let mut done = Vec::new();
     for st in &plan.statements {
-        db::run(&conn, st)?;
+        db::run(conn, st)?;
     }
     if !plan.statements.is_empty() {
         done.push(format!("dashboard: {} statement(s)", plan.statements.len()));
@@ -95,10 +142,11 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let mut misconfigured = None;
     let mut failed = Vec::new();
     for effect in &plan.effects {
-        let open = seen_open
-            .as_ref()
-            .is_some_and(|(c, t)| *c == effect.channel() && t == effect.target());
-        match perform(&conn, event, effect, open).await {
+        let claimed = match early {
+            Some(e) if e.is_for(effect) => early.take().map(|e| e.claim),
+            _ => None,
+        };
+        match perform(conn, event, effect, claimed).await {
             Ok(what) => done.push(what),
             Err(HandlerError::Misconfigured(m)) => {
                 misconfigured.get_or_insert(m);
@@ -114,6 +162,12 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
         return Err(HandlerError::Upstream(failed.join("; ")));
     }
     Ok(Handled::Done(done))
+}
+
+fn busy(channel: &str, target: &str) -> HandlerError {
+    HandlerError::Upstream(format!(
+        "{channel} {target} is being performed by another attempt"
+    ))
 }
 
 /// Now, in Unix seconds.
@@ -261,29 +315,46 @@ async fn prepare(
 }
 
 /// Performs one side effect at most once per event: prepare (variables), claim, send,
-/// record. Returns what happened. `seen_open`: this attempt already found the delivery not
-/// done (before its look-up), so it is not asked again; the claim decides either way.
+/// record. Returns what happened. `claimed`: this attempt's claim of it, made before the
+/// look-up (`Send` is this attempt's to perform, and released here when it cannot be
+/// prepared); without one it is claimed here.
 async fn perform(
     conn: &Connection,
     event: &EventEnvelope,
     effect: &Effect,
-    seen_open: bool,
+    claimed: Option<Claim>,
 ) -> Result<String, HandlerError> {
     let (channel, target) = (effect.channel(), effect.target());
-    // Already done: nothing to prepare (no variables, no token needed).
-    if !seen_open && db::is_done(conn, &event.id, channel, target)? {
-        return Ok(format!("{channel} {target}: already done"));
-    }
-    let prepared = prepare(conn, event, effect).await?;
-    match db::claim(conn, &event.id, channel, target)? {
-        Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
-        Claim::Busy => {
-            return Err(HandlerError::Upstream(format!(
-                "{channel} {target} is being performed by another attempt"
-            )))
+    let prepared = match claimed {
+        Some(Claim::Done(_)) => return Ok(format!("{channel} {target}: already done")),
+        Some(Claim::Busy) => return Err(busy(channel, target)),
+        Some(Claim::Send) => match prepare(conn, event, effect).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                // Not performed: hand the claim back (its lease frees it should this fail).
+                if let Err(release) = db::release(conn, &event.id, channel, target) {
+                    ipai_core::log::warn(
+                        "handlers",
+                        Some(&event.id),
+                        format!("could not release {channel} {target}: {release}"),
+                    );
+                }
+                return Err(e);
+            }
+        },
+        None => {
+            // Already done: nothing to prepare (no variables, no token needed).
+            if db::is_done(conn, &event.id, channel, target)? {
+                return Ok(format!("{channel} {target}: already done"));
+            }
+            let prepared = prepare(conn, event, effect).await?;
+            match db::claim(conn, &event.id, channel, target)? {
+                Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
+                Claim::Busy => return Err(busy(channel, target)),
+                Claim::Send => prepared,
+            }
         }
-        Claim::Send => {}
-    }
+    };
     let (req, calendar_id) = match &prepared {
         Prepared::Plain(r) => (r, None),
         Prepared::Calendar(r, id) => (r, Some(id.as_str())),
