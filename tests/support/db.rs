@@ -98,6 +98,18 @@ impl TestDb {
         column(&self.client, sql, params).await
     }
 
+    /// Makes event `id` due now: the clock reaching its `next_attempt_at` (a failed event's
+    /// backoff), and nothing else.
+    pub async fn make_due(&self, id: &str) {
+        self.client
+            .execute(
+                "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
+                &[&id],
+            )
+            .await
+            .expect("make the event due");
+    }
+
     /// The outbox status of event `id`.
     pub async fn status(&self, id: &str) -> String {
         self.client

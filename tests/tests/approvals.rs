@@ -801,13 +801,7 @@ async fn a_failing_directory_delays_the_message_and_never_posts_it_unbound() {
     );
     // Mattermost is back: the retry posts the message, bound to the approver.
     svc.mattermost.script(services::mattermost_answer);
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
     let posts = svc.posts();
     assert_eq!(posts.len(), 1);

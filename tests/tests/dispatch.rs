@@ -182,13 +182,7 @@ async fn a_failing_handler_is_retried_on_schedule_then_dead_then_requeued_and_do
     // Not due yet: a run claims nothing.
     assert_eq!(f.dispatch().await["claimed"], 0);
     // Simulate the clock reaching next_attempt_at.
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    f.db.make_due(&id).await;
     f.dispatch().await;
     let (status, attempts, _, wait) = state().await;
     assert_eq!((status.as_str(), attempts), ("failed", 2));
@@ -197,13 +191,7 @@ async fn a_failing_handler_is_retried_on_schedule_then_dead_then_requeued_and_do
         "second retry after 30 s ± 20 %, got {wait}"
     );
 
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    f.db.make_due(&id).await;
     let s = f.dispatch().await;
     assert_eq!(s["dead"], 1, "{s}");
     let (status, attempts, err, _) = state().await;

@@ -1084,13 +1084,7 @@ async fn a_failed_side_effect_fails_the_event_and_only_it_is_retried() {
             )
         }
     });
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
     assert_eq!(svc.emails().len(), 1);
     assert_eq!(svc.google_requests("/events").len(), 2);
@@ -1119,26 +1113,9 @@ async fn a_failed_side_effect_fails_the_event_and_only_it_is_retried() {
         "{err}"
     );
     svc.mattermost.respond_with(200, "ok");
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
+    f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
     assert_eq!(svc.mattermost.requests().len(), 2);
-}
-
-/// Makes a failed event due now (what its backoff would do later).
-async fn retry_now(f: &Fixture, id: &str) {
-    f.db.client
-        .execute(
-            "UPDATE integration.outbox SET next_attempt_at = now() WHERE id::text = $1",
-            &[&id],
-        )
-        .await
-        .unwrap();
 }
 
 /// `(status, attempts, detail)` of the approval request's delivery of event `id`.
@@ -1185,7 +1162,7 @@ async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_o
             (500, "Unable to get the channel".into())
         }
     });
-    retry_now(&f, &id).await;
+    f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["failed"], 1);
     let (status, attempts, detail) = approval_delivery(&f, &id).await.unwrap();
     assert_eq!((status.as_str(), attempts), ("failed", 1));
@@ -1194,7 +1171,7 @@ async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_o
     // Odoo down again: the failed delivery, taken over by this attempt's claim, is failed
     // again with its attempt undone and Mattermost's detail kept.
     svc.odoo_down(true);
-    retry_now(&f, &id).await;
+    f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["failed"], 1);
     assert_eq!(
         approval_delivery(&f, &id).await,
@@ -1204,7 +1181,7 @@ async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_o
     // Both back: the approval request is posted once, on its second performing attempt.
     svc.odoo_down(false);
     svc.mattermost.script(services::mattermost_answer);
-    retry_now(&f, &id).await;
+    f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
     assert_eq!(f.db.status(&id).await, "done");
     let (status, attempts, _) = approval_delivery(&f, &id).await.unwrap();
