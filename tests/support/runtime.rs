@@ -3,7 +3,7 @@
 //! the same `spin.toml`, the same `SPIN_VARIABLE_*` environment and a free loopback port.
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -142,9 +142,25 @@ fn serves_app(port: u16, name: &str) -> bool {
     answer.starts_with("HTTP/1.") && answer.contains(&format!("\"{name}\""))
 }
 
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
+/// A loopback port free now and never handed out again by this test process (to a runtime
+/// or as a port nothing listens on).
+///
+/// Every system of a suite serves the same application name, so `wait_ready` cannot tell
+/// two of them apart: were two concurrent tests handed the same port, the runtime that lost
+/// the bind would pass for ready while its test talked to the other test's system (and
+/// database). The kernel may give a just-released port to the next `bind(0)`, so ports
+/// handed out are remembered and skipped.
+pub fn free_port() -> Result<u16> {
+    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        if handed_out.insert(port) {
+            return Ok(port);
+        }
+    }
 }
 
 impl System {

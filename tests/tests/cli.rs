@@ -205,13 +205,10 @@ async fn a_wrong_secret_gives_a_cross_a_non_zero_exit_and_no_row() {
     assert_eq!(f.db.count("outbox").await, 0);
 
     // Unreachable bus: a cross too, not a crash.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!(
-            "http://127.0.0.1:{}/odoo-webhook",
-            l.local_addr().unwrap().port()
-        )
-    };
+    let dead = format!(
+        "http://127.0.0.1:{}/odoo-webhook",
+        ipai_tests::runtime::free_port().expect("a free port")
+    );
     let out = ipai(
         &["send", "asset.reserved", "--url", &dead],
         &[("IPAI_SECRET", SECRET)],

@@ -115,13 +115,10 @@ async fn an_outage_of_the_bus_loses_nothing_and_delivers_each_event_once_in_orde
     let f = Fixture::new().await.unwrap();
     let url = f.sys.url("/odoo-webhook");
     // A port nothing listens on: the bus is "down" for the first batch.
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!(
-            "http://127.0.0.1:{}/odoo-webhook",
-            l.local_addr().unwrap().port()
-        )
-    };
+    let dead = format!(
+        "http://127.0.0.1:{}/odoo-webhook",
+        ipai_tests::runtime::free_port().expect("a free port")
+    );
     let out = python_support::run("addon_send.py", &[&url, TEST_SECRET, "outage", &dead], "").await;
     for row in out["after_outage"].as_array().unwrap() {
         assert_eq!(row["state"], "pending", "{out}");
