@@ -2,10 +2,10 @@
 //! (`migrations/20261126000200_outbox_functions.sql`) checked against a real PostgreSQL.
 //!
 //! Every event is created through `integration.ingest_event(...)` and moved only through
-//! `claim_outbox`, `ack_outbox`, `fail_outbox` and `requeue_outbox`. The one exception is
-//! the clock: where a test must let time pass (a retry becoming due, a lock becoming
-//! stale) it moves `next_attempt_at` / `locked_at` into the past with an UPDATE — that
-//! simulates the passage of time and nothing else. Each such place says so.
+//! `claim_outbox`, `ack_outbox` (`ack_outbox_batch`), `fail_outbox` and `requeue_outbox`.
+//! The one exception is the clock: where a test must let time pass (a retry becoming due,
+//! a lock becoming stale) it moves `next_attempt_at` / `locked_at` into the past with an
+//! UPDATE — that simulates the passage of time and nothing else. Each such place says so.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -992,6 +992,69 @@ async fn only_a_processing_event_can_be_acked_or_failed() {
     assert!(!ack(c, unknown).await);
     assert_eq!(fail(c, unknown, Some("x")).await, None);
     assert!(!requeue(c, unknown).await);
+}
+
+/// The dispatcher's ack of a group: `ack_outbox_batch` through `ipai_core::outbox::ACK_SQL`,
+/// as the component sends it (ids as text).
+async fn ack_batch(c: &Client, ids: &[Uuid]) -> i64 {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    c.query_one(ipai_core::outbox::ACK_SQL, &[&ids])
+        .await
+        .expect("ack_outbox_batch")
+        .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_ack_marks_done_only_the_processing_events_and_counts_each_once() {
+    let db = TestDb::new().await.unwrap();
+    let c = &db.client;
+    let claimed = ingest_many(c, "group-ack", 4, 4).await;
+    assert_eq!(ids(&claim(c, Some(10), "w").await), claimed);
+    let [a, b, failed, left] = claimed[..] else {
+        panic!("four events")
+    };
+    assert_eq!(
+        fail(c, failed, Some("HTTP 502")).await.as_deref(),
+        Some("failed")
+    );
+    let pending = ingest(c, "expense", "group-ack-pending", "group-ack-pending").await;
+    let unknown = Uuid::new_v4();
+
+    // Two processing events acked; the failed, pending, unknown and repeated ids are not
+    // counted and do not change.
+    assert_eq!(ack_batch(c, &[b, failed, a, pending, unknown, a]).await, 2);
+    for id in [a, b] {
+        let st = state(c, id).await;
+        assert_eq!(st.status, "done");
+        assert!(st.done, "done_at set");
+        assert_eq!((st.locked, st.locked_by), (false, None), "lock cleared");
+    }
+    let st = state(c, failed).await;
+    assert_eq!(
+        (st.status.as_str(), st.last_error.as_deref()),
+        ("failed", Some("HTTP 502"))
+    );
+    assert_eq!(state(c, pending).await.status, "pending");
+    assert_eq!(state(c, left).await.status, "processing");
+
+    // Acking again changes nothing; an empty group neither.
+    assert_eq!(ack_batch(c, &[a, b]).await, 0);
+    assert_eq!(ack_batch(c, &[]).await, 0);
+    let nothing: Option<Vec<String>> = None;
+    let n: i64 = c
+        .query_one(ipai_core::outbox::ACK_SQL, &[&nothing])
+        .await
+        .expect("ack_outbox_batch(NULL)")
+        .get(0);
+    assert_eq!(n, 0);
+
+    // The done counter follows the group: /metrics and outbox_stats see both.
+    let done = stats(c)
+        .await
+        .into_iter()
+        .find(|s| s.0 == "done")
+        .map(|s| s.1);
+    assert_eq!(done, Some(2));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -197,6 +197,7 @@ async fn the_reader_cannot_call_the_outbox_functions() {
         "SELECT * FROM integration.ingest_event('expense.paid', 'expense', '42', '{}'::jsonb, 'k-new', 'sha', NULL, 'odoo')".to_string(),
         "SELECT * FROM integration.claim_outbox(10, 'mcp')".to_string(),
         format!("SELECT integration.ack_outbox('{id}'::uuid)"),
+        format!("SELECT integration.ack_outbox_batch(ARRAY['{id}'::uuid])"),
         format!("SELECT integration.fail_outbox('{id}'::uuid, 'x')"),
         format!("SELECT integration.requeue_outbox('{id}'::uuid)"),
     ];

@@ -7,10 +7,10 @@
 //! claims with `claim_outbox`'s SKIP LOCKED and per-aggregate FIFO, and releases the lease
 //! when nothing is left), posts each envelope to its domain handler — by Spin service
 //! chaining, or over HTTP where chaining is unavailable — keeping `dispatch_concurrency`
-//! in flight, `ack_outbox`es 2xx answers in groups and `fail_outbox`es everything else,
-//! until the queue is empty or the time budget is spent. It answers with the run's
-//! summary. The loop itself is `ipai_core::dispatch::run` (natively tested), the SQL of
-//! each queue call `ipai_core::outbox`; this component is their adapter to Spin's
+//! in flight, acks 2xx answers in groups (`ack_outbox_batch`) and `fail_outbox`es
+//! everything else, until the queue is empty or the time budget is spent. It answers with
+//! the run's summary. The loop itself is `ipai_core::dispatch::run` (natively tested), the
+//! SQL of each queue call `ipai_core::outbox`; this component is their adapter to Spin's
 //! PostgreSQL and outbound HTTP.
 
 use ipai_core::auth::bearer_matches;
@@ -161,7 +161,7 @@ impl Queue for PgQueue<'_> {
         let ids = ids.into_iter().map(Some).collect();
         match self.call(ACK_SQL, &[ParameterValue::ArrayStr(ids)])? {
             Some(DbValue::Int64(n)) => Ok(n as u32),
-            other => Err(unexpected("ack_outbox", other)),
+            other => Err(unexpected("ack_outbox_batch", other)),
         }
     }
 

@@ -52,10 +52,10 @@ pub const START_RUN_SQL: &str =
 /// `end_dispatch_run($1 worker)`: releases the lease if this run still holds it.
 pub const END_RUN_SQL: &str = "SELECT integration.end_dispatch_run($1::text)";
 
-/// `ack_outbox` for a group of delivered events (`$1` text[] of ids) in one round trip:
-/// one bigint, how many were acked (an event a newer claim took over is not).
-pub const ACK_SQL: &str = "SELECT count(*) FILTER (WHERE acked) FROM unnest($1::text[]) AS t(id), \
-     LATERAL integration.ack_outbox(t.id::uuid) AS acked";
+/// `ack_outbox_batch($1 ids)`: `ack_outbox` for a group of delivered events (text[] of ids)
+/// in one statement; one bigint, how many were acked (an event a newer claim took over is
+/// not).
+pub const ACK_SQL: &str = "SELECT integration.ack_outbox_batch($1::text[]::uuid[])";
 
 /// `fail_outbox($1 id, $2 error)`: the row's new status as text (`pending` with a backoff,
 /// or `dead` after the last attempt).

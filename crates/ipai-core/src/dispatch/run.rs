@@ -4,7 +4,7 @@
 //! nothing in flight: one run at a time, as the connection budget assumes).
 //!
 //! The queue's rules stay in SQL (`start_dispatch_run`, `claim_dispatch_batch`,
-//! `ack_outbox`, `fail_outbox`, `end_dispatch_run`); [`Queue`] is the component's thin
+//! `ack_outbox_batch`, `fail_outbox`, `end_dispatch_run`); [`Queue`] is the component's thin
 //! adapter over those calls, so this loop is tested natively with an in-memory queue.
 
 use super::{EventEnvelope, Outcome, RunSummary};
