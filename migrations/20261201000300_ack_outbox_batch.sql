@@ -37,5 +37,18 @@ BEGIN
 END;
 $$;
 
+-- ack_outbox(uuid) is the group of one, so the transition is written once. Same
+-- signature, result and guarantees as in 20261126000200_outbox_functions.sql.
+CREATE OR REPLACE FUNCTION integration.ack_outbox(p_id uuid)
+RETURNS boolean
+LANGUAGE plpgsql
+VOLATILE
+SET search_path = integration, pg_temp
+AS $$
+BEGIN
+    RETURN integration.ack_outbox_batch(ARRAY[p_id]) = 1;
+END;
+$$;
+
 REVOKE ALL ON FUNCTION integration.ack_outbox_batch(uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION integration.ack_outbox_batch(uuid[]) TO service_role;
