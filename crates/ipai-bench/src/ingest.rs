@@ -329,6 +329,7 @@ pub async fn ingest_phase(args: BenchArgs) -> Result<()> {
         "bench: ingest at concurrency {}: {rps:.0} req/s",
         args.concurrency
     );
+    let ticks0 = crate::machine::cpu_ticks();
     let (no_db, _) = throughput(
         &args,
         Probe::BadSignature,
@@ -339,9 +340,14 @@ pub async fn ingest_phase(args: BenchArgs) -> Result<()> {
     // If the runtime's database calls cost no more than the baseline's, a request would
     // cost 1/no_db + 1/baseline of the machine: the most ingest can reach here.
     let ceiling = 100.0 * no_db / (no_db + baseline);
+    let no_db_steal = ticks0
+        .zip(crate::machine::cpu_ticks())
+        .and_then(|(a, b)| crate::machine::shares(a, b))
+        .map(|m| m.steal_pct);
     println!(
         "bench: same requests with a bad signature (401, no database): {no_db:.0} req/s \
-         → ingest ceiling {ceiling:.0}% of baseline"
+         → ingest ceiling {ceiling:.0}% of baseline; stolen by the hypervisor meanwhile: {}",
+        no_db_steal.map_or("unknown".into(), |s| format!("{s:.0} %"))
     );
     let mut lat = fixed_rate(&args, &format!("{run}l"), rps / 2.0, args.latency_seconds).await?;
     lat.sort();
@@ -373,6 +379,9 @@ pub async fn ingest_phase(args: BenchArgs) -> Result<()> {
         ("ingest_no_db_rps", no_db),
         ("ingest_ceiling_pct", ceiling),
     ]);
+    if let Some(steal) = no_db_steal {
+        entries.push(("ingest_no_db_steal_pct", steal));
+    }
     if let Some(rss) = rss {
         entries.push(("host_peak_rss_mb", rss));
     }

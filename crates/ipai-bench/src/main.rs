@@ -6,6 +6,7 @@
 mod common;
 mod dispatch;
 mod ingest;
+mod machine;
 mod shipped;
 
 use anyhow::{bail, Result};

@@ -331,6 +331,7 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
 
     let (xacts0, calls0) = pg_counters(&db).await?;
     let cpu0 = sample_cpu(args.host_pid);
+    let ticks0 = crate::machine::cpu_ticks();
     let first_post = unix_now();
     println!(
         "bench: shipped defaults, {} connections for {} s of expense.submitted",
@@ -384,6 +385,9 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
     }
     let last_done = last.unwrap_or(first_post);
     let cpu1 = sample_cpu(args.host_pid);
+    let machine = ticks0
+        .zip(crate::machine::cpu_ticks())
+        .and_then(|(a, b)| crate::machine::shares(a, b));
     let (xacts1, calls1) = pg_counters(&db).await?;
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.await;
@@ -422,6 +426,13 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
         last_done - first_post
     );
     println!("bench: CPU seconds per 1000 events: {cpu:?}");
+    if let Some(m) = machine {
+        println!(
+            "bench: the machine from the first POST to the last done: busy {:.0} %, idle {:.0} %, \
+             stolen by the hypervisor {:.0} %",
+            m.busy_pct, m.idle_pct, m.steal_pct
+        );
+    }
     println!(
         "bench: per event: {xacts_per_event:.1} PostgreSQL transactions; function calls {fn_calls:?}"
     );
@@ -436,6 +447,10 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
     ];
     for (part, v) in cpu {
         entries.push((format!("shipped_cpu_s_per_1k_{part}"), v));
+    }
+    if let Some(m) = machine {
+        entries.push(("shipped_idle_pct".into(), m.idle_pct));
+        entries.push(("shipped_steal_pct".into(), m.steal_pct));
     }
     for (f, v) in &fn_calls {
         entries.push((format!("shipped_calls_per_event_{f}"), *v));
