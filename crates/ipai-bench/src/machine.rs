@@ -2,7 +2,9 @@
 //! `/proc/stat`. The bench runs on a virtual machine whose two cores are shared with other
 //! guests: time the hypervisor gives to them (`steal`) is time the bus could not run, and
 //! it is why one build measures ±40 % from one hour to the next. Each phase reports the
-//! share of its window that was stolen, so two runs are compared knowing what they had.
+//! share of its window that was stolen, and the shipped phase the speed of one core just
+//! before its burst (a busy sibling hyperthread of another guest slows a core without any
+//! steal), so two runs are compared knowing what they had.
 
 /// Cumulative CPU time of all cores, in USER_HZ ticks, split as `/proc/stat` splits it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -62,6 +64,20 @@ pub fn shares(before: CpuTicks, after: CpuTicks) -> Option<CpuShares> {
     })
 }
 
+/// The speed of one core now: MB/s of HMAC-SHA256 (the signature every request costs) over
+/// 32 MiB, on this thread. Machine-dependent by design; compare it between runs.
+pub fn hmac_mb_per_s() -> f64 {
+    const MIB: usize = 1 << 20;
+    let chunk = vec![0x5a_u8; MIB];
+    let start = std::time::Instant::now();
+    let mut last = String::new();
+    for i in 0..32 {
+        last = ipai_core::signature::sign("calibration", &i.to_string(), &chunk);
+    }
+    std::hint::black_box(last);
+    32.0 * (MIB as f64 / 1e6) / start.elapsed().as_secs_f64().max(1e-9)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,7 +126,9 @@ mod tests {
     }
 
     #[test]
-    fn this_machine_reports_its_ticks() {
+    fn this_machine_reports_its_ticks_and_a_core_speed() {
         assert!(cpu_ticks().is_some());
+        let speed = hmac_mb_per_s();
+        assert!(speed.is_finite() && speed > 0.0, "{speed}");
     }
 }

@@ -330,6 +330,8 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
     };
 
     let (xacts0, calls0) = pg_counters(&db).await?;
+    let core_speed = crate::machine::hmac_mb_per_s();
+    println!("bench: one core now: {core_speed:.0} MB/s of HMAC-SHA256");
     let cpu0 = sample_cpu(args.host_pid);
     let ticks0 = crate::machine::cpu_ticks();
     let first_post = unix_now();
@@ -452,6 +454,7 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
         entries.push(("shipped_idle_pct".into(), m.idle_pct));
         entries.push(("shipped_steal_pct".into(), m.steal_pct));
     }
+    entries.push(("shipped_core_hmac_mb_s".into(), core_speed));
     for (f, v) in &fn_calls {
         entries.push((format!("shipped_calls_per_event_{f}"), *v));
     }
