@@ -1,9 +1,9 @@
 //! Where the machine's CPU time went during a measured window, from the first line of
 //! `/proc/stat`. The bench runs on a virtual machine whose two cores are shared with other
 //! guests: time the hypervisor gives to them (`steal`) is time the bus could not run, and
-//! it is why one build measures ±40 % from one hour to the next. Each phase reports the
-//! share of its window that was stolen, and the shipped phase the speed of one core just
-//! before its burst (a busy sibling hyperthread of another guest slows a core without any
+//! it is why one build measures ±40 % from one hour to the next. The shipped phase and the
+//! ingest phase's calibration probe report the share of their window that was stolen, and
+//! the shipped phase the speed of one core just before its burst (a busy sibling hyperthread of another guest slows a core without any
 //! steal), so two runs are compared knowing what they had.
 
 /// Cumulative CPU time of all cores, in USER_HZ ticks, split as `/proc/stat` splits it.
