@@ -340,10 +340,7 @@ pub async fn ingest_phase(args: BenchArgs) -> Result<()> {
     // If the runtime's database calls cost no more than the baseline's, a request would
     // cost 1/no_db + 1/baseline of the machine: the most ingest can reach here.
     let ceiling = 100.0 * no_db / (no_db + baseline);
-    let no_db_steal = ticks0
-        .zip(crate::machine::cpu_ticks())
-        .and_then(|(a, b)| crate::machine::shares(a, b))
-        .map(|m| m.steal_pct);
+    let no_db_steal = crate::machine::shares_since(ticks0).map(|m| m.steal_pct);
     println!(
         "bench: same requests with a bad signature (401, no database): {no_db:.0} req/s \
          → ingest ceiling {ceiling:.0}% of baseline; stolen by the hypervisor meanwhile: {}",

@@ -3,11 +3,12 @@
 //! guests: time the hypervisor gives to them (`steal`) is time the bus could not run, and
 //! it is why one build measures ±40 % from one hour to the next. The shipped phase and the
 //! ingest phase's calibration probe report the share of their window that was stolen, and
-//! the shipped phase the speed of one core just before its burst (a busy sibling hyperthread of another guest slows a core without any
-//! steal), so two runs are compared knowing what they had.
+//! the shipped phase the speed of one core just before its burst (a busy sibling
+//! hyperthread of another guest slows a core without any steal), so two runs are compared
+//! knowing what they had.
 
 /// Cumulative CPU time of all cores, in USER_HZ ticks, split as `/proc/stat` splits it.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct CpuTicks {
     /// user + nice + system + irq + softirq: work done on the guest.
     pub busy: u64,
@@ -62,6 +63,12 @@ pub fn shares(before: CpuTicks, after: CpuTicks) -> Option<CpuShares> {
         idle_pct: 100.0 * idle as f64 / total,
         steal_pct: 100.0 * steal as f64 / total,
     })
+}
+
+/// What share of the window since `before` (a `cpu_ticks()` reading) was busy, idle and
+/// stolen; `None` when either reading is missing.
+pub fn shares_since(before: Option<CpuTicks>) -> Option<CpuShares> {
+    shares(before?, cpu_ticks()?)
 }
 
 /// The speed of one core now: MB/s of HMAC-SHA256 (the signature every request costs) over

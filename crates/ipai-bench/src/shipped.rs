@@ -387,9 +387,7 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
     }
     let last_done = last.unwrap_or(first_post);
     let cpu1 = sample_cpu(args.host_pid);
-    let machine = ticks0
-        .zip(crate::machine::cpu_ticks())
-        .and_then(|(a, b)| crate::machine::shares(a, b));
+    let machine = crate::machine::shares_since(ticks0);
     let (xacts1, calls1) = pg_counters(&db).await?;
     sampling.store(false, Ordering::Relaxed);
     let _ = sampler.await;
