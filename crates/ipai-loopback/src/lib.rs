@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+pub mod segments;
+
 /// One request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
