@@ -162,7 +162,8 @@ async fn connect(uri: Uri, tls: tokio_rustls::TlsConnector) -> Result<Stream, Er
             }
             _ => ErrorCode::ConnectionRefused,
         })?;
-    let _ = tcp.set_nodelay(true);
+    // Nagle stays on, as in Spin 4.0.2's outbound client: a guest that writes a request's
+    // body after the head pays the receiver's delayed ACK here too.
     if !use_tls {
         return Ok(Stream::Plain(TokioIo::new(tcp)));
     }
