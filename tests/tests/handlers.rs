@@ -1378,3 +1378,39 @@ async fn an_outbound_post_leaves_with_its_head_and_body_in_one_write() {
         assert!(a.body_len > 0 && a.whole_at_first_read, "{arrivals:?}");
     }
 }
+
+/// The same for a GET (the Mattermost user directory, looked up for an approval request):
+/// no body and no chunked framing, so nothing trails the head.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outbound_get_leaves_as_a_head_alone() {
+    let svc = Services::start().await;
+    let probe = ipai_loopback::segments::SegmentProbe::start()
+        .await
+        .unwrap();
+    let f = system(&svc, |v| {
+        v.insert(
+            "mattermost_webhook_url".into(),
+            format!("{}/hooks/probe", probe.url),
+        );
+        v.insert("mattermost_origin".into(), probe.url.clone());
+    })
+    .await;
+    for id in [1060, 1061, 1062] {
+        let event = expense("expense.submitted", id, json!({"sheet_id": id}));
+        f.ingest(&format!("exp-{id}-sub"), &event).await;
+        // The probe's `{"ok":true}` is no Mattermost user: the attempt fails after the GET.
+        f.dispatch().await;
+    }
+    let gets: Vec<_> = probe
+        .arrivals()
+        .into_iter()
+        .filter(|a| a.request_line.starts_with("GET /api/v4/users/"))
+        .collect();
+    assert_eq!(gets.len(), 3, "{:?}", probe.arrivals());
+    for a in &gets {
+        assert!(
+            !a.chunked && a.body_len == 0 && a.whole_at_first_read,
+            "{gets:?}"
+        );
+    }
+}

@@ -16,8 +16,10 @@ use tokio::net::{TcpListener, TcpStream};
 pub struct Arrival {
     /// The request line, e.g. `POST /hooks/x HTTP/1.1`.
     pub request_line: String,
-    /// The body's length (from `content-length`; 0 when absent).
+    /// The body's length (from `content-length`, or the chunks' total; 0 when neither).
     pub body_len: usize,
+    /// The body came with `transfer-encoding: chunked`.
+    pub chunked: bool,
     /// Bytes the first read of this request returned.
     pub first_read: usize,
     /// Head and body were complete at the first read.
@@ -76,23 +78,32 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Arrival>>>) {
             return;
         }
         let mut have = first;
-        let (head_len, body_len) = loop {
-            if let Some(parsed) = parse_head(&buf[..have]) {
-                break parsed;
+        let head = loop {
+            if let Some(head) = parse_head(&buf[..have]) {
+                break head;
             }
             match stream.read(&mut buf[have..]).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => have += n,
             }
         };
-        let whole = head_len + body_len;
-        while have < whole {
+        // The whole request: the head and a content-length body, or chunks up to the last.
+        // (Clients here do not pipeline: bytes after it are not kept for a next request.)
+        let whole = |bytes: &[u8]| match head.framing {
+            Framing::Length(n) => (bytes.len() >= head.len + n).then_some((head.len + n, n)),
+            Framing::Chunked => chunked_end(&bytes[head.len..]).map(|(end, n)| (head.len + end, n)),
+        };
+        let whole_at_first_read = whole(&buf[..first]).is_some();
+        let (_end, body_len) = loop {
+            if let Some(done) = whole(&buf[..have]) {
+                break done;
+            }
             match stream.read(&mut buf[have..]).await {
                 Ok(0) | Err(_) => return,
                 Ok(n) => have += n,
             }
-        }
-        let request_line = String::from_utf8_lossy(&buf[..head_len])
+        };
+        let request_line = String::from_utf8_lossy(&buf[..head.len])
             .lines()
             .next()
             .unwrap_or_default()
@@ -101,8 +112,9 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Arrival>>>) {
             a.push(Arrival {
                 request_line,
                 body_len,
+                chunked: head.framing == Framing::Chunked,
                 first_read: first,
-                whole_at_first_read: first >= whole,
+                whole_at_first_read,
             });
         }
         if stream.write_all(ANSWER).await.is_err() {
@@ -111,17 +123,59 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Arrival>>>) {
     }
 }
 
-/// `(head length including the blank line, content-length)` once the head is complete.
-fn parse_head(bytes: &[u8]) -> Option<(usize, usize)> {
-    let end = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
-    let head = String::from_utf8_lossy(&bytes[..end]);
-    let body_len = head
-        .lines()
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.trim().parse().ok())
-        .unwrap_or(0);
-    Some((end, body_len))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Length(usize),
+    Chunked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    /// Length including the blank line.
+    len: usize,
+    framing: Framing,
+}
+
+/// The head's length and how its body is framed, once the head is complete.
+fn parse_head(bytes: &[u8]) -> Option<Head> {
+    let len = bytes.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let text = String::from_utf8_lossy(&bytes[..len]);
+    let field = |name: &str| {
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim().eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_ascii_lowercase())
+    };
+    let framing = if field("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+        Framing::Chunked
+    } else {
+        Framing::Length(
+            field("content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        )
+    };
+    Some(Head { len, framing })
+}
+
+/// `(bytes up to and including the last chunk, data length)` once a chunked body is complete
+/// (no trailers).
+fn chunked_end(bytes: &[u8]) -> Option<(usize, usize)> {
+    let (mut at, mut data) = (0, 0);
+    loop {
+        let line_end = bytes[at..].windows(2).position(|w| w == b"\r\n")? + at;
+        let size_text = String::from_utf8_lossy(&bytes[at..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        let next = line_end + 2 + size + 2;
+        if bytes.len() < next {
+            return None;
+        }
+        data += size;
+        at = next;
+        if size == 0 {
+            return Some((at, data));
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,10 +183,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_head_is_measured_with_its_content_length() {
+    fn a_head_is_measured_with_its_body_framing() {
         let req = b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(parse_head(req), Some((req.len() - 5, 5)));
+        let head = parse_head(req).unwrap();
+        assert_eq!(
+            (head.len, head.framing),
+            (req.len() - 5, Framing::Length(5))
+        );
         assert_eq!(parse_head(b"POST /x HTTP/1.1\r\nHost: a\r\n"), None);
+        let req = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(parse_head(req).unwrap().framing, Framing::Chunked);
+    }
+
+    #[test]
+    fn a_chunked_body_ends_at_its_last_chunk() {
+        assert_eq!(chunked_end(b"5\r\nhello\r\n0\r\n\r\n"), Some((15, 5)));
+        assert_eq!(chunked_end(b"5\r\nhello\r\n"), None);
+        assert_eq!(chunked_end(b"0\r\n\r\n"), Some((5, 0)));
     }
 
     #[tokio::test]
@@ -159,5 +226,16 @@ mod tests {
         assert_eq!(a[0].request_line, "POST /one HTTP/1.1");
         assert!(!a[1].whole_at_first_read, "{a:?}");
         assert_eq!(a[1].body_len, 2);
+        c.write_all(b"POST /three HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        c.write_all(b"0\r\n\r\n").await.unwrap();
+        c.read_exact(&mut answer).await.unwrap();
+        let a = probe.arrivals();
+        assert!(
+            a[2].chunked && !a[2].whole_at_first_read && a[2].body_len == 2,
+            "{a:?}"
+        );
     }
 }
