@@ -7,6 +7,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ipai_effects::mattermost::{ActionContext, Decision};
+use ipai_loopback::segments::SegmentProbe;
 use ipai_tests::manifest;
 use ipai_tests::runtime::{TEST_ACTION_SECRET, TEST_DISPATCH_TOKEN};
 use ipai_tests::services::{self, Services};
@@ -1348,24 +1349,26 @@ async fn a_hung_service_times_out_and_the_event_is_retried() {
     );
 }
 
+/// A system whose Mattermost (webhook and API) is a `SegmentProbe`.
+async fn system_behind_a_segment_probe() -> (Services, SegmentProbe, Fixture) {
+    let svc = Services::start().await;
+    let probe = SegmentProbe::start().await.unwrap();
+    let f = system(&svc, |v| {
+        let hook = format!("{}/hooks/probe", probe.url);
+        v.insert("mattermost_webhook_url".into(), hook);
+        v.insert("mattermost_origin".into(), probe.url.clone());
+    })
+    .await;
+    (svc, probe, f)
+}
+
 /// An outbound POST leaves with its head and body in one write. Spin's outbound client
 /// keeps Nagle's algorithm on, so a body written after the head waits for the receiver's
 /// delayed ACK — up to 40 ms per request on Linux; in `make bench` it cost Spin a third of
 /// its end-to-end throughput. Several events, so the runtime reuses its pooled connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_post_leaves_with_its_head_and_body_in_one_write() {
-    let svc = Services::start().await;
-    let probe = ipai_loopback::segments::SegmentProbe::start()
-        .await
-        .unwrap();
-    let f = system(&svc, |v| {
-        v.insert(
-            "mattermost_webhook_url".into(),
-            format!("{}/hooks/probe", probe.url),
-        );
-        v.insert("mattermost_origin".into(), probe.url.clone());
-    })
-    .await;
+    let (_svc, probe, f) = system_behind_a_segment_probe().await;
     for n in 0..4 {
         let id = 1050 + n;
         let event = expense("expense.rejected", id, json!({"reason": "Missing receipt"}));
@@ -1383,18 +1386,7 @@ async fn an_outbound_post_leaves_with_its_head_and_body_in_one_write() {
 /// no body and no chunked framing, so nothing trails the head.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outbound_get_leaves_as_a_head_alone() {
-    let svc = Services::start().await;
-    let probe = ipai_loopback::segments::SegmentProbe::start()
-        .await
-        .unwrap();
-    let f = system(&svc, |v| {
-        v.insert(
-            "mattermost_webhook_url".into(),
-            format!("{}/hooks/probe", probe.url),
-        );
-        v.insert("mattermost_origin".into(), probe.url.clone());
-    })
-    .await;
+    let (_svc, probe, f) = system_behind_a_segment_probe().await;
     for id in [1060, 1061, 1062] {
         let event = expense("expense.submitted", id, json!({"sheet_id": id}));
         f.ingest(&format!("exp-{id}-sub"), &event).await;

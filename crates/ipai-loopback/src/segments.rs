@@ -71,32 +71,14 @@ const ANSWER: &[u8] =
 async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Arrival>>>) {
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let Ok(first) = stream.read(&mut buf).await else {
-            return;
+        let first = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
         };
-        if first == 0 {
-            return;
-        }
         let mut have = first;
-        let head = loop {
-            if let Some(head) = parse_head(&buf[..have]) {
-                break head;
-            }
-            match stream.read(&mut buf[have..]).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => have += n,
-            }
-        };
-        // The whole request: the head and a content-length body, or chunks up to the last.
-        // (Clients here do not pipeline: bytes after it are not kept for a next request.)
-        let whole = |bytes: &[u8]| match head.framing {
-            Framing::Length(n) => (bytes.len() >= head.len + n).then_some((head.len + n, n)),
-            Framing::Chunked => chunked_end(&bytes[head.len..]).map(|(end, n)| (head.len + end, n)),
-        };
-        let whole_at_first_read = whole(&buf[..first]).is_some();
-        let (_end, body_len) = loop {
-            if let Some(done) = whole(&buf[..have]) {
-                break done;
+        let (head, body_len) = loop {
+            if let Some(whole) = whole_request(&buf[..have]) {
+                break whole;
             }
             match stream.read(&mut buf[have..]).await {
                 Ok(0) | Err(_) => return,
@@ -114,13 +96,26 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Arrival>>>) {
                 body_len,
                 chunked: head.framing == Framing::Chunked,
                 first_read: first,
-                whole_at_first_read,
+                whole_at_first_read: whole_request(&buf[..first]).is_some(),
             });
         }
         if stream.write_all(ANSWER).await.is_err() {
             return;
         }
     }
+}
+
+/// The head and the body's length once `bytes` hold a whole request: the head and a
+/// content-length body, or chunks up to the last. (Clients here do not pipeline: bytes
+/// after a request are not kept for the next one.)
+fn whole_request(bytes: &[u8]) -> Option<(Head, usize)> {
+    let head = parse_head(bytes)?;
+    let body = &bytes[head.len..];
+    let body_len = match head.framing {
+        Framing::Length(n) => (body.len() >= n).then_some(n)?,
+        Framing::Chunked => chunked_end(body)?.1,
+    };
+    Some((head, body_len))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +195,10 @@ mod tests {
         assert_eq!(chunked_end(b"5\r\nhello\r\n0\r\n\r\n"), Some((15, 5)));
         assert_eq!(chunked_end(b"5\r\nhello\r\n"), None);
         assert_eq!(chunked_end(b"0\r\n\r\n"), Some((5, 0)));
+        let req = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n";
+        assert_eq!(whole_request(req).map(|(_, n)| n), Some(2));
+        assert_eq!(whole_request(&req[..req.len() - 5]), None);
+        assert_eq!(whole_request(&req[..20]), None);
     }
 
     #[tokio::test]
