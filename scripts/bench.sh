@@ -4,6 +4,7 @@
 #   shipped  — what users run: spin.toml with every default (kick, cron, chaining, the
 #              app's roles and limits), the expense handler calling Odoo and Mattermost
 #              stand-ins; a burst of expense.submitted, then until every event is done
+#   shipped-one-call — the same with expense.rejected: one outside call (Mattermost)
 #   ingest   — diagnostic: kick off and no cron trigger, so only ingest runs (nothing dispatches the
 #              bench's events on the same cores): throughput, latency at half peak, raw SQL
 #              baseline
@@ -37,7 +38,7 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 
 run_phase() { # runtime phase
   local rt=$1 phase=$2
-  local db="ipai_bench_$(date +%s)_${rt}_${phase}"
+  local db="ipai_bench_$(date +%s)_${rt}_${phase//-/_}"
   local url="$SERVER/$db?sslmode=disable"
   local port hport oport mport
   port=$(free_port); hport=$(free_port); oport=$(free_port); mport=$(free_port)
@@ -55,7 +56,7 @@ run_phase() { # runtime phase
     # The Standard Webhooks secret, so the stuffed-signature probe reaches the entry limit.
     env+=(SPIN_VARIABLE_DISPATCH_KICK=off
           SPIN_VARIABLE_STANDARD_WEBHOOKS_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw)
-  elif [ "$phase" = shipped ]; then
+  elif [ "${phase#shipped}" != "$phase" ]; then
     env+=(SPIN_VARIABLE_ODOO_URL="http://127.0.0.1:$oport" SPIN_VARIABLE_ODOO_DB=bench
           SPIN_VARIABLE_ODOO_USER=bench SPIN_VARIABLE_ODOO_API_KEY=bench-key
           SPIN_VARIABLE_MATTERMOST_ORIGIN="http://127.0.0.1:$mport"
@@ -86,6 +87,6 @@ run_phase() { # runtime phase
 
 for rt in $RUNTIMES; do
   echo "== runtime: $rt"
-  for phase in ${BENCH_PHASES:-shipped ingest dispatch}; do run_phase "$rt" "$phase"; done
+  for phase in ${BENCH_PHASES:-shipped shipped-one-call ingest dispatch}; do run_phase "$rt" "$phase"; done
 done
 echo; echo "== $REPORT"; cat "$REPORT"

@@ -1,6 +1,7 @@
 //! `ipai-bench`: the load benchmark `make bench` runs against a running system
 //! (scripts/bench.sh starts it under each runtime). A benchmark, not a test: it asserts
-//! nothing about speed. Phases: `shipped` (what users run), `ingest` and `dispatch`
+//! nothing about speed. Phases: `shipped` and `shipped-one-call` (what users run), `ingest` and
+//! `dispatch`
 //! (diagnostics); each merges its figures into the report file.
 
 mod common;
@@ -29,7 +30,10 @@ async fn main() -> Result<()> {
     match args.phase.as_str() {
         "ingest" => ingest::ingest_phase(args).await,
         "dispatch" => dispatch::dispatch_phase(args).await,
-        "shipped" => shipped::shipped_phase(args).await,
-        other => bail!("unknown phase {other:?}: use shipped, ingest or dispatch"),
+        "shipped" => shipped::shipped_phase(args, shipped::ShippedEvent::Submitted).await,
+        "shipped-one-call" => shipped::shipped_phase(args, shipped::ShippedEvent::Rejected).await,
+        other => {
+            bail!("unknown phase {other:?}: use shipped, shipped-one-call, ingest or dispatch")
+        }
     }
 }

@@ -17,6 +17,10 @@
 //! apart from the load generator's) that answer what the handler asks: Odoo's
 //! `authenticate` and the expense's report with its approver, and Mattermost's webhook.
 //! It is a benchmark, not a test: it asserts nothing about speed.
+//!
+//! `--phase shipped-one-call` runs the same with `expense.rejected` — one outside call
+//! (the Mattermost message to the employee), the shape of Svix's one-endpoint delivery the
+//! issue compares with — and reports the same keys prefixed `shipped_one_call_`.
 
 use crate::common::{merge_report, percentile, send_signed, BenchArgs};
 use anyhow::{bail, Context, Result};
@@ -220,16 +224,48 @@ async fn pg_counters(db: &tokio_postgres::Client) -> Result<(i64, HashMap<String
     Ok((xacts, calls))
 }
 
-fn shipped_event(i: usize, run: &str) -> String {
+/// The event a shipped phase bursts, and the prefix of its report keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShippedEvent {
+    /// `expense.submitted`: the Odoo look-up of the approver, then the Mattermost approval
+    /// request (two outside calls).
+    Submitted,
+    /// `expense.rejected`: the Mattermost message to the employee (one outside call).
+    Rejected,
+}
+
+impl ShippedEvent {
+    pub fn event_type(self) -> &'static str {
+        match self {
+            ShippedEvent::Submitted => "expense.submitted",
+            ShippedEvent::Rejected => "expense.rejected",
+        }
+    }
+
+    /// `shipped_` or `shipped_one_call_`.
+    pub fn key_prefix(self) -> &'static str {
+        match self {
+            ShippedEvent::Submitted => "shipped_",
+            ShippedEvent::Rejected => "shipped_one_call_",
+        }
+    }
+}
+
+fn shipped_event(kind: ShippedEvent, i: usize, run: &str) -> String {
+    let status = match kind {
+        ShippedEvent::Submitted => "submit",
+        ShippedEvent::Rejected => "cancel",
+    };
     json!({
-        "event_type": "expense.submitted",
+        "event_type": kind.event_type(),
         "aggregate_type": "expense",
         "aggregate_id": format!("{}", 1_000_000 + i),
         "payload": {"expense_id": 1_000_000 + i, "sheet_id": 1_000_000 + i,
                     "employee_code": "E-0001", "employee_name": "Bench Employee",
                     "employee_email": "employee@bench.example.com", "amount": 1250.5,
-                    "currency": "PHP", "status": "submit", "description": "bench",
-                    "submitted_at": "2026-11-30T08:00:00Z", "bench_run": run}
+                    "currency": "PHP", "status": status, "description": "bench",
+                    "submitted_at": "2026-11-30T08:00:00Z", "reason": "bench",
+                    "bench_run": run}
     })
     .to_string()
 }
@@ -242,7 +278,7 @@ struct Burst {
     errors: Vec<String>,
 }
 
-async fn burst(args: &BenchArgs, run: &str, seconds: u64) -> Burst {
+async fn burst(args: &BenchArgs, kind: ShippedEvent, run: &str, seconds: u64) -> Burst {
     let out = Arc::new(Mutex::new(Burst::default()));
     let until = Instant::now() + Duration::from_secs(seconds);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -268,7 +304,7 @@ async fn burst(args: &BenchArgs, run: &str, seconds: u64) -> Burst {
                     &args.url,
                     &args.secret,
                     &key,
-                    shipped_event(i, &run),
+                    shipped_event(kind, i, &run),
                 )
                 .await;
                 let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
@@ -295,7 +331,7 @@ fn unix_now() -> f64 {
         .unwrap_or_default()
 }
 
-pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
+pub async fn shipped_phase(args: BenchArgs, kind: ShippedEvent) -> Result<()> {
     start_standins(args.odoo_port, args.mattermost_port)?;
     let (db, conn) = tokio_postgres::connect(&args.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
@@ -336,10 +372,12 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
     let ticks0 = crate::machine::cpu_ticks();
     let first_post = unix_now();
     println!(
-        "bench: shipped defaults, {} connections for {} s of expense.submitted",
-        args.concurrency, args.shipped_seconds
+        "bench: shipped defaults, {} connections for {} s of {}",
+        args.concurrency,
+        args.shipped_seconds,
+        kind.event_type()
     );
-    let mut out = burst(&args, &run, args.shipped_seconds).await;
+    let mut out = burst(&args, kind, &run, args.shipped_seconds).await;
     let burst_s = unix_now() - first_post;
     if !out.errors.is_empty() {
         bail!(
@@ -436,25 +474,26 @@ pub async fn shipped_phase(args: BenchArgs) -> Result<()> {
     println!(
         "bench: per event: {xacts_per_event:.1} PostgreSQL transactions; function calls {fn_calls:?}"
     );
+    let p = kind.key_prefix();
     let mut entries: Vec<(String, f64)> = vec![
-        ("shipped_ingest_rps".into(), rps),
-        ("shipped_ingest_p50_ms".into(), p50),
-        ("shipped_ingest_p99_ms".into(), p99),
-        ("shipped_refused".into(), out.refused as f64),
-        ("shipped_e2e_eps".into(), e2e_eps),
-        ("shipped_pg_connections_peak".into(), peak as f64),
-        ("shipped_pg_xacts_per_event".into(), xacts_per_event),
+        (format!("{p}ingest_rps"), rps),
+        (format!("{p}ingest_p50_ms"), p50),
+        (format!("{p}ingest_p99_ms"), p99),
+        (format!("{p}refused"), out.refused as f64),
+        (format!("{p}e2e_eps"), e2e_eps),
+        (format!("{p}pg_connections_peak"), peak as f64),
+        (format!("{p}pg_xacts_per_event"), xacts_per_event),
     ];
     for (part, v) in cpu {
-        entries.push((format!("shipped_cpu_s_per_1k_{part}"), v));
+        entries.push((format!("{p}cpu_s_per_1k_{part}"), v));
     }
     if let Some(m) = machine {
-        entries.push(("shipped_idle_pct".into(), m.idle_pct));
-        entries.push(("shipped_steal_pct".into(), m.steal_pct));
+        entries.push((format!("{p}idle_pct"), m.idle_pct));
+        entries.push((format!("{p}steal_pct"), m.steal_pct));
     }
-    entries.push(("shipped_core_hmac_mb_s".into(), core_speed));
+    entries.push((format!("{p}core_hmac_mb_s"), core_speed));
     for (f, v) in &fn_calls {
-        entries.push((format!("shipped_calls_per_event_{f}"), *v));
+        entries.push((format!("{p}calls_per_event_{f}"), *v));
     }
     let borrowed: Vec<(&str, f64)> = entries.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     merge_report(&args, &borrowed)?;

@@ -16,11 +16,6 @@ pub const CLAIM_REPORT_MESSAGE_SQL: &str =
 pub const FINISH_SQL: &str = "SELECT integration.finish_delivery($1::text::uuid, $2::text, \
     $3::text, $4::text, $5::int4, $6::text)";
 
-/// Whether a delivery is already done: `(event_id, channel, target)` → one boolean row.
-pub const IS_DONE_SQL: &str = "SELECT EXISTS (SELECT 1 FROM integration.deliveries \
-    WHERE event_id = $1::text::uuid AND channel = $2::text AND target = $3::text \
-    AND status IN ('sent', 'skipped'))";
-
 /// The claim of a delivery an event looks up for, made before the look-up, in one round
 /// trip with the report message's claim when the event may own one: `(message_key or
 /// NULL, event_id, channel, target, lease_s)` → one row `(owner, decision, detail)`: the

@@ -196,22 +196,6 @@ pub fn finish(
     .map_err(db_error)
 }
 
-/// Whether `(event_id, channel, target)` is already recorded as done.
-pub fn is_done(
-    conn: &Connection,
-    event_id: &str,
-    channel: &str,
-    target: &str,
-) -> Result<bool, HandlerError> {
-    let rows = conn
-        .query(
-            deliveries::IS_DONE_SQL,
-            &[text(event_id), text(channel), text(target)],
-        )
-        .map_err(db_error)?;
-    Ok(matches!(first_row(&rows), Some([DbValue::Boolean(true)])))
-}
-
 /// Links an Odoo record to an external object.
 pub fn map_id(
     conn: &Connection,

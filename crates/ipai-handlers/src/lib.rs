@@ -314,10 +314,11 @@ async fn prepare(
     })
 }
 
-/// Performs one side effect at most once per event: prepare (variables), claim, send,
-/// record. Returns what happened. `claimed`: this attempt's claim of it, made before the
-/// look-up (`Send` is this attempt's to perform, and released here when it cannot be
-/// prepared); without one it is claimed here.
+/// Performs one side effect at most once per event: claim, prepare (variables, a token),
+/// send, record. Returns what happened. `claimed`: this attempt's claim of it, made before
+/// the look-up; without one it is claimed here (one statement that also answers "already
+/// done"). A `Send` claim that cannot be prepared is released, so the next attempt may claim
+/// it at once.
 async fn perform(
     conn: &Connection,
     event: &EventEnvelope,
@@ -325,10 +326,14 @@ async fn perform(
     claimed: Option<Claim>,
 ) -> Result<String, HandlerError> {
     let (channel, target) = (effect.channel(), effect.target());
-    let prepared = match claimed {
-        Some(Claim::Done(_)) => return Ok(format!("{channel} {target}: already done")),
-        Some(Claim::Busy) => return Err(busy(channel, target)),
-        Some(Claim::Send) => match prepare(conn, event, effect).await {
+    let claim = match claimed {
+        Some(claim) => claim,
+        None => db::claim(conn, &event.id, channel, target)?,
+    };
+    let prepared = match claim {
+        Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
+        Claim::Busy => return Err(busy(channel, target)),
+        Claim::Send => match prepare(conn, event, effect).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 // Not performed: hand the claim back (its lease frees it should this fail).
@@ -342,18 +347,6 @@ async fn perform(
                 return Err(e);
             }
         },
-        None => {
-            // Already done: nothing to prepare (no variables, no token needed).
-            if db::is_done(conn, &event.id, channel, target)? {
-                return Ok(format!("{channel} {target}: already done"));
-            }
-            let prepared = prepare(conn, event, effect).await?;
-            match db::claim(conn, &event.id, channel, target)? {
-                Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
-                Claim::Busy => return Err(busy(channel, target)),
-                Claim::Send => prepared,
-            }
-        }
     };
     let (req, calendar_id) = match &prepared {
         Prepared::Plain(r) => (r, None),
