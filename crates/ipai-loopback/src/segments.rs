@@ -105,6 +105,12 @@ async fn serve(mut stream: TcpStream, seen: Arc<Mutex<Vec<Arrival>>>) {
     }
 }
 
+/// Whether `bytes` hold a whole HTTP/1.1 message (request or response): its head and a
+/// content-length body, or chunks up to the last.
+pub fn is_whole_message(bytes: &[u8]) -> bool {
+    whole_request(bytes).is_some()
+}
+
 /// The head and the body's length once `bytes` hold a whole request: the head and a
 /// content-length body, or chunks up to the last. (Clients here do not pipeline: bytes
 /// after a request are not kept for the next one.)

@@ -1,7 +1,7 @@
 //! Responses and request bodies for components written against `IncomingRequest` +
 //! `ResponseOutparam` (which lets a component keep working after it has answered).
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
 use spin_sdk::http::{
@@ -38,16 +38,22 @@ pub async fn respond_with_headers(
     let response =
         OutgoingResponse::new(Fields::from_list(&headers).unwrap_or_else(|_| Fields::new()));
     let _ = response.set_status_code(status);
-    let mut sink = response.take_body();
-    out.set(response);
-    if !body.is_empty() {
-        if let Err(e) = sink.send(body).await {
-            ipai_core::log::warn(
-                "http",
-                None,
-                format!("could not write the response body: {e:?}"),
-            );
-        }
+    let Ok(outgoing) = response.body() else {
+        out.set(response);
+        return;
+    };
+    // As for requests (`write_and_finish`): the body first, so the head does not leave on
+    // its own; `join` sets the response at once should the body not fit the host's buffer.
+    let (written, ()) = futures::future::join(write_and_finish(outgoing, body), async move {
+        out.set(response)
+    })
+    .await;
+    if let Err(e) = written {
+        ipai_core::log::warn(
+            "http",
+            None,
+            format!("could not write the response body: {e}"),
+        );
     }
 }
 
