@@ -1,5 +1,7 @@
 //! Responses and request bodies for components written against `IncomingRequest` +
-//! `ResponseOutparam` (which lets a component keep working after it has answered).
+//! `ResponseOutparam` (which lets a component keep working after it has answered), and the
+//! outbound POST. Every body this module sends is written before its head leaves (see
+//! `write_and_finish`).
 
 use futures::StreamExt;
 use spin_executor::CancelOnDropToken;
@@ -165,19 +167,20 @@ pub async fn post(
     }
 }
 
-/// Writes `body` into a request's body and finishes it, waiting for the host only when its
-/// buffer is full.
+/// Writes `body` into an outgoing body (a request's or a response's) and finishes it,
+/// waiting for the host only when its buffer is full.
 ///
 /// Why not `spin_sdk::http::send` with a buffered body: it hands the request to the host
 /// first and writes the body after, so the host may send the head on its own and the body
 /// in a second segment. Spin's outbound client leaves Nagle's algorithm on (no
 /// `TCP_NODELAY`), so that second segment waits for the receiver's delayed ACK — up to
 /// 40 ms on Linux, per request. The host buffers one chunk (1 MiB in wasmtime) before anyone
-/// reads, so a body written and finished first leaves in the same write as the head.
+/// reads, so a body written and finished first leaves in the same write as the head. The
+/// same holds for a response set after its body (`respond_with_headers`).
 async fn write_and_finish(outgoing: OutgoingBody, body: Vec<u8>) -> Result<(), String> {
     let stream = outgoing
         .write()
-        .map_err(|()| "the request body stream was already taken".to_string())?;
+        .map_err(|()| "the body stream was already taken".to_string())?;
     let mut rest = &body[..];
     let mut registration: Option<CancelOnDropToken> = None;
     futures::future::poll_fn(|cx| loop {
