@@ -242,6 +242,14 @@ impl ShippedEvent {
         }
     }
 
+    /// The expense sheet's Odoo state the event reports.
+    fn odoo_status(self) -> &'static str {
+        match self {
+            ShippedEvent::Submitted => "submit",
+            ShippedEvent::Rejected => "cancel",
+        }
+    }
+
     /// `shipped_` or `shipped_one_call_`.
     pub fn key_prefix(self) -> &'static str {
         match self {
@@ -252,10 +260,6 @@ impl ShippedEvent {
 }
 
 fn shipped_event(kind: ShippedEvent, i: usize, run: &str) -> String {
-    let status = match kind {
-        ShippedEvent::Submitted => "submit",
-        ShippedEvent::Rejected => "cancel",
-    };
     json!({
         "event_type": kind.event_type(),
         "aggregate_type": "expense",
@@ -263,7 +267,7 @@ fn shipped_event(kind: ShippedEvent, i: usize, run: &str) -> String {
         "payload": {"expense_id": 1_000_000 + i, "sheet_id": 1_000_000 + i,
                     "employee_code": "E-0001", "employee_name": "Bench Employee",
                     "employee_email": "employee@bench.example.com", "amount": 1250.5,
-                    "currency": "PHP", "status": status, "description": "bench",
+                    "currency": "PHP", "status": kind.odoo_status(), "description": "bench",
                     "submitted_at": "2026-11-30T08:00:00Z", "reason": "bench",
                     "bench_run": run}
     })
