@@ -36,6 +36,7 @@ up: setup build
 test: setup build
 	$(CARGO) test --release --workspace --exclude ipai-tests
 	python3 -m pytest -q odoo
+	scripts/test-odoo.sh
 	scripts/test-e2e.sh local
 	scripts/test-e2e.sh spin
 

@@ -6,7 +6,8 @@ whose ``__init__`` loads the models (which need the real ``odoo``). When no real
 importable, this file registers path-only stand-ins for ``odoo``, ``odoo.addons`` and the
 addon package (their ``__init__`` files are not executed), so the tests import the pure
 modules by the same dotted path Odoo uses. Tests that need a running Odoo (the
-``TransactionCase`` ones in ``test_bridge_models.py``) are left to Odoo's test runner.
+``TransactionCase`` ones listed in ``SERVER_TESTS``) run inside a real Odoo 18.0 under
+Odoo's own runner: ``scripts/test-odoo.sh``, part of ``make test``.
 """
 
 import os
@@ -17,11 +18,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ADDON = "ipai_enterprise_bridge"
 ADDON_DIR = os.path.join(HERE, ADDON)
 
-# Server-only test modules (TransactionCase): run them with
-#   odoo-bin -d <db> -i ipai_enterprise_bridge --test-enable --stop-after-init
+# Server-only test modules (TransactionCase), run by scripts/test-odoo.sh as
+#   odoo-bin -d <db> --test-enable --test-tags /ipai_enterprise_bridge --stop-after-init
 SERVER_TESTS = [
     os.path.join(ADDON, "tests", "test_bridge_models.py"),
     os.path.join(ADDON, "tests", "test_odoo18_contract.py"),
+    os.path.join(ADDON, "tests", "test_access_over_rpc.py"),
 ]
 
 

@@ -1,6 +1,6 @@
 {
     "name": "IPAI Enterprise Bridge",
-    "version": "18.0.1.1.0",
+    "version": "18.0.1.2.0",
     "category": "Technical",
     "summary": "Durable, HMAC-signed business events from Odoo to the IPAI integration bus",
     "description": """

@@ -1,3 +1,4 @@
+from . import guarded_fields
 from . import ipai_event_queue
 from . import hr_expense
 from . import account_payment_register

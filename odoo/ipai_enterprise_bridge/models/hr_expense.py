@@ -38,7 +38,10 @@ class HrEmployee(models.Model):
 
 
 class HrExpense(models.Model):
-    _inherit = "hr.expense"
+    _name = "hr.expense"
+    _inherit = ["hr.expense", "ipai.guarded.fields"]
+    # Set once expense.paid is queued: a user who could set it would silence the event.
+    _ipai_guarded = {"ipai_paid_emitted": False}
 
     ipai_paid_emitted = fields.Boolean(
         string="IPAI paid event emitted",
@@ -71,7 +74,10 @@ class HrExpense(models.Model):
 
 
 class HrExpenseSheet(models.Model):
-    _inherit = "hr.expense.sheet"
+    _name = "hr.expense.sheet"
+    _inherit = ["hr.expense.sheet", "ipai.guarded.fields"]
+    # The report's decision times: the bus tells one decision from the next by them.
+    _ipai_guarded = dict.fromkeys(("ipai_submitted_at",) + _REPORT_STAMPS, False)
 
     ipai_submitted_at = fields.Datetime(string="Submitted At", readonly=True, copy=False)
     ipai_approved_at = fields.Datetime(string="Approved At (IPAI)", readonly=True, copy=False)
@@ -111,7 +117,7 @@ class HrExpenseSheet(models.Model):
                 facts = expense._ipai_facts(sheet)
                 facts.update(event_fields)
                 stamps = [d for d in (expense.write_date, sheet.write_date) if d]
-                row = queue.enqueue(
+                row = queue._ipai_enqueue(
                     event_type,
                     expense.id,
                     facts,

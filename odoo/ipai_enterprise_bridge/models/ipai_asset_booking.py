@@ -25,8 +25,11 @@ PARAM_ESCALATION = "ipai.asset.escalation_days"
 class IpaiAssetBooking(models.Model):
     _name = "ipai.asset.booking"
     _description = "Equipment Booking"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "ipai.guarded.fields"]
     _order = "start desc, id desc"
+    # The lifecycle and the escalation level decide which asset.* events are sent: they
+    # change only through the buttons below and the overdue cron (models/guarded_fields.py).
+    _ipai_guarded = {"state": "draft", "checked_out_at": False, "checked_in_at": False, "ipai_overdue_level": 0}
 
     name = fields.Char(required=True, copy=False, readonly=True, default=lambda self: _("New"))
     equipment_id = fields.Many2one(
@@ -122,37 +125,40 @@ class IpaiAssetBooking(models.Model):
         for booking in self:
             facts = booking._ipai_facts()
             facts.update(event_fields)
-            queue.enqueue(event_type, booking.id, facts, record=booking, discriminator=discriminator)
+            queue._ipai_enqueue(event_type, booking.id, facts, record=booking, discriminator=discriminator)
 
     # -------------------------------------------------------------------------- actions
 
-    def _ipai_require_state(self, allowed, action):
+    def _ipai_transition(self, allowed, action, vals):
+        """Moves these bookings to a new state: the user must be allowed to change them
+        (access rights and record rules), the state must allow the step; the guarded fields
+        are then written in superuser mode."""
         wrong = self.filtered(lambda b: b.state not in allowed)
         if wrong:
             raise UserError(_("Cannot %(action)s booking(s) %(names)s in their current state.",
                               action=action, names=", ".join(wrong.mapped("name"))))
+        self.check_access("write")
+        self.sudo().write(vals)
 
     def action_reserve(self):
-        self._ipai_require_state(("draft",), _("reserve"))
-        self.write({"state": "reserved"})
+        self._ipai_transition(("draft",), _("reserve"), {"state": "reserved"})
         self._ipai_emit("asset.reserved")
         return True
 
     def action_checkout(self):
-        self._ipai_require_state(("draft", "reserved"), _("check out"))
-        self.write({"state": "checked_out", "checked_out_at": fields.Datetime.now()})
+        self._ipai_transition(("draft", "reserved"), _("check out"),
+                              {"state": "checked_out", "checked_out_at": fields.Datetime.now()})
         self._ipai_emit("asset.checked_out")
         return True
 
     def action_checkin(self):
-        self._ipai_require_state(("checked_out",), _("check in"))
-        self.write({"state": "checked_in", "checked_in_at": fields.Datetime.now()})
+        self._ipai_transition(("checked_out",), _("check in"),
+                              {"state": "checked_in", "checked_in_at": fields.Datetime.now()})
         self._ipai_emit("asset.checked_in")
         return True
 
     def action_cancel(self):
-        self._ipai_require_state(("draft", "reserved"), _("cancel"))
-        self.write({"state": "cancelled"})
+        self._ipai_transition(("draft", "reserved"), _("cancel"), {"state": "cancelled"})
         return True
 
     # ----------------------------------------------------------------------------- cron

@@ -1,6 +1,6 @@
 """``ipai.event.queue``: the Odoo-side outbox of IPAI events.
 
-A hook calls :meth:`IpaiEventQueue.enqueue` inside the transaction of the business change:
+A hook calls :meth:`IpaiEventQueue._ipai_enqueue` inside the transaction of the business change:
 the row (and a trigger of the sender cron, ``ir.cron._trigger()``) commit with the change,
 or not at all. Nothing is sent inside the user's request: Odoo's ``retrying()``
 (``odoo/service/model.py``) commits, running post-commit callbacks, before it answers, so
@@ -49,7 +49,7 @@ def _float_param(value, default):
 class IpaiEventQueue(models.Model):
     _name = "ipai.event.queue"
     _description = "IPAI Event Queue"
-    _inherit = ["mail.thread", "mail.activity.mixin"]
+    _inherit = ["mail.thread", "mail.activity.mixin", "ipai.guarded.fields"]
     _order = "id"
     _rec_name = "idempotency_key"
 
@@ -89,6 +89,17 @@ class IpaiEventQueue(models.Model):
         compute="_compute_needs_attention",
         search="_search_needs_attention",
         help="Failed, or still not delivered after several attempts.",
+    )
+
+    # Every stored field: what the sender signs and sends, and the state machine that decides
+    # when. Rows are created by _ipai_enqueue and changed by the sender and the buttons, all in
+    # superuser mode; over RPC nobody, the administrators included, may create a row or
+    # change a body (models/guarded_fields.py). None: a new row may not carry it at all.
+    _ipai_guarded = dict.fromkeys(
+        ("event_type", "aggregate_type", "aggregate_id", "idempotency_key", "body", "bus_event_id",
+         "res_model", "res_id", "state", "attempts", "next_attempt_at", "last_attempt_at",
+         "last_status", "last_error", "sent_at"),
+        None,
     )
 
     _sql_constraints = [
@@ -147,13 +158,18 @@ class IpaiEventQueue(models.Model):
     # ------------------------------------------------------------------------ enqueue
 
     @api.model
-    def enqueue(
+    def _ipai_enqueue(
         self, event_type, aggregate_id, facts, record=None, discriminator=None, extra=None,
         occurred_at=None, write_date=None,
     ):
         """Queue one event in the current transaction; returns the queue row (or an empty
         recordset when ``ipai.webhook.url`` is not set: callers must not mark anything
         as announced then).
+
+        Private (the leading underscore): Odoo's RPC refuses to call it
+        (``odoo.models.check_method_name``), so only the addon's own hooks queue events and
+        no user can make Odoo sign a payload of their choosing (SPEC §15). It writes with
+        ``sudo()`` because the user whose change caused the event may not read the queue.
 
         ``facts`` are turned into the payload by ``utils.payloads``; the key combines
         the aggregate, the event type and the write date (``write_date``, else
@@ -296,14 +312,21 @@ class IpaiEventQueue(models.Model):
 
     # ------------------------------------------------------------------- user actions
 
+    def _ipai_check_button(self):
+        """A button writes the guarded state in superuser mode: the user must hold the
+        write right on the queue (the bridge administrators)."""
+        self.check_access("write")
+        return self.sudo()
+
     def action_requeue(self):
         """Button on failed rows: back to pending after a human fixed the cause."""
         now = fields.Datetime.now()
+        self._ipai_check_button()
         for row in self:
             if row.state != outbox.FAILED:
                 raise UserError(_("Only failed events can be requeued (%(key)s is %(state)s).",
                                   key=row.idempotency_key, state=row.state))
-            row.write(outbox.requeue(row._ipai_row(), now))
+            row.sudo().write(outbox.requeue(row._ipai_row(), now))
             row._ipai_close_alerts(_("Requeued by %s", self.env.user.name))
         self._ipai_wake_sender()
         return True
@@ -312,11 +335,12 @@ class IpaiEventQueue(models.Model):
         """Button on unsent rows: this event will never be sent (the later events of its
         record are released)."""
         now = fields.Datetime.now()
+        self._ipai_check_button()
         for row in self:
             if row.state not in outbox.UNSENT:
                 raise UserError(_("Only pending or failed events can be cancelled (%(key)s is %(state)s).",
                                   key=row.idempotency_key, state=row.state))
-            row.write(outbox.cancel(row._ipai_row(), now))
+            row.sudo().write(outbox.cancel(row._ipai_row(), now))
             row.message_post(body=_("Cancelled by %s: this event will not be sent.", self.env.user.name))
             row._ipai_close_alerts(_("Cancelled by %s", self.env.user.name))
         self._ipai_wake_sender()
@@ -326,7 +350,7 @@ class IpaiEventQueue(models.Model):
         """Button: wake the sender now (it runs in the cron worker, keeps each record's
         order and makes the selected pending rows due)."""
         due = self.filtered(lambda r: r.state == outbox.PENDING)
-        due.write({"next_attempt_at": fields.Datetime.now()})
+        due._ipai_check_button().write({"next_attempt_at": fields.Datetime.now()})
         self._ipai_wake_sender()
         return True
 

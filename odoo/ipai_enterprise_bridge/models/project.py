@@ -45,7 +45,11 @@ class ProjectTaskType(models.Model):
 
 
 class ProjectTask(models.Model):
-    _inherit = "project.task"
+    _name = "project.task"
+    _inherit = ["project.task", "ipai.guarded.fields"]
+    # The filing stamp and the daily overdue mark: a user who could set the mark would
+    # silence the overdue alerts.
+    _ipai_guarded = {"ipai_filed_at": False, "ipai_overdue_notified_on": False}
 
     ipai_bir_form = fields.Char(string="BIR Form", help="e.g. 1601-C, 2550M, 0619-E")
     ipai_period = fields.Char(string="Filing Period", help="e.g. 2026-10")
@@ -82,7 +86,7 @@ class ProjectTask(models.Model):
         for task in self.sudo():
             facts = task._ipai_facts()
             facts.update(event_fields)
-            queue.enqueue(event_type, task.id, facts, record=task, discriminator=discriminator)
+            queue._ipai_enqueue(event_type, task.id, facts, record=task, discriminator=discriminator)
 
     def _ipai_stage_event(self):
         """The event this task's current stage emits, or None."""

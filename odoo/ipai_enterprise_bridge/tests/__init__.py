@@ -3,3 +3,4 @@
 # run with `python3 -m pytest odoo` (see ../../conftest.py).
 from . import test_bridge_models
 from . import test_odoo18_contract
+from . import test_access_over_rpc

@@ -80,7 +80,6 @@ FIELDS = {
     ("hr.employee", "work_email"): ("char", None, "KNOWN"),
     ("hr.employee", "parent_id"): ("many2one", None, "KNOWN"),
     ("hr.employee", "user_id"): ("many2one", None, "KNOWN"),
-    ("hr.employee", "registration_number"): ("char", None, "KNOWN"),
     ("maintenance.equipment", "serial_no"): ("char", None, "MAINT"),
     ("maintenance.equipment", "location"): ("char", None, "MAINT"),
     ("project.task", "stage_id"): ("many2one", None, "TASK"),
@@ -90,6 +89,13 @@ FIELDS = {
     ("project.task", "user_ids"): ("many2many", None, "TASK"),
     ("project.task.type", "name"): ("char", None, "TASK"),
     ("res.groups", "users"): ("many2many", None, "KNOWN"),
+}
+
+# Fields read only where they exist: (model, field) -> (field type, source). 18.0
+# Community has no ``hr.employee.registration_number`` (an Enterprise payroll field); the
+# install hook copies it into the employee code when a database has it.
+OPTIONAL_FIELDS = {
+    ("hr.employee", "registration_number"): ("char", "KNOWN"),
 }
 
 # Model names the addon's classes extend (``_inherit``) with the file they live in.

@@ -45,6 +45,11 @@ class TestIpaiBridge(TransactionCase):
             "user_id": cls.user.id, "ipai_employee_code": "E-0042", "identification_id": "NATIONAL-123",
         })
         cls.other = cls.env["hr.employee"].create({"name": "Pedro", "user_id": cls.other_user.id})
+        # Company-paid expenses need the outstanding account an accountant sets in the
+        # Expenses settings (18.0's _get_expense_account_destination refuses without it).
+        cls.env.company.expense_outstanding_account_id = cls.env["account.account"].create(
+            {"name": "Outstanding expense payments", "code": "101990", "account_type": "asset_current", "reconcile": True}
+        )
         cls.equipment = cls.env["maintenance.equipment"].create(
             {"name": "Projector Epson EB-X51", "serial_no": "PRJ-0012", "location": "Makati HQ", "ipai_bookable": True}
         )

@@ -51,6 +51,13 @@ class TestOdoo18Contract(TransactionCase):
                     selection = dict(field._description_selection(self.env))
                     self.assertLessEqual(set(values), set(selection))
 
+    def test_optional_fields_have_their_18_0_type_where_present(self):
+        for (model, name), (ftype, source) in contract.OPTIONAL_FIELDS.items():
+            with self.subTest(model=model, field=name, source=source):
+                field = self.env[model]._fields.get(name)
+                if field is not None:
+                    self.assertEqual(field.type, ftype)
+
     def test_the_sheet_is_done_on_any_payment_state_but_not_paid(self):
         """What the "paid in full" rule guards against (hr_expense_sheet.py, _compute_state)."""
         src = inspect.getsource(_defining_class(type(self.env["hr.expense.sheet"]), "_compute_state", "hr_expense"))
