@@ -22,6 +22,9 @@ if [ -n "${ODOO_SKIP:-}" ]; then
   exit 0
 fi
 
+# One run at a time on a machine: the logs and the loop template are shared.
+exec 9>"$PWD/target/odoo18/test-odoo.lock"
+flock 9
 logs="$PWD/target/test-logs/odoo"
 mkdir -p "$logs"
 run="ipai_odoo_$$"

@@ -15,7 +15,7 @@ from unittest.mock import patch
 from freezegun import freeze_time
 
 from odoo import Command, fields
-from odoo.exceptions import AccessError
+from odoo.exceptions import AccessError, ValidationError
 from odoo.tests import TransactionCase, new_test_user, tagged
 
 from ..utils.ipai_webhook import IpaiResponse, IpaiTransportError
@@ -123,7 +123,9 @@ class TestIpaiBridge(TransactionCase):
         def bus(url, secret, body, key, **kw):
             return answers[int(json.loads(body)["aggregate_id"])].pop(0)
 
-        send, summary = self._send(side_effect=bus)
+        with self.assertLogs("odoo.addons.ipai_enterprise_bridge.utils.sender", "ERROR") as logged:
+            send, summary = self._send(side_effect=bus)
+        self.assertIn("failed for good: HTTP 422", logged.output[0])
         self.assertEqual(send.call_count, 2)  # a's checkout waits behind its failed reservation
         url, secret, body, key = send.call_args_list[0].args[:4]
         self.assertEqual((url, secret), ("http://127.0.0.1:9/odoo-webhook", "test-secret"))
@@ -190,8 +192,10 @@ class TestIpaiBridge(TransactionCase):
     def test_the_cron_entry_point_never_raises(self):
         booking = self._booking()
         booking.action_reserve()
-        with patch.object(type(self.Queue), "_ipai_send_due", side_effect=RuntimeError("boom")):
+        with patch.object(type(self.Queue), "_ipai_send_due", side_effect=RuntimeError("boom")), \
+                self.assertLogs("odoo.addons.ipai_enterprise_bridge.models.ipai_event_queue", "ERROR") as logged:
             self.Queue._cron_send_pending()  # logged, not raised
+        self.assertIn("the rows stay queued", logged.output[0])
 
     # ------------------------------------------------------------------- bookings
 
@@ -224,7 +228,7 @@ class TestIpaiBridge(TransactionCase):
         theirs = self._booking(employee=self.other, start=start, end=start + dt.timedelta(hours=4))
         theirs.action_reserve()
         mine = self._booking(start=start + dt.timedelta(hours=1), end=start + dt.timedelta(hours=2))
-        with self.assertRaises(Exception):
+        with self.assertRaises(ValidationError):
             mine.with_user(self.user).action_reserve()
 
     def test_employees_can_pick_bookable_equipment_only(self):
