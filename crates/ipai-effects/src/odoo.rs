@@ -143,6 +143,9 @@ pub fn sheet_note(s: &Session, sheet_id: i64, body: &str) -> Value {
 
 /// A JSON-RPC answer: `result`, or the server's error message (Odoo answers HTTP 200
 /// with `{"error": {"message", "data": {"name", "message"}}}` for exceptions).
+/// A method that returns `None` (18.0's `action_approve_expense_sheets` when the report has
+/// no duplicates) is answered `{"jsonrpc": "2.0", "id": …}` without `result`
+/// (`JsonRPCDispatcher._response` in `odoo/http.py` leaves it out): that is `null`.
 pub fn parse_response(body: &[u8]) -> Result<Value, String> {
     let v: Value = serde_json::from_slice(body)
         .map_err(|_| "Odoo did not answer JSON-RPC (is odoo_url right?)".to_string())?;
@@ -158,9 +161,11 @@ pub fn parse_response(body: &[u8]) -> Result<Value, String> {
             format!("Odoo error {name}: {msg}")
         });
     }
-    v.get("result")
-        .cloned()
-        .ok_or_else(|| "Odoo answered neither result nor error".to_string())
+    match v.get("result") {
+        Some(result) => Ok(result.clone()),
+        None if v.get("jsonrpc").and_then(Value::as_str) == Some("2.0") => Ok(Value::Null),
+        None => Err("Odoo answered neither result nor error".to_string()),
+    }
 }
 
 /// `authenticate`'s result: the uid, or `false` for a wrong login/key.
@@ -360,6 +365,12 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("UserError") && err.contains("own expenses"));
         assert!(parse_response(b"<html>").is_err());
+        // A method returning None: Odoo 18 leaves `result` out.
+        assert_eq!(
+            parse_response(br#"{"jsonrpc": "2.0", "id": 2}"#).unwrap(),
+            Value::Null
+        );
+        assert!(parse_response(br#"{"id": 2}"#).is_err());
         assert_eq!(parse_uid(&json!(2)).unwrap(), 2);
         assert!(parse_uid(&json!(false)).is_err());
         let (sheet, approver) = parse_expense_approver(&json!([{"id": 1042, "sheet_id": {
