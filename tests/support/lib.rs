@@ -5,6 +5,7 @@ pub mod db;
 /// Loopback stand-ins for external services (crates/ipai-loopback, shared with the bench).
 pub use ipai_loopback as fake_http;
 pub mod manifest;
+pub mod odoo;
 pub mod quiet;
 pub mod runtime;
 pub mod services;
