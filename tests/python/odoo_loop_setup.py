@@ -14,10 +14,13 @@ Makes the people of the loop, as real users (password = login):
   Mattermost stand-in's directory knows;
 * Ana Reyes (``ana.reyes@example.com``), an accountant (``account.group_account_manager``, and
   the expense officer right ``hr_expense.group_hr_expense_user`` without which she cannot
-  read a report to post it);
+  read a report to post it; a project user for the month-end close tasks);
 * the bus (``bus@example.com``), an expense administrator with an API key, the one the
   bus's approvals and handlers call Odoo as;
-* the administrator ``admin`` (password ``admin``) is the install's own.
+* the administrator ``admin`` (password ``admin``) is the install's own;
+
+and a bookable projector and a finance project ("Month-end close") whose stages emit
+``finance_task.created/in_progress/submitted/approved/filed``.
 
 Prints one line ``IPAI-LOOP {json}`` with the ids and the bus's API key.
 """
@@ -49,7 +52,9 @@ def user(login, name, groups):
 maria = user("maria.santos@example.com", "Maria Santos", ["hr_expense.group_hr_expense_team_approver"])
 juan = user("juan.delacruz@example.com", "Juan dela Cruz", [])
 ana = user(
-    "ana.reyes@example.com", "Ana Reyes", ["account.group_account_manager", "hr_expense.group_hr_expense_user"]
+    "ana.reyes@example.com",
+    "Ana Reyes",
+    ["account.group_account_manager", "hr_expense.group_hr_expense_user", "project.group_project_user"],
 )
 bus = user("bus@example.com", "IPAI Bus", ["hr_expense.group_hr_expense_manager"])
 
@@ -69,6 +74,24 @@ product = env["product.product"].create(  # noqa: F821
     {"name": "Meals", "can_be_expensed": True, "standard_price": 0, "type": "service"}
 )
 
+# Asset: a bookable projector.
+equipment = env["maintenance.equipment"].create(  # noqa: F821
+    {"name": "Projector Epson EB-X51", "serial_no": "PRJ-0012", "location": "Makati HQ", "ipai_bookable": True}
+)
+
+# Finance: a finance project whose stages emit the finance_task events (the explicit field).
+Stage = env["project.task.type"]  # noqa: F821
+stages = {
+    event: Stage.create({"name": name, "sequence": seq, "ipai_finance_event": event}).id
+    for seq, (event, name) in enumerate(
+        [("created", "To Do"), ("in_progress", "Preparing"), ("submitted", "For Review"),
+         ("approved", "Approved"), ("filed", "Filed")]
+    )
+}
+project = env["project.project"].create(  # noqa: F821
+    {"name": "Month-end close", "ipai_finance": True, "type_ids": [Command.set(list(stages.values()))]}
+)
+
 key = env["res.users.apikeys"].with_user(bus).sudo()._generate(None, "ipai bus (loop suite)", False)  # noqa: F821
 
 env.cr.commit()  # noqa: F821
@@ -84,6 +107,9 @@ print(
             "juan_employee": juan_emp.id,
             "product": product.id,
             "bus_key": key,
+            "equipment": equipment.id,
+            "project": project.id,
+            "stages": stages,
             "company_currency": env.company.currency_id.name,  # noqa: F821
         }
     )

@@ -170,7 +170,20 @@ impl Loop {
     /// Waits until the bus has handled `event_type` of expense `expense` (`done`); returns
     /// its stored payload.
     async fn handled(&self, event_type: &str, expense: i64, within: Duration) -> Value {
-        let id = expense.to_string();
+        self.handled_n(event_type, expense, 1, within)
+            .await
+            .remove(0)
+    }
+
+    /// Waits until the bus has stored `n` events `event_type` of record `id` (its aggregate
+    /// type from the event type) and handled them all; returns their payloads in order.
+    async fn handled_n(&self, event_type: &str, id: i64, n: usize, within: Duration) -> Vec<Value> {
+        let aggregate_type = match event_type.split('.').next() {
+            Some("asset") => "asset_booking",
+            Some(domain) => domain,
+            None => "",
+        };
+        let id = id.to_string();
         let found = poll(within, || async {
             let rows = self
                 .f
@@ -178,20 +191,20 @@ impl Loop {
                 .client
                 .query(
                     "SELECT status, payload FROM integration.outbox
-                      WHERE event_type = $1 AND aggregate_id = $2",
-                    &[&event_type, &id],
+                      WHERE event_type = $1 AND aggregate_type = $2 AND aggregate_id = $3
+                      ORDER BY seq",
+                    &[&event_type, &aggregate_type, &id],
                 )
                 .await
                 .expect("outbox");
-            rows.first()
-                .filter(|r| r.get::<_, String>(0) == "done")
-                .map(|r| r.get::<_, Value>(1))
+            (rows.len() >= n && rows.iter().all(|r| r.get::<_, String>(0) == "done"))
+                .then(|| rows.iter().map(|r| r.get::<_, Value>(1)).collect())
         })
         .await;
         match found {
             Some(p) => p,
             None => panic!(
-                "{event_type} of expense {expense} not handled within {within:?}\n{}",
+                "{n} × {event_type} of {aggregate_type} {id} not handled within {within:?}\n{}",
                 self.report().await
             ),
         }
@@ -589,5 +602,307 @@ async fn a_minute_without_the_bus_loses_and_reorders_nothing_and_no_click_waits_
     }
     l.payment_row(first, "queued").await;
     l.payment_row(second, "queued").await;
+    l.nothing_lost().await;
+}
+
+/// `now - ago` as Odoo writes a datetime (naive UTC).
+fn odoo_time(ago: chrono::Duration) -> String {
+    (chrono::Utc::now() - ago)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
+}
+
+impl Loop {
+    /// Runs one of the addon's crons now, as the administrator's "Run Manually" does.
+    async fn run_cron(&self, xml_name: &str) {
+        let admin = self.odoo.admin();
+        let found = self
+            .odoo
+            .ok(
+                &admin,
+                "ir.model.data",
+                "search_read",
+                json!([[
+                    ["module", "=", "ipai_enterprise_bridge"],
+                    ["name", "=", xml_name]
+                ]]),
+                json!({"fields": ["res_id"]}),
+            )
+            .await;
+        let id = found[0]["res_id"].as_i64().expect("the cron's id");
+        self.odoo
+            .ok(
+                &admin,
+                "ir.cron",
+                "method_direct_trigger",
+                json!([[id]]),
+                json!({}),
+            )
+            .await;
+    }
+
+    /// The `asset_availability` status of the projector, once it is `status`.
+    async fn availability(&self, status: &str) {
+        let asset = self.odoo.people.id("equipment").to_string();
+        let seen = poll(FLOW, || async {
+            self.f
+                .db
+                .client
+                .query_opt(
+                    "SELECT status FROM integration.asset_availability WHERE asset_id = $1",
+                    &[&asset],
+                )
+                .await
+                .expect("asset_availability")
+                .map(|r| r.get::<_, String>(0))
+                .filter(|s| s == status)
+        })
+        .await;
+        if seen.is_none() {
+            panic!("the projector never {status}\n{}", self.report().await);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_booking_is_reserved_checked_out_and_the_overdue_cron_escalates_through_levels_1_to_3() {
+    let Some(l) = Loop::start().await else {
+        return;
+    };
+    let juan = l.juan();
+    let booking = l
+        .odoo
+        .ok(
+            &juan,
+            "ipai.asset.booking",
+            "create",
+            json!([{"equipment_id": l.odoo.people.id("equipment"),
+                    "employee_id": l.odoo.people.id("juan_employee"),
+                    "start": odoo_time(chrono::Duration::days(10)),
+                    "end": odoo_time(chrono::Duration::hours(1))}]),
+            json!({}),
+        )
+        .await
+        .as_i64()
+        .expect("booking id");
+    let act = |method: &'static str| {
+        let juan = juan.clone();
+        let odoo = &l.odoo;
+        async move {
+            odoo.ok(
+                &juan,
+                "ipai.asset.booking",
+                method,
+                json!([[booking]]),
+                json!({}),
+            )
+            .await
+        }
+    };
+    act("action_reserve").await;
+    let reserved = l.handled("asset.reserved", booking, FLOW).await;
+    assert_eq!(
+        reserved["asset_name"], "Projector Epson EB-X51",
+        "{reserved}"
+    );
+    l.availability("reserved").await;
+    let calendar = poll(FLOW, || async {
+        (!l.svc.google_requests("/events").is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        calendar.is_some(),
+        "no calendar event\n{}",
+        l.report().await
+    );
+    act("action_checkout").await;
+    l.handled("asset.checked_out", booking, FLOW).await;
+    l.availability("checked_out").await;
+
+    // Overdue: 1 day (level 1), then as if days passed, 4 days (2) and 8 days (3); the
+    // cron run by the administrator each time. Juan moves his booking's end back to stand
+    // for the days passing.
+    for (level, ago) in [
+        (1usize, chrono::Duration::hours(1)),
+        (2, chrono::Duration::hours(84)),
+        (3, chrono::Duration::hours(180)),
+    ] {
+        if level > 1 {
+            l.odoo
+                .ok(
+                    &juan,
+                    "ipai.asset.booking",
+                    "write",
+                    json!([[booking], {"end": odoo_time(ago)}]),
+                    json!({}),
+                )
+                .await;
+        }
+        l.run_cron("ir_cron_ipai_asset_overdue").await;
+        let overdue = l.handled_n("asset.overdue", booking, level, FLOW).await;
+        assert_eq!(overdue.len(), level, "{overdue:?}");
+        assert_eq!(overdue[level - 1]["escalation_level"], level, "{overdue:?}");
+    }
+    // Once per level: another run announces nothing more.
+    l.run_cron("ir_cron_ipai_asset_overdue").await;
+    let rows = l
+        .odoo
+        .queue()
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "asset.overdue")
+        .count();
+    assert_eq!(rows, 3);
+    l.availability("overdue").await;
+    let escalations = poll(FLOW, || async {
+        let m: Vec<Value> = l
+            .svc
+            .emails()
+            .into_iter()
+            .map(|(m, _)| m)
+            .filter(|m| m["subject"].as_str().unwrap_or_default().contains("level"))
+            .collect();
+        (m.len() >= 3).then_some(m)
+    })
+    .await;
+    let Some(mails) = escalations else {
+        panic!("three escalation emails expected\n{}", l.report().await);
+    };
+    for (i, m) in mails.iter().enumerate() {
+        assert_eq!(m["to"], json!(["juan.delacruz@example.com"]), "{m}");
+        assert!(
+            m["subject"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!("level {}", i + 1)),
+            "{m}"
+        );
+    }
+    assert!(mails[0].get("cc").is_none(), "level 1: Juan only");
+    assert_eq!(mails[1]["cc"], json!(["maria.santos@example.com"]));
+    assert_eq!(
+        mails[2]["cc"],
+        json!(["maria.santos@example.com", ipai_tests::services::IT_ADMIN])
+    );
+    l.nothing_lost().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finance_stage_moves_fill_ppm_tasks_and_bir_compliance_and_ask_the_reviewer() {
+    let Some(l) = Loop::start().await else {
+        return;
+    };
+    let ana = l.ana();
+    let stages = l.odoo.people.raw["stages"].clone();
+    let stage = |name: &str| stages[name].as_i64().expect("stage id");
+    let task = l
+        .odoo
+        .ok(
+            &ana,
+            "project.task",
+            "create",
+            json!([{"name": "BIR 1601-C October 2026", "project_id": l.odoo.people.id("project"),
+                    "ipai_bir_form": "1601-C", "ipai_period": "2026-10",
+                    "date_deadline": odoo_time(-chrono::Duration::days(10)),
+                    "ipai_reviewer_id": l.odoo.people.id("maria_uid"),
+                    "user_ids": [[6, 0, [l.odoo.people.id("ana_uid")]]],
+                    "stage_id": stage("created")}]),
+            json!({}),
+        )
+        .await
+        .as_i64()
+        .expect("task id");
+    l.handled("finance_task.created", task, FLOW).await;
+    let move_to = |name: &'static str, extra: Value| {
+        let ana = ana.clone();
+        let odoo = &l.odoo;
+        let mut values = extra;
+        values["stage_id"] = json!(stage(name));
+        async move {
+            odoo.ok(
+                &ana,
+                "project.task",
+                "write",
+                json!([[task], values]),
+                json!({}),
+            )
+            .await
+        }
+    };
+    let ppm = |expected: &'static str| {
+        let id = task.to_string();
+        let l = &l;
+        async move {
+            let seen = poll(FLOW, || async {
+                l.f.db
+                    .client
+                    .query_opt(
+                        "SELECT stage, bir_form, responsible_emails FROM integration.ppm_tasks
+                          WHERE task_id = $1",
+                        &[&id],
+                    )
+                    .await
+                    .expect("ppm_tasks")
+                    .filter(|r| r.get::<_, String>(0) == expected)
+                    .map(|r| (r.get::<_, String>(1), r.get::<_, Vec<String>>(2)))
+            })
+            .await;
+            match seen {
+                Some(row) => row,
+                None => panic!("ppm_tasks never at {expected}\n{}", l.report().await),
+            }
+        }
+    };
+    move_to("in_progress", json!({})).await;
+    l.handled("finance_task.in_progress", task, FLOW).await;
+    let (form, responsible) = ppm("Preparing").await;
+    assert_eq!(form, "1601-C");
+    assert_eq!(responsible, vec!["ana.reyes@example.com"]);
+
+    // Submitted: the reviewer is found in the real Odoo and asked in Mattermost.
+    move_to("submitted", json!({})).await;
+    l.handled("finance_task.submitted", task, FLOW).await;
+    let review = l.post_to("@maria.santos", "model=project.task").await;
+    assert!(
+        review
+            .to_string()
+            .contains(&format!("{}/web#id={task}", l.odoo.url)),
+        "{review}"
+    );
+
+    // Approved, then filed with its reference: bir_compliance.
+    move_to("approved", json!({})).await;
+    l.handled("finance_task.approved", task, FLOW).await;
+    move_to(
+        "filed",
+        json!({"ipai_reference_no": "eFPS-2026-1601C-000123"}),
+    )
+    .await;
+    let filed = l.handled("finance_task.filed", task, FLOW).await;
+    assert_eq!(filed["reference_no"], "eFPS-2026-1601C-000123", "{filed}");
+    let row = poll(FLOW, || async {
+        l.f.db
+            .client
+            .query_opt(
+                "SELECT status, reference_no, approved_at IS NOT NULL FROM integration.bir_compliance
+                  WHERE bir_form = '1601-C' AND period = '2026-10'",
+                &[],
+            )
+            .await
+            .expect("bir_compliance")
+            .map(|r| (r.get::<_, String>(0), r.get::<_, Option<String>>(1), r.get::<_, bool>(2)))
+            .filter(|r| r.0 == "filed")
+    })
+    .await;
+    assert_eq!(
+        row,
+        Some((
+            "filed".to_string(),
+            Some("eFPS-2026-1601C-000123".to_string()),
+            true
+        )),
+        "{}",
+        l.report().await
+    );
     l.nothing_lost().await;
 }
