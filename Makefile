@@ -35,6 +35,7 @@ up: setup build
 ## again under real Spin when a Spin CLI is available (SPIN_BIN, PATH, or `make spin-cli`)
 test: setup build
 	$(CARGO) test --release --workspace --exclude ipai-tests
+	scripts/conformance.sh --from-bundle-if-present
 	python3 -m pytest -q odoo
 	scripts/test-odoo.sh
 	scripts/test-e2e.sh local
@@ -42,8 +43,9 @@ test: setup build
 
 ## conformance: Spin's conformance suite (fermyon/conformance-tests, pinned commit) for what
 ## the local host implements, against the local host and real Spin when available; needs a
-## clone of the suite in CONFORMANCE_TESTS_DIR (README, "The local Spin host")
-conformance: setup
+## clone of the suite in CONFORMANCE_TESTS_DIR or the bundle in ../shared/spin-conformance
+## (README, "The local Spin host"). `make test` runs it too when the bundle is there.
+conformance: setup host
 	@scripts/conformance.sh
 
 ## spin-cli: unpack the Spin 4.0.2 + cron plugin bundle from ../shared/spin (if present) into target/

@@ -10,9 +10,15 @@ suite's init scripts loaded into a fresh `spin_dev` database), runs `<runtime> u
 in the test's folder, sends each request and checks the response with the suite's rules
 (status, then body, then headers: every header the runtime sends must be expected).
 
-usage: conformance.py --suite DIR --components DIR --runtime NAME=CMD [...] TEST [...]
+usage: conformance.py --suite DIR --components DIR --runtime NAME=CMD [...]
+                      [--skipped NAME=REASON ...] TEST [...]
   --runtime local='target/release/ipai-spin-host up --from spin.toml'
   --runtime spin='target/spin-cli/spin-4.0.2/bin/spin up'
+  --skipped spin='no spin CLI'
+
+Its last line sums up every runtime, skipped ones with their reason:
+`conformance: local 5/5, spin 5/5` or `conformance: local 5/5, spin skipped (no spin CLI)`;
+it exits 1 when a test failed.
 """
 
 import argparse
@@ -22,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -119,11 +126,12 @@ class Services:
         # As the suite's postgres image: database spin_dev, the init scripts in name order.
         host = os.environ.get("PGHOST", "127.0.0.1")
         port = int(os.environ.get("PGPORT", "5432"))
+        env = dict(os.environ, PGOPTIONS="--client-min-messages=warning")  # no "does not exist, skipping"
         psql = ["psql", "-h", host, "-p", str(port), "-U", os.environ.get("PGUSER", "postgres"), "-v", "ON_ERROR_STOP=1", "-q"]
-        subprocess.run(psql + ["-d", "postgres", "-c", "DROP DATABASE IF EXISTS spin_dev WITH (FORCE)"], check=True)
-        subprocess.run(psql + ["-d", "postgres", "-c", "CREATE DATABASE spin_dev"], check=True)
+        subprocess.run(psql + ["-d", "postgres", "-c", "DROP DATABASE IF EXISTS spin_dev WITH (FORCE)"], check=True, env=env)
+        subprocess.run(psql + ["-d", "postgres", "-c", "CREATE DATABASE spin_dev"], check=True, env=env)
         for sql in sorted(init_dir.glob("*.sql")):
-            subprocess.run(psql + ["-d", "spin_dev", "-f", str(sql)], check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(psql + ["-d", "spin_dev", "-f", str(sql)], check=True, stdout=subprocess.DEVNULL, env=env)
         self.ports[5432] = port
 
     def stop(self):
@@ -211,6 +219,7 @@ def run_test(suite, components, name, command, workdir):
         runtime = subprocess.Popen(
             shlex.split(command) + ["--listen", f"127.0.0.1:{port}"],
             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # `spin up` runs each trigger as a child: stop them all
         )
         if not wait_listening(runtime, port, time.time() + 120):
             return "the runtime did not start:\n" + (workdir / "runtime.log").read_text()
@@ -224,7 +233,10 @@ def run_test(suite, components, name, command, workdir):
         return None
     finally:
         if runtime is not None:
-            runtime.kill()
+            try:
+                os.killpg(runtime.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             runtime.wait()
         services.stop()
 
@@ -234,6 +246,7 @@ def main():
     ap.add_argument("--suite", type=Path, required=True)
     ap.add_argument("--components", type=Path, required=True, help="folder of the built .wasm files")
     ap.add_argument("--runtime", action="append", required=True, help="NAME=COMMAND (run in the test folder, gets --listen)")
+    ap.add_argument("--skipped", action="append", default=[], help="NAME=REASON: a runtime not run, and why")
     ap.add_argument("--workdir", type=Path, default=Path("target/conformance/run"))
     ap.add_argument("tests", nargs="+")
     args = ap.parse_args()
@@ -245,7 +258,7 @@ def main():
         if m:
             components[cargo.parent.name] = args.components / (m.group(1).replace("-", "_") + ".wasm")
 
-    total_failed = 0
+    total_failed, summary = 0, []
     for spec in args.runtime:
         rt, _, command = spec.partition("=")
         passed, failed = 0, 0
@@ -262,7 +275,12 @@ def main():
                 print(f"ok   {rt} {name}")
             sys.stdout.flush()
         print(f"conformance-{rt}: {passed} passed, {failed} failed")
+        summary.append(f"{rt} {passed}/{passed + failed}")
         total_failed += failed
+    for spec in args.skipped:
+        rt, _, reason = spec.partition("=")
+        summary.append(f"{rt} skipped ({reason})")
+    print("conformance: " + ", ".join(summary))
     sys.exit(1 if total_failed else 0)
 
 

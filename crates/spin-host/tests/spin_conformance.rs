@@ -1,6 +1,7 @@
 //! The two behaviours of Spin 4.0.2 that Spin's conformance suite found missing in the local
 //! host (`request-shape`, `outbound-wasi-http-v0.2.0-no-perms`), reproduced without the suite:
-//! the suite needs a copy of its repository (`make conformance`), which CI does not have.
+//! the suite itself needs a copy of its repository (`make conformance`, and `make test` when
+//! `../shared/spin-conformance` holds one), which a machine may lack.
 //! Also how Spin 4.0.2 sends outbound HTTP (its outbound HTTP factor, `connection_pooling`
 //! on by default): over keep-alive connections shared by the app's instances, with the
 //! guest's timeouts giving wasi-http's error codes.
