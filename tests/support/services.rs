@@ -444,6 +444,19 @@ impl Services {
         }
     }
 
+    /// What each stand-in received so far, one request a line (method, path, the first 200
+    /// bytes of the body): the message of a failed assertion on any of them.
+    pub fn received(&self) -> String {
+        [
+            ("Mattermost", &self.mattermost),
+            ("email", &self.email),
+            ("Google", &self.google),
+            ("Odoo", &self.odoo),
+        ]
+        .map(|(name, fake)| format!("{name} at {}", fake.received()))
+        .join("\n")
+    }
+
     /// Odoo `execute_kw` calls as (model, method, args).
     pub fn odoo_calls(&self) -> Vec<(String, String, Value)> {
         self.odoo

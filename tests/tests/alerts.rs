@@ -318,7 +318,7 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     let first = evaluate(&w.f).await;
     assert!(first["open"].as_i64().unwrap_or(0) >= 1, "{first}");
     let posts = wait_posts(&w, cond, 1).await;
-    assert_eq!(kinds(&posts), ["Alert"]);
+    assert_eq!(kinds(&posts), ["Alert"], "{}", w.channel.received());
     let b = &posts[0].1;
     assert_eq!(
         b["text"],
@@ -379,11 +379,26 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     evaluate(&w.f).await;
     evaluate(&w.f).await;
     a_tick_passes(&w).await;
-    assert_eq!(kinds(&posts_about(&w, cond)), ["Alert"]);
-    assert_eq!(kinds(&posts_about(&w, "dead_letters")), ["Alert"]);
+    assert_eq!(
+        kinds(&posts_about(&w, cond)),
+        ["Alert"],
+        "{}",
+        w.channel.received()
+    );
+    assert_eq!(
+        kinds(&posts_about(&w, "dead_letters")),
+        ["Alert"],
+        "{}",
+        w.channel.received()
+    );
     assert_eq!(rows_of(&w.f, cond).await, 1);
     assert_eq!(rows_of(&w.f, "dead_letters").await, 1);
-    assert_eq!(alert_emails(&w, cond).len(), 1);
+    assert_eq!(
+        alert_emails(&w, cond).len(),
+        1,
+        "{}",
+        w.svc.email.received()
+    );
 
     // Visible: /metrics, /ops (top of the page), MCP list_alerts.
     assert_eq!(metric(&w.f, "dead_letters").await.as_deref(), Some("1"));
@@ -448,7 +463,12 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     .expect("restart");
     evaluate(&w.f).await;
     assert_eq!(open_row(&w.f, cond).await.expect("still open").0, before);
-    assert_eq!(kinds(&posts_about(&w, cond)), ["Alert"]);
+    assert_eq!(
+        kinds(&posts_about(&w, cond)),
+        ["Alert"],
+        "{}",
+        w.channel.received()
+    );
 
     // Replay the dead letters (what `ipai dlq requeue --all` does): they are delivered,
     // both alerts resolve, with one resolved message each.
@@ -471,17 +491,39 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
         "done"
     );
     let resolved = wait_posts(&w, cond, 2).await;
-    assert_eq!(kinds(&resolved), ["Alert", "Resolved"]);
+    assert_eq!(
+        kinds(&resolved),
+        ["Alert", "Resolved"],
+        "{}",
+        w.channel.received()
+    );
     assert!(!field(&resolved[1].1, "Resolved at").is_empty());
     let dead = wait_posts(&w, "dead_letters", 2).await;
-    assert_eq!(kinds(&dead), ["Alert", "Resolved"]);
+    assert_eq!(
+        kinds(&dead),
+        ["Alert", "Resolved"],
+        "{}",
+        w.channel.received()
+    );
     a_tick_passes(&w).await;
-    assert_eq!(kinds(&posts_about(&w, cond)), ["Alert", "Resolved"]);
+    assert_eq!(
+        kinds(&posts_about(&w, cond)),
+        ["Alert", "Resolved"],
+        "{}",
+        w.channel.received()
+    );
     assert_eq!(
         kinds(&posts_about(&w, "dead_letters")),
-        ["Alert", "Resolved"]
+        ["Alert", "Resolved"],
+        "{}",
+        w.channel.received()
     );
-    assert_eq!(alert_emails(&w, cond).len(), 2);
+    assert_eq!(
+        alert_emails(&w, cond).len(),
+        2,
+        "{}",
+        w.svc.email.received()
+    );
     assert_eq!(metric(&w.f, "dead_letters").await.as_deref(), Some("0"));
     assert_eq!(metric(&w.f, cond).await, None);
     let listed = mcp_list_alerts(&w.f, json!({"include_resolved": true})).await;
@@ -534,17 +576,27 @@ async fn a_stalled_queue_and_degraded_health_open_one_alert_each() {
     assert!(e["open"].as_i64().unwrap_or(0) >= 3, "{e} {opened:?}");
     for cond in ["queue_stalled", "health_degraded"] {
         let posts = wait_posts(&w, cond, 1).await;
-        assert_eq!(kinds(&posts), ["Alert"], "{cond}");
+        assert_eq!(kinds(&posts), ["Alert"], "{cond}\n{}", w.channel.received());
         assert_eq!(field(&posts[0].1, "Events"), "1", "{cond}");
         assert!(field(&posts[0].1, "Fix").contains("/dispatch"), "{cond}");
         assert!(field(&posts[0].1, "Detail").contains(&b) || cond == "health_degraded");
     }
     a_tick_passes(&w).await;
     for cond in ["queue_stalled", "health_degraded"] {
-        assert_eq!(kinds(&posts_about(&w, cond)), ["Alert"], "{cond}");
+        assert_eq!(
+            kinds(&posts_about(&w, cond)),
+            ["Alert"],
+            "{cond}\n{}",
+            w.channel.received()
+        );
         assert_eq!(rows_of(&w.f, cond).await, 1);
         assert_eq!(metric(&w.f, cond).await.as_deref(), Some("1"));
-        assert_eq!(alert_emails(&w, cond).len(), 1, "{cond}");
+        assert_eq!(
+            alert_emails(&w, cond).len(),
+            1,
+            "{cond}\n{}",
+            w.svc.email.received()
+        );
     }
 }
 
@@ -582,7 +634,12 @@ async fn rejected_credentials_are_one_alert_per_class_not_per_event() {
     assert_eq!(field(&posts[0].1, "Events"), "3");
     assert!(field(&posts[0].1, "Fix").contains("email_api_key"));
     a_tick_passes(&w).await;
-    assert_eq!(kinds(&posts_about(&w, cond)), ["Alert"]);
+    assert_eq!(
+        kinds(&posts_about(&w, cond)),
+        ["Alert"],
+        "{}",
+        w.channel.received()
+    );
     assert_eq!(rows_of(&w.f, cond).await, 1);
     // Not also reported as a misconfigured handler.
     assert_eq!(rows_of(&w.f, "handler_misconfigured:asset").await, 0);
@@ -608,9 +665,19 @@ async fn a_reminder_comes_after_the_interval_while_the_alert_stays_open() {
     wait_posts(&w, cond, 1).await;
     // Right after the message nothing more comes before the interval has passed.
     evaluate(&w.f).await;
-    assert_eq!(kinds(&posts_about(&w, cond)), ["Alert"]);
+    assert_eq!(
+        kinds(&posts_about(&w, cond)),
+        ["Alert"],
+        "{}",
+        w.channel.received()
+    );
     let posts = wait_posts(&w, cond, 2).await;
-    assert_eq!(kinds(&posts)[..2], ["Alert", "Still open"]);
+    assert_eq!(
+        kinds(&posts)[..2],
+        ["Alert", "Still open"],
+        "{}",
+        w.channel.received()
+    );
     assert!(posts[1].1["text"]
         .as_str()
         .unwrap_or("")
@@ -664,7 +731,12 @@ async fn a_down_alert_channel_does_not_disturb_delivery_and_the_send_is_retried(
         "{row:?}"
     );
     // Email, the other destination, got it exactly once meanwhile.
-    assert_eq!(alert_emails(&w, cond).len(), 1);
+    assert_eq!(
+        alert_emails(&w, cond).len(),
+        1,
+        "{}",
+        w.svc.email.received()
+    );
 
     // Delivery is not disturbed: new events go through at once (kick) and by cron.
     let ok1 =
@@ -702,5 +774,10 @@ async fn a_down_alert_channel_does_not_disturb_delivery_and_the_send_is_retried(
         settled,
         "nothing more once delivered"
     );
-    assert_eq!(alert_emails(&w, cond).len(), 1, "email is not sent again");
+    assert_eq!(
+        alert_emails(&w, cond).len(),
+        1,
+        "email is not sent again\n{}",
+        w.svc.email.received()
+    );
 }

@@ -41,7 +41,12 @@ async fn post_for(f: &Fixture, svc: &Services, key: &str, event: &Value) -> Valu
     let s = f.dispatch().await;
     assert_eq!(f.db.status(&id).await, "done", "{s}\n{}", f.sys.output());
     let posts = svc.posts();
-    assert_eq!(posts.len(), before + 1, "one message: {posts:?}");
+    assert_eq!(
+        posts.len(),
+        before + 1,
+        "one message: {posts:?}\n{}",
+        svc.received()
+    );
     posts[before].clone()
 }
 
@@ -123,7 +128,9 @@ async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
                 "GET".to_string(),
                 "/api/v4/users/email/maria.santos@example.com".to_string()
             ),
-        ]
+        ],
+        "{}",
+        svc.received()
     );
     let (approve, reject) = buttons(&post);
     let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
@@ -169,9 +176,12 @@ async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
                 "message_post".into(),
                 json!([[310]])
             ),
-        ]
+        ],
+        "{}",
+        svc.received()
     );
-    assert_eq!(svc.odoo.requests().len(), odoo_before + 4);
+    svc.odoo
+        .assert_received(odoo_before + 4, "authenticate, read, approve, note");
     assert_eq!(
         svc.odoo_notes(),
         vec![(
@@ -180,7 +190,9 @@ async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
                 "Approved in Mattermost by @maria.santos (Mattermost user id {MARIA_MM_ID}), \
                  from the approval message for the submission of 2026-11-24T01:15:00Z."
             )
-        )]
+        )],
+        "{}",
+        svc.received()
     );
     // The clicker was confirmed in the directory by id.
     assert_eq!(
@@ -221,8 +233,13 @@ async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
             .contains("**Approved** by @maria.santos"),
         "{other}"
     );
-    assert_eq!(svc.odoo_writes_made().len(), 1, "Odoo decided once");
-    assert_eq!(svc.odoo_notes().len(), 1);
+    assert_eq!(
+        svc.odoo_writes_made().len(),
+        1,
+        "Odoo decided once\n{}",
+        svc.received()
+    );
+    assert_eq!(svc.odoo_notes().len(), 1, "{}", svc.received());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,11 +270,7 @@ async fn another_user_or_a_forged_user_id_decides_nothing() {
     let (_, answer) = click(&f, "", "maria.santos", &approve).await;
     only_told(&answer, "only @maria.santos");
 
-    assert_eq!(
-        svc.odoo.requests().len(),
-        odoo_before,
-        "Odoo was not called"
-    );
+    svc.odoo.assert_received(odoo_before, "Odoo was not called");
     assert_eq!(odoo_decisions(&f).await, 0, "nothing claimed");
     // The approver can still decide afterwards.
     let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &reject).await;
@@ -272,7 +285,9 @@ async fn another_user_or_a_forged_user_id_decides_nothing() {
         vec![(
             "ipai_refuse".to_string(),
             json!([[310], "Refused in Mattermost by @maria.santos"])
-        )]
+        )],
+        "{}",
+        svc.received()
     );
 }
 
@@ -295,9 +310,9 @@ async fn the_submitter_never_approves_their_own_report_and_odoo_notes_the_attemp
     let (_, again) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
     only_told(&again, "you submitted this report");
     // Nothing decided in Odoo; the attempt is in the report's chatter, once.
-    assert!(svc.odoo_writes_made().is_empty());
+    assert!(svc.odoo_writes_made().is_empty(), "{}", svc.received());
     let notes = svc.odoo_notes();
-    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes.len(), 1, "{notes:?}\n{}", svc.received());
     assert_eq!(notes[0].0, 310);
     assert!(
         notes[0].1.starts_with(&format!("@juan.delacruz (Mattermost user id {JUAN_MM_ID}), the report's own employee, tried to approve it"))
@@ -331,7 +346,7 @@ async fn the_submitter_never_approves_their_own_report_and_odoo_notes_the_attemp
     );
     let (_, answer) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
     only_told(&answer, "you submitted this report");
-    assert!(svc.odoo_writes_made().is_empty());
+    assert!(svc.odoo_writes_made().is_empty(), "{}", svc.received());
     let (_, answer) = click(&f, JOSE_MM_ID, "jose.garcia", &approve).await;
     assert!(
         answer["update"]
@@ -341,7 +356,9 @@ async fn the_submitter_never_approves_their_own_report_and_odoo_notes_the_attemp
     );
     assert_eq!(
         svc.odoo_writes_made(),
-        vec![("action_approve_expense_sheets".to_string(), json!([[331]]))]
+        vec![("action_approve_expense_sheets".to_string(), json!([[331]]))],
+        "{}",
+        svc.received()
     );
 }
 
@@ -362,7 +379,7 @@ async fn without_an_approver_only_the_finance_approvers_decide_never_the_channel
     let odoo_before = svc.odoo.requests().len();
     let (_, answer) = click(&f, ROSA_MM_ID, "rosa.reviewer", &approve).await;
     only_told(&answer, "only @ana.reyes or @jose.garcia");
-    assert_eq!(svc.odoo.requests().len(), odoo_before);
+    svc.odoo.assert_received(odoo_before, "Odoo was not called");
     let (_, answer) = click(&f, ANA_MM_ID, "ana.reyes", &reject).await;
     assert!(
         answer["update"]
@@ -370,7 +387,7 @@ async fn without_an_approver_only_the_finance_approvers_decide_never_the_channel
             .contains("**Refused** by @ana.reyes"),
         "{answer}"
     );
-    assert_eq!(svc.odoo_notes().len(), 1);
+    assert_eq!(svc.odoo_notes().len(), 1, "{}", svc.received());
     assert!(svc.odoo_notes()[0]
         .1
         .starts_with("Refused in Mattermost by @ana.reyes"));
@@ -406,11 +423,7 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
             .contains("submitted again"),
         "{answer}"
     );
-    assert_eq!(
-        svc.odoo.requests().len(),
-        odoo_before,
-        "Odoo was not called"
-    );
+    svc.odoo.assert_received(odoo_before, "Odoo was not called");
     assert_eq!(odoo_decisions(&f).await, 0);
     // The current message decides.
     let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&new).0).await;
@@ -418,7 +431,7 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
         answer["update"].to_string().contains("**Approved**"),
         "{answer}"
     );
-    assert_eq!(svc.odoo_writes_made().len(), 1);
+    assert_eq!(svc.odoo_writes_made().len(), 1, "{}", svc.received());
 
     // Odoo no longer has the report waiting (decided in Odoo itself): read, never written.
     let offsite = post_for(
@@ -438,7 +451,12 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
             .contains("state: approve"),
         "{answer}"
     );
-    assert_eq!(svc.odoo_writes_made().len(), 1, "no refusal written");
+    assert_eq!(
+        svc.odoo_writes_made().len(),
+        1,
+        "no refusal written\n{}",
+        svc.received()
+    );
     let last = svc.odoo_calls().pop().unwrap();
     assert_eq!(
         (last.0.as_str(), last.1.as_str()),
@@ -475,7 +493,8 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
     assert_eq!(
         svc.odoo_writes_made().len(),
         2,
-        "only current submissions decided"
+        "only current submissions decided\n{}",
+        svc.received()
     );
 
     // An expired button (a genuine context past its expiry).
@@ -499,11 +518,7 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
     let odoo_before = svc.odoo.requests().len();
     let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &expired).await;
     marked(&answer, "Expired");
-    assert_eq!(
-        svc.odoo.requests().len(),
-        odoo_before,
-        "Odoo was not called"
-    );
+    svc.odoo.assert_received(odoo_before, "Odoo was not called");
 }
 
 /// A genuine context of the given decision and event, bound to Maria as approver.
@@ -585,7 +600,7 @@ async fn forged_altered_or_outdated_contexts_are_rejected_without_calling_odoo()
     let (status, answer) = click(&f, ROSA_MM_ID, "rosa.reviewer", &sign_v1(v1)).await;
     assert_eq!(status, 200, "{answer}");
     only_told(&answer, "no longer decides anything");
-    assert!(svc.odoo.requests().is_empty(), "Odoo was never called");
+    svc.odoo.assert_received_nothing("Odoo was never called");
     assert_eq!(f.db.count("deliveries").await, 0);
 }
 
@@ -616,10 +631,11 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
     let (status, answer) = click(&f, MARIA_MM_ID, "maria.santos", &refuse).await;
     assert_eq!(status, 200);
     only_told(&answer, "cannot refuse this expense report");
-    assert_eq!(svc.odoo_writes_made().len(), 1);
+    assert_eq!(svc.odoo_writes_made().len(), 1, "{}", svc.received());
     assert!(
         svc.odoo_notes().is_empty(),
-        "no note for a decision Odoo refused"
+        "no note for a decision Odoo refused\n{}",
+        svc.received()
     );
 
     // Fixed: two clicks at once → one refusal in Odoo, with the reason naming the user.
@@ -633,7 +649,8 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
     assert_eq!(
         writes.len(),
         2,
-        "one failed attempt, then exactly one refusal: {writes:?}"
+        "one failed attempt, then exactly one refusal: {writes:?}\n{}",
+        svc.received()
     );
     assert_eq!(
         writes[1],
@@ -660,15 +677,20 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
             .contains("already refused"),
         "{later}"
     );
-    assert_eq!(svc.odoo_writes_made().len(), 2);
-    assert_eq!(svc.odoo_notes().len(), 1);
+    assert_eq!(svc.odoo_writes_made().len(), 2, "{}", svc.received());
+    assert_eq!(svc.odoo_notes().len(), 1, "{}", svc.received());
     let auth = svc
         .odoo
         .requests()
         .iter()
         .filter(|r| r.json()["params"]["service"] == "common")
         .count();
-    assert_eq!(auth, 2, "authenticate only when Odoo is really called");
+    assert_eq!(
+        auth,
+        2,
+        "authenticate only when Odoo is really called\n{}",
+        svc.received()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -717,7 +739,8 @@ async fn without_a_bot_token_the_configured_map_binds_approvers_and_without_eith
     );
     assert!(
         svc.mattermost_api_requests().is_empty(),
-        "no REST API without a token"
+        "no REST API without a token\n{}",
+        svc.received()
     );
 
     // Neither a token nor a map: nobody can be bound, so no buttons; decided in Odoo.
@@ -797,14 +820,15 @@ async fn a_failing_directory_delays_the_message_and_never_posts_it_unbound() {
     );
     assert!(
         svc.posts().is_empty(),
-        "nothing posted without its approver"
+        "nothing posted without its approver\n{}",
+        svc.received()
     );
     // Mattermost is back: the retry posts the message, bound to the approver.
     svc.mattermost.script(services::mattermost_answer);
     f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
     let posts = svc.posts();
-    assert_eq!(posts.len(), 1);
+    assert_eq!(posts.len(), 1, "{}", svc.received());
     let ctx = ActionContext::verify(&buttons(&posts[0]).0, TEST_ACTION_SECRET).unwrap();
     assert_eq!(ctx.deciders.user_ids, vec![MARIA_MM_ID.to_string()]);
 }

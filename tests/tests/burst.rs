@@ -285,7 +285,7 @@ async fn an_event_kicked_during_a_run_is_delivered_by_that_run_or_the_next_not_b
             f.sys.output()
         );
     }
-    assert_eq!(fake.requests().len(), 3, "each event is delivered once");
+    fake.assert_received(3, "each event is delivered once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,10 +371,16 @@ async fn two_app_instances_deliver_each_event_once_in_per_aggregate_order() {
     assert_eq!(
         ids.len(),
         60,
-        "each event delivered once: {} deliveries",
-        ids.len()
+        "each event delivered once: {} deliveries\n{}",
+        ids.len(),
+        fake.received()
     );
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 60);
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        60,
+        "{}",
+        fake.received()
+    );
     // Per aggregate, the handler saw the events in the order they were stored.
     let mut seen: HashMap<String, Vec<String>> = HashMap::new();
     for r in &got {

@@ -111,8 +111,7 @@ async fn handlers_receive_the_envelope_with_event_id_attempt_and_token_over_http
         f.wait_status(&id, "done", Duration::from_secs(15)).await,
         "done"
     );
-    let got = fake.requests();
-    assert_eq!(got.len(), 1);
+    let got = fake.assert_received(1, "one delivery");
     let r = &got[0];
     assert_eq!(
         (r.method.as_str(), r.path.as_str()),
@@ -214,7 +213,7 @@ async fn a_failing_handler_is_retried_on_schedule_then_dead_then_requeued_and_do
         .iter()
         .map(|r| r.header("x-ipai-attempt").unwrap_or("").to_string())
         .collect();
-    assert_eq!(attempts, ["1", "2", "3", "1"]);
+    assert_eq!(attempts, ["1", "2", "3", "1"], "{}", fake.received());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -317,7 +316,7 @@ async fn a_kick_whose_run_stops_on_its_budget_starts_the_next_at_once_without_cr
     .await
     .unwrap();
     ingest_and_wait_done(&f, "kick-budget", 4).await;
-    assert_eq!(fake.requests().len(), 4, "each event delivered once");
+    fake.assert_received(4, "each event delivered once");
 }
 
 /// How many runs each cron tick logged (`tick <timestamp>: <run summary>` lines of

@@ -132,7 +132,7 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
         .map(|r| r.json())
         .filter(|b| b["params"]["service"] == "common")
         .collect();
-    assert_eq!(auth.len(), 1);
+    assert_eq!(auth.len(), 1, "{}", svc.received());
     assert_eq!(
         auth[0]["params"]["args"],
         json!([
@@ -143,14 +143,14 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
         ])
     );
     let calls = svc.odoo_calls();
-    assert_eq!(calls.len(), 1);
+    assert_eq!(calls.len(), 1, "{}", svc.received());
     assert_eq!(
         (calls[0].0.as_str(), calls[0].1.as_str()),
         ("hr.expense", "web_read")
     );
     assert_eq!(calls[0].2, json!([[1042]]));
     let posts = svc.posts();
-    assert_eq!(posts.len(), 1);
+    assert_eq!(posts.len(), 1, "{}", svc.received());
     let post = &posts[0];
     assert_eq!(post["channel"], "@maria.santos");
     assert!(post["text"].as_str().unwrap().contains("@maria.santos"));
@@ -204,7 +204,7 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
     assert_eq!(row.get::<_, String>(6), "E-0042");
     assert_eq!(row.get::<_, String>(7), approved);
     let posts = svc.posts();
-    assert_eq!(posts.len(), 2);
+    assert_eq!(posts.len(), 2, "{}", svc.received());
     assert_eq!(posts[1]["channel"], services::FINANCE_CHANNEL);
     assert!(posts[1]["attachments"][0]["text"]
         .as_str()
@@ -230,6 +230,7 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
         "approval facts are kept"
     );
     let posts = svc.posts();
+    assert_eq!(posts.len(), 3, "{}", svc.received());
     assert_eq!(posts[2]["channel"], "@juan.delacruz");
     assert!(posts[2]["attachments"][0]["fields"]
         .to_string()
@@ -255,7 +256,7 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
     )
     .await;
     let posts = svc.posts();
-    assert_eq!(posts.len(), 5);
+    assert_eq!(posts.len(), 5, "{}", svc.received());
     assert_eq!(posts[4]["channel"], "@juan.delacruz");
     let text = posts[4]["attachments"][0]["text"].as_str().unwrap();
     assert!(
@@ -271,7 +272,10 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
         deliveries(&f, &rejected).await,
         vec![d("mattermost", "@juan.delacruz", "sent")]
     );
-    assert!(svc.email.requests().is_empty() && svc.google.requests().is_empty());
+    svc.email
+        .assert_received_nothing("expense events send no email");
+    svc.google
+        .assert_received_nothing("expense events make no Google call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +305,12 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
         assert_eq!(f.db.status(id).await, "done", "{s}\n{}", f.sys.output());
     }
     let posts = svc.posts();
-    assert_eq!(posts.len(), 1, "one message for the report: {posts:?}");
+    assert_eq!(
+        posts.len(),
+        1,
+        "one message for the report: {posts:?}\n{}",
+        svc.received()
+    );
     let att = &posts[0]["attachments"][0];
     assert_eq!(posts[0]["channel"], "@maria.santos");
     assert_eq!(att["title"], "Expense report Team offsite");
@@ -340,7 +349,7 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     let redelivered = envelope(&second, &line(b, 850.25, "2026-11-25T02:00:00Z"));
     let (status, answer) = call_handler(&f, "expense", &redelivered).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(svc.posts().len(), 1);
+    assert_eq!(svc.posts().len(), 1, "{}", svc.received());
 
     // Refused, corrected and submitted again: a new submission, a new request.
     let again = f
@@ -352,7 +361,7 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     f.dispatch().await;
     assert_eq!(f.db.status(&again).await, "done");
     assert_eq!(f.db.status(&later).await, "done");
-    assert_eq!(svc.posts().len(), 2);
+    assert_eq!(svc.posts().len(), 2, "{}", svc.received());
     assert_eq!(f.db.count("report_messages").await, 2);
     assert_eq!(
         f.db.count("approval_requests").await,
@@ -416,7 +425,12 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
     )
     .await;
     let posts = svc.posts();
-    assert_eq!(posts.len(), 1, "one refusal DM for the report: {posts:?}");
+    assert_eq!(
+        posts.len(),
+        1,
+        "one refusal DM for the report: {posts:?}\n{}",
+        svc.received()
+    );
     assert_eq!(posts[0]["channel"], "@juan.delacruz");
     assert_eq!(
         posts[0]["text"],
@@ -450,7 +464,12 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
     )
     .await;
     let posts = svc.posts();
-    assert_eq!(posts.len(), 2, "one finance post for the report: {posts:?}");
+    assert_eq!(
+        posts.len(),
+        2,
+        "one finance post for the report: {posts:?}\n{}",
+        svc.received()
+    );
     assert_eq!(posts[1]["channel"], services::FINANCE_CHANNEL);
     let att = &posts[1]["attachments"][0];
     assert_eq!(
@@ -477,7 +496,12 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
     )
     .await;
     let posts = svc.posts();
-    assert_eq!(posts.len(), 3, "one payment DM for the report: {posts:?}");
+    assert_eq!(
+        posts.len(),
+        3,
+        "one payment DM for the report: {posts:?}\n{}",
+        svc.received()
+    );
     assert_eq!(
         posts[2]["text"],
         "@juan.delacruz, your expense report was paid."
@@ -533,7 +557,7 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
             assert_eq!(status, 200, "{answer}");
         }
     }
-    assert_eq!(svc.posts().len(), 3, "nothing new");
+    assert_eq!(svc.posts().len(), 3, "nothing new\n{}", svc.received());
     assert_eq!(web_reads(), 3, "no look-up on redelivery");
 
     // Through the dispatcher: the owner of the approval requeued from dead posts nothing.
@@ -558,7 +582,7 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
     }
     f.dispatch().await;
     assert_eq!(f.db.status(&owner).await, "done");
-    assert_eq!(svc.posts().len(), 3);
+    assert_eq!(svc.posts().len(), 3, "{}", svc.received());
 
     // An older addon's lines (no stamp) keep one message each.
     for id in [4001u64, 4002] {
@@ -573,7 +597,7 @@ async fn a_five_line_report_gets_one_message_per_decision_and_five_payment_rows(
         )
         .await;
     }
-    assert_eq!(svc.posts().len(), 5);
+    assert_eq!(svc.posts().len(), 5, "{}", svc.received());
 }
 
 /// `claim_approval_request` of one fixed key by event `me`: the owner's id.
@@ -625,7 +649,7 @@ async fn asset_events_email_book_the_calendar_and_track_availability() {
     let reserved = deliver(&f, "b-501-res", &booking("asset.reserved", 501, json!({}))).await;
     // Email: Resend shape, idempotency key, content.
     let mails = svc.emails();
-    assert_eq!(mails.len(), 1);
+    assert_eq!(mails.len(), 1, "{}", svc.received());
     let (mail, key) = &mails[0];
     assert_eq!(mail["to"], json!(["juan.delacruz@example.com"]));
     assert!(mail.get("cc").is_none());
@@ -641,7 +665,7 @@ async fn asset_events_email_book_the_calendar_and_track_availability() {
     assert_eq!(key, &format!("ipai/{reserved}/juan.delacruz@example.com"));
     // Google: one token request with a signed assertion, one events.insert.
     let tokens = svc.google_requests("/token");
-    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens.len(), 1, "{}", svc.received());
     let form = String::from_utf8_lossy(&tokens[0].body).to_string();
     let jwt = form.split("assertion=").nth(1).unwrap();
     let parts: Vec<&str> = jwt.split('.').collect();
@@ -664,7 +688,7 @@ async fn asset_events_email_book_the_calendar_and_track_availability() {
         "RS256 with a 2048-bit key"
     );
     let inserts = svc.google_requests("/events");
-    assert_eq!(inserts.len(), 1);
+    assert_eq!(inserts.len(), 1, "{}", svc.received());
     let ev = inserts[0].json();
     let cal_id = format!("ipai{}", reserved.replace('-', ""));
     assert_eq!(ev["id"], cal_id);
@@ -743,10 +767,18 @@ async fn asset_events_email_book_the_calendar_and_track_availability() {
     .await;
     assert_eq!(status(&f).await, "available");
     // The second reservation reused the cached token: still one token request.
-    assert_eq!(svc.google_requests("/token").len(), 1);
-    assert_eq!(svc.google_requests("/events").len(), 2);
-    assert_eq!(svc.emails().len(), 2);
-    assert!(svc.mattermost.requests().is_empty() && svc.odoo.requests().is_empty());
+    assert_eq!(svc.google_requests("/token").len(), 1, "{}", svc.received());
+    assert_eq!(
+        svc.google_requests("/events").len(),
+        2,
+        "{}",
+        svc.received()
+    );
+    assert_eq!(svc.emails().len(), 2, "{}", svc.received());
+    svc.mattermost
+        .assert_received_nothing("asset events post nothing to Mattermost");
+    svc.odoo
+        .assert_received_nothing("asset events make no Odoo call");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,7 +795,7 @@ async fn asset_overdue_escalates_level_1_employee_2_manager_3_it_admin() {
         assert_eq!(deliveries(&f, &id).await.len(), 1);
     }
     let mails = svc.emails();
-    assert_eq!(mails.len(), 3);
+    assert_eq!(mails.len(), 3, "{}", svc.received());
     for (i, (m, _)) in mails.iter().enumerate() {
         assert_eq!(m["to"], json!(["juan.delacruz@example.com"]));
         assert!(
@@ -822,7 +854,11 @@ async fn finance_events_fill_ppm_and_bir_dashboards_request_reviews_and_escalate
         row.get::<_, Vec<String>>(7),
         vec!["ana.reyes@example.com", "jose.garcia@example.com"]
     );
-    assert!(svc.posts().is_empty(), "created/in_progress post nothing");
+    assert!(
+        svc.posts().is_empty(),
+        "created/in_progress post nothing\n{}",
+        svc.received()
+    );
 
     // submitted: reviewer from Odoo, DM with a link to the task.
     deliver(
@@ -838,10 +874,12 @@ async fn finance_events_fill_ppm_and_bir_dashboards_request_reviews_and_escalate
     let calls = svc.odoo_calls();
     assert_eq!(
         calls,
-        vec![("res.users".into(), "web_read".into(), json!([[3]]))]
+        vec![("res.users".into(), "web_read".into(), json!([[3]]))],
+        "{}",
+        svc.received()
     );
     let posts = svc.posts();
-    assert_eq!(posts.len(), 1);
+    assert_eq!(posts.len(), 1, "{}", svc.received());
     assert_eq!(posts[0]["channel"], "@rosa.reviewer");
     let link = format!(
         "{}/web#id=7001&model=project.task&view_type=form",
@@ -924,7 +962,7 @@ async fn finance_events_fill_ppm_and_bir_dashboards_request_reviews_and_escalate
         ]
     );
     let posts = svc.posts();
-    assert_eq!(posts.len(), 6);
+    assert_eq!(posts.len(), 6, "{}", svc.received());
     let channels: Vec<&str> = posts[1..]
         .iter()
         .map(|p| p["channel"].as_str().unwrap())
@@ -1000,17 +1038,29 @@ async fn a_redelivered_event_posts_mails_and_books_once() {
         let (s, b) = call_handler(&f, "expense", &submitted).await;
         assert_eq!(s, 200, "attempt {attempt}: {b}");
     }
-    assert_eq!(svc.posts().len(), 2, "one refusal DM, one approval request");
-    assert_eq!(svc.emails().len(), 1, "one confirmation email");
+    assert_eq!(
+        svc.posts().len(),
+        2,
+        "one refusal DM, one approval request\n{}",
+        svc.received()
+    );
+    assert_eq!(
+        svc.emails().len(),
+        1,
+        "one confirmation email\n{}",
+        svc.received()
+    );
     assert_eq!(
         svc.google_requests("/events").len(),
         1,
-        "one calendar event"
+        "one calendar event\n{}",
+        svc.received()
     );
     assert_eq!(
         svc.odoo_calls().len(),
         1,
-        "the approver is not looked up again"
+        "the approver is not looked up again\n{}",
+        svc.received()
     );
 
     // Through the dispatcher too: a requeued event does not notify again.
@@ -1032,7 +1082,7 @@ async fn a_redelivered_event_posts_mails_and_books_once() {
         .await
         .unwrap();
     assert_eq!(f.dispatch().await["done"], 1);
-    assert_eq!(svc.posts().len(), 3);
+    assert_eq!(svc.posts().len(), 3, "{}", svc.received());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1087,8 +1137,13 @@ async fn a_failed_side_effect_fails_the_event_and_only_it_is_retried() {
     });
     f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
-    assert_eq!(svc.emails().len(), 1);
-    assert_eq!(svc.google_requests("/events").len(), 2);
+    assert_eq!(svc.emails().len(), 1, "{}", svc.received());
+    assert_eq!(
+        svc.google_requests("/events").len(),
+        2,
+        "{}",
+        svc.received()
+    );
     assert_eq!(
         deliveries(&f, &id).await,
         vec![
@@ -1116,7 +1171,8 @@ async fn a_failed_side_effect_fails_the_event_and_only_it_is_retried() {
     svc.mattermost.respond_with(200, "ok");
     f.db.make_due(&id).await;
     assert_eq!(f.dispatch().await["done"], 1);
-    assert_eq!(svc.mattermost.requests().len(), 2);
+    svc.mattermost
+        .assert_received(2, "the failed post and the one that went through");
 }
 
 /// `(status, attempts, detail)` of the approval request's delivery of event `id`.
@@ -1151,7 +1207,7 @@ async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_o
     let err = last_error(&f, &id).await.unwrap_or_default();
     assert!(err.contains("502"), "{err}");
     assert_eq!(approval_delivery(&f, &id).await, None, "claim handed back");
-    assert!(svc.posts().is_empty());
+    assert!(svc.posts().is_empty(), "{}", svc.received());
 
     // Odoo back, Mattermost's incoming webhook failing (its user directory answers): the
     // post fails and is recorded as failed.
@@ -1190,7 +1246,8 @@ async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_o
     assert_eq!(
         svc.posts().len(),
         2,
-        "the failed post and the one that went through"
+        "the failed post and the one that went through\n{}",
+        svc.received()
     );
     assert_eq!(
         f.db.client
@@ -1231,7 +1288,8 @@ async fn a_missing_variable_fails_naming_it_and_the_event_waits_until_it_is_set(
     );
     assert!(deliveries(&f, &id).await.is_empty(), "nothing was claimed");
     assert_eq!(f.db.count("payment_queue").await, 0);
-    assert!(svc.mattermost.requests().is_empty());
+    svc.mattermost
+        .assert_received_nothing("nothing is sent without its URL");
 
     // Asset: a level-3 escalation without it_admin_email names that variable.
     let lvl3 = f
@@ -1266,8 +1324,8 @@ async fn a_missing_variable_fails_naming_it_and_the_event_waits_until_it_is_set(
         .await
         .unwrap();
     assert_eq!(f.dispatch().await["done"], 2);
-    assert_eq!(svc.posts().len(), 1);
-    assert_eq!(svc.emails().len(), 1);
+    assert_eq!(svc.posts().len(), 1, "{}", svc.received());
+    assert_eq!(svc.emails().len(), 1, "{}", svc.received());
 
     // A URL outside its allowed origin is named too (never echoing the secret URL).
     f.restart_with(|v| {

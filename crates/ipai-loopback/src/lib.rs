@@ -1,6 +1,9 @@
 //! A loopback HTTP server standing in for an external service (a domain handler,
 //! Mattermost, an email API, Google, Odoo): it records every request exactly as received
 //! and answers as the test tells it — a status and body, after an optional delay.
+//!
+//! Its failure messages list what it received ([`FakeServer::received`],
+//! [`FakeServer::assert_received`]).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -30,6 +33,44 @@ impl Recorded {
 
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// How much of a body a failure message shows.
+const SHOWN_BODY_BYTES: usize = 200;
+
+/// `METHOD path body`: the body's first 200 bytes (lossy UTF-8, line breaks escaped), and
+/// its length when it was cut.
+impl std::fmt::Display for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.method, self.path)?;
+        if self.body.is_empty() {
+            return Ok(());
+        }
+        let shown = &self.body[..self.body.len().min(SHOWN_BODY_BYTES)];
+        let text = String::from_utf8_lossy(shown)
+            .replace('\r', "\\r")
+            .replace('\n', "\\n");
+        write!(f, " {text}")?;
+        if self.body.len() > SHOWN_BODY_BYTES {
+            write!(f, "… ({} bytes)", self.body.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// `requests` one a line (see `Display for Recorded`), for a failure message.
+pub fn listing(requests: &[Recorded]) -> String {
+    match requests.len() {
+        0 => "no request".to_string(),
+        n => {
+            let mut out = format!("{n} request{}:", if n == 1 { "" } else { "s" });
+            for r in requests {
+                out.push_str("\n  ");
+                out.push_str(&r.to_string());
+            }
+            out
+        }
     }
 }
 
@@ -162,6 +203,38 @@ impl FakeServer {
         self.state.lock().expect("fake state").requests.clone()
     }
 
+    /// What this stand-in received so far, one request a line (method, path, the first
+    /// 200 bytes of the body), for a failure message.
+    pub fn received(&self) -> String {
+        format!("{} received {}", self.url, listing(&self.requests()))
+    }
+
+    /// Panics, listing what arrived, unless nothing did. `what` says why nothing should have.
+    #[track_caller]
+    pub fn assert_received_nothing(&self, what: &str) {
+        let got = self.requests();
+        assert!(
+            got.is_empty(),
+            "{what}: {} received {}",
+            self.url,
+            listing(&got)
+        );
+    }
+
+    /// Panics, listing what arrived, unless exactly `n` requests did; returns them.
+    #[track_caller]
+    pub fn assert_received(&self, n: usize, what: &str) -> Vec<Recorded> {
+        let got = self.requests();
+        assert!(
+            got.len() == n,
+            "{what}: expected {n} request{}, {} received {}",
+            if n == 1 { "" } else { "s" },
+            self.url,
+            listing(&got)
+        );
+        got
+    }
+
     /// Waits until at least `n` requests arrived (or `timeout`), returning them all.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Recorded> {
         let deadline = Instant::now() + timeout;
@@ -178,5 +251,66 @@ impl FakeServer {
 impl Drop for FakeServer {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn send_raw(url: &str, request: &[u8]) {
+        let addr = url.trim_start_matches("http://");
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(request).await.unwrap();
+        let mut answer = [0u8; 64];
+        let _ = s.read(&mut answer).await;
+    }
+
+    fn panic_message(f: impl FnOnce()) -> String {
+        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        err.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_failed_assertion_lists_method_path_and_the_first_200_bytes_of_each_body() {
+        let fake = FakeServer::start().await;
+        fake.assert_received_nothing("quiet so far");
+        let body = format!("{{\"k\":\"{}\"}}", "x".repeat(300));
+        let post = format!(
+            "POST /emails?a=1 HTTP/1.1\r\nhost: x\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        send_raw(&fake.url, post.as_bytes()).await;
+        send_raw(
+            &fake.url,
+            b"GET /.well-known/spin/info HTTP/1.1\r\nhost: x\r\n\r\n",
+        )
+        .await;
+        assert_eq!(fake.wait_for(2, Duration::from_secs(5)).await.len(), 2);
+
+        let msg = panic_message(|| fake.assert_received_nothing("an expense sends no email"));
+        let shown = &body[..200];
+        assert_eq!(
+            msg,
+            format!(
+                "an expense sends no email: {} received 2 requests:\n  \
+                 POST /emails?a=1 {shown}… ({} bytes)\n  GET /.well-known/spin/info",
+                fake.url,
+                body.len()
+            )
+        );
+        let msg = panic_message(|| {
+            fake.assert_received(1, "one post");
+        });
+        assert!(
+            msg.starts_with(&format!(
+                "one post: expected 1 request, {} received 2 requests:\n  POST /emails?a=1 {{",
+                fake.url
+            )),
+            "{msg}"
+        );
+        assert_eq!(fake.assert_received(2, "both").len(), 2);
+        assert!(fake.received().ends_with("\n  GET /.well-known/spin/info"));
     }
 }
