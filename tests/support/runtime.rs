@@ -3,7 +3,7 @@
 //! the same `spin.toml`, the same `SPIN_VARIABLE_*` environment and a free loopback port.
 
 use anyhow::{bail, Context, Result};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -142,25 +142,17 @@ fn serves_app(port: u16, name: &str) -> bool {
     answer.starts_with("HTTP/1.") && answer.contains(&format!("\"{name}\""))
 }
 
-/// A loopback port free now and never handed out again by this test process (to a runtime
-/// or as a port nothing listens on).
+/// A loopback port free now and never handed out again by this test process (to a runtime,
+/// a loopback stand-in, or as a port nothing listens on): `ipai_loopback::ports`, the one
+/// allocator the stand-ins bind from too.
 ///
 /// Every system of a suite serves the same application name, so `wait_ready` cannot tell
 /// two of them apart: were two concurrent tests handed the same port, the runtime that lost
 /// the bind would pass for ready while its test talked to the other test's system (and
-/// database). The kernel may give a just-released port to the next `bind(0)`, so ports
-/// handed out are remembered and skipped.
+/// database). And a stand-in that took a runtime's port before the runtime bound it would
+/// record that test's readiness probes (`GET /.well-known/spin/info`) as requests of its own.
 pub fn free_port() -> Result<u16> {
-    static HANDED_OUT: std::sync::Mutex<BTreeSet<u16>> = std::sync::Mutex::new(BTreeSet::new());
-    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        if handed_out.insert(port) {
-            return Ok(port);
-        }
-    }
+    Ok(ipai_loopback::ports::fresh_port()?)
 }
 
 impl System {
@@ -178,8 +170,8 @@ impl System {
         variables: &BTreeMap<String, String>,
         manifest: &std::path::Path,
     ) -> Result<Self> {
-        // The port is picked free and then handed to the runtime, so another test of this
-        // process (a loopback service binding port 0) can take it in between: the runtime
+        // The port is picked free and then handed to the runtime, so another process can
+        // take it in between (this process's stand-ins cannot: `free_port`): the runtime
         // then cannot listen and exits, and is started again on another port.
         let mut attempt = 1;
         loop {
@@ -330,5 +322,17 @@ impl System {
 impl Drop for System {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn runtime_ports_come_from_the_allocator_the_stand_ins_bind_from() {
+        // Else a stand-in of a concurrent test could bind a runtime's port before the
+        // runtime does, and record that test's readiness probes as its own requests.
+        let port = super::free_port().unwrap();
+        assert!(ipai_loopback::ports::was_handed_out(port));
+        assert_ne!(super::free_port().unwrap(), port);
     }
 }

@@ -97,7 +97,8 @@ struct PgProxy {
 
 impl PgProxy {
     async fn start() -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        // A port no stand-in of this process can take while the proxy is stopped.
+        let listener = ipai_tests::fake_http::ports::bind_fresh_tokio().unwrap();
         let port = listener.local_addr().unwrap().port();
         let proxy = Self {
             port,

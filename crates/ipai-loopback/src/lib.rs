@@ -2,8 +2,9 @@
 //! Mattermost, an email API, Google, Odoo): it records every request exactly as received
 //! and answers as the test tells it — a status and body, after an optional delay.
 //!
-//! Its failure messages list what it received ([`FakeServer::received`],
-//! [`FakeServer::assert_received`]).
+//! It listens on a port of its own from [`ports`], never one this process handed out before
+//! (to a runtime or another stand-in), and its failure messages list what it received
+//! ([`FakeServer::received`], [`FakeServer::assert_received`]).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -14,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
+pub mod ports;
 pub mod segments;
 
 /// One request as the fake received it.
@@ -91,16 +93,19 @@ pub struct FakeServer {
 }
 
 impl FakeServer {
-    /// Starts on a free loopback port, answering 200 `{"ok":true}`.
+    /// Starts on a loopback port this process never handed out before ([`ports`]),
+    /// answering 200 `{"ok":true}`.
     pub async fn start() -> Self {
-        Self::start_on("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port")
+        Self::serve(ports::bind_fresh_tokio().expect("bind a loopback port"))
+            .expect("the bound port")
     }
 
     /// Starts on `addr` (e.g. `127.0.0.1:4100`).
     pub async fn start_on(addr: &str) -> std::io::Result<Self> {
-        let listener = TcpListener::bind(addr).await?;
+        Self::serve(TcpListener::bind(addr).await?)
+    }
+
+    fn serve(listener: TcpListener) -> std::io::Result<Self> {
         let url = format!("http://{}", listener.local_addr()?);
         let state = Arc::new(Mutex::new(State {
             requests: Vec::new(),
@@ -173,7 +178,7 @@ impl FakeServer {
         Ok(Self { url, state, task })
     }
 
-    /// Starts on a free loopback port answering each request as `script` decides.
+    /// Like `start`, answering each request as `script` decides.
     pub async fn start_scripted(
         script: impl Fn(&Recorded) -> (u16, String) + Send + Sync + 'static,
     ) -> Self {
@@ -270,6 +275,17 @@ mod tests {
     fn panic_message(f: impl FnOnce()) -> String {
         let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
         err.downcast_ref::<String>().cloned().unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn stand_ins_listen_only_on_ports_from_the_allocator() {
+        // A stand-in binding port 0 by itself could take a port just handed to a runtime
+        // (before the runtime binds it) and record requests meant for that runtime.
+        let port = |url: &str| url.rsplit(':').next().unwrap().parse::<u16>().unwrap();
+        let fake = FakeServer::start().await;
+        assert!(ports::was_handed_out(port(&fake.url)), "{}", fake.url);
+        let probe = segments::SegmentProbe::start().await.unwrap();
+        assert!(ports::was_handed_out(port(&probe.url)), "{}", probe.url);
     }
 
     #[tokio::test]

@@ -9,7 +9,7 @@
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// One request as it arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,9 +34,9 @@ pub struct SegmentProbe {
 }
 
 impl SegmentProbe {
-    /// Starts on a free loopback port.
+    /// Starts on a loopback port this process never handed out before (`crate::ports`).
     pub async fn start() -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let listener = crate::ports::bind_fresh_tokio()?;
         let url = format!("http://{}", listener.local_addr()?);
         let arrivals = Arc::new(Mutex::new(Vec::new()));
         let seen = arrivals.clone();
