@@ -77,7 +77,8 @@ modules="$(grep -Eo '[0-9]+ modules loaded' "$logs/install.log" | tail -n1 | cut
 if clean_log install "$logs/install.log"; then
   echo "odoo install: ${modules:-?} modules, no warning ($((SECONDS - start)) s)"
   # The loop suite's template: this clean install (the previous one is replaced).
-  template="ipai_odoo_loop_${ODOO_HOME##*/}"
+  # Named after this checkout too: two checkouts on one machine keep templates of their own.
+  template="ipai_odoo_loop_$(printf '%s' "$PWD" | sha256sum | cut -c1-6)_${ODOO_HOME##*/}"
   dropdb -h 127.0.0.1 -U postgres --if-exists "$template" 2>/dev/null
   createdb -h 127.0.0.1 -U postgres -O odoo18_test -T "$db" "$template"
   echo "$template" > target/odoo18/loop-template
