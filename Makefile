@@ -5,7 +5,7 @@ COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler fina
 TEST_FIXTURES := echo-headers outbound-probe timer-probe
 CARGO ?= cargo
 
-.PHONY: setup build components host migrate up test conformance spin-cli lint fmt bench deploy clean
+.PHONY: setup build components host migrate up dev-secrets-check test conformance spin-cli lint fmt bench deploy clean
 
 ## setup: toolchain target + a running local PostgreSQL
 setup:
@@ -27,9 +27,13 @@ host:
 migrate: setup host
 	@. scripts/env.sh && target/release/ipai migrate --database-url "$$DATABASE_URL"
 
-## up: build, migrate, serve on LISTEN (default 127.0.0.1:3000) with spin or the local host
-up: setup build
+## up: build, migrate, serve on LISTEN (default 127.0.0.1:3000) with spin or the local host;
+## refuses a non-loopback LISTEN while a secret is a development default (before building)
+up: dev-secrets-check setup build
 	@scripts/up.sh
+
+dev-secrets-check:
+	@. scripts/env.sh && scripts/refuse-dev-secrets.sh
 
 ## test: every test — unit and SQL tests, then the end-to-end suites under the local host and
 ## again under real Spin when a Spin CLI is available (SPIN_BIN, PATH, or `make spin-cli`)

@@ -7,10 +7,14 @@
 1. `spin build` (every `[component.*.build]` of spin.toml).
 2. Writes the Cloud manifest target/deploy/spin.toml: spin.toml without what Fermyon Cloud
    does not run — the `[[trigger.cron]]` table and its `dispatch-cron` component, and the
-   `*.spin.internal` service-chaining hosts — with component sources made absolute.
+   `*.spin.internal` service-chaining hosts — with component sources made absolute, and the
+   domain handlers' private routes made public as `/handlers/<domain>` (without chaining
+   the dispatcher reaches them over HTTP; they refuse any request without `handler_token`).
 3. `spin cloud deploy --from target/deploy/spin.toml --variable name=value ...` with every
    `SPIN_VARIABLE_<NAME>` set in the environment, plus `service_chaining=off` unless set.
-   Refuses to deploy while a required variable is unset, naming it.
+   Refuses to deploy while a required variable is unset, naming it, and with
+   `service_chaining` other than off (Cloud has no chaining, and the public handler routes
+   must never exist beside it).
 
 Nothing is read from scripts/env.sh: its development secrets must never reach a deployment.
 `--dry-run` prints the plan (secret values redacted) and runs nothing. docs/deploy.md has
@@ -56,6 +60,20 @@ def cron_components(manifest: dict) -> set[str]:
     return {t["component"] for t in manifest.get("trigger", {}).get("cron", [])}
 
 
+PRIVATE_ROUTE = re.compile(r"^route\s*=\s*\{\s*private\s*=\s*true\s*\}\s*$", re.M)
+HANDLER_COMPONENT = re.compile(r'^component\s*=\s*"([A-Za-z0-9_-]+)-handler"\s*$', re.M)
+
+
+def public_handler_route(block: str) -> str:
+    """A `[[trigger.http]]` block of a domain handler with its private route made public:
+    `/handlers/<domain>` for component `<domain>-handler` (what the dispatcher calls
+    without service chaining, ipai_core::dispatch::Transport::handler_url)."""
+    component = HANDLER_COMPONENT.search(block)
+    if not component or not PRIVATE_ROUTE.search(block):
+        return block
+    return PRIVATE_ROUTE.sub(f'route = "/handlers/{component.group(1)}"', block)
+
+
 def cloud_manifest(text: str) -> str:
     """spin.toml as Fermyon Cloud runs it (see the module doc)."""
     manifest = tomllib.loads(text)
@@ -67,6 +85,8 @@ def cloud_manifest(text: str) -> str:
         m = re.match(r"^\[component\.([A-Za-z0-9_-]+)(\.[a-z]+)?\]$", header)
         if m and m.group(1) in drop:
             continue
+        if header == "[[trigger.http]]":
+            block = public_handler_route(block)
         out.append(block)
     result = "".join(out)
     # Service-chaining hosts: unusable there (service_chaining=off sends HTTP instead).
@@ -78,6 +98,9 @@ def cloud_manifest(text: str) -> str:
     for name, comp in parsed.get("component", {}).items():
         hosts = comp.get("allowed_outbound_hosts", [])
         assert not any(".spin.internal" in h for h in hosts), f"{name} still lists a chaining host"
+    for trigger in parsed.get("trigger", {}).get("http", []):
+        if trigger.get("component", "").endswith("-handler"):
+            assert isinstance(trigger.get("route"), str), f"{trigger['component']} has no public route"
     return result
 
 
@@ -121,6 +144,11 @@ def main() -> int:
     if missing:
         print("deploy: set these required variables (SPIN_VARIABLE_<NAME>) first: "
               + ", ".join(missing), file=sys.stderr)
+        return 2
+    if values["service_chaining"].strip() != "off":
+        print("deploy: service_chaining must be off on Fermyon Cloud (no service chaining there; "
+              "the handlers' public routes need it off): unset SPIN_VARIABLE_SERVICE_CHAINING",
+              file=sys.stderr)
         return 2
     for name in ("public_base_url", "handler_base_url"):
         if name not in values:

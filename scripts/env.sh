@@ -22,6 +22,11 @@ export SPIN_VARIABLE_DB_URL="${SPIN_VARIABLE_DB_URL:-$DATABASE_URL_APP}"
 DATABASE_URL_INGEST="${DATABASE_URL_INGEST:-$(printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_ingest@#')}"
 export DATABASE_URL_INGEST
 export SPIN_VARIABLE_DB_URL_INGEST="${SPIN_VARIABLE_DB_URL_INGEST:-$DATABASE_URL_INGEST}"
+# /health and /metrics connect as ipai_probe: EXECUTE on the probe functions only and a
+# budget of 4 connections, so anonymous probes never take delivery's connections.
+DATABASE_URL_PROBE="${DATABASE_URL_PROBE:-$(printf '%s' "$DATABASE_URL" | sed -E 's#^([a-z]+://)([^@/]*@)?#\1ipai_probe@#')}"
+export DATABASE_URL_PROBE
+export SPIN_VARIABLE_DB_URL_PROBE="${SPIN_VARIABLE_DB_URL_PROBE:-$DATABASE_URL_PROBE}"
 export SPIN_VARIABLE_DB_HOST="${SPIN_VARIABLE_DB_HOST:-$DB_HOST}"
 # Development secret: override with SPIN_VARIABLE_ODOO_WEBHOOK_SECRET in any real setup.
 export SPIN_VARIABLE_ODOO_WEBHOOK_SECRET="${SPIN_VARIABLE_ODOO_WEBHOOK_SECRET:-dev-secret-change-me}"
@@ -41,6 +46,9 @@ find_spin_any() {
   echo "$s"
 }
 export SPIN_VARIABLE_DISPATCH_TOKEN="${SPIN_VARIABLE_DISPATCH_TOKEN:-dev-dispatch-token-change-me}"
+# One token per door (SPEC §15): the dispatcher → handlers, and the cron's ops calls.
+export SPIN_VARIABLE_HANDLER_TOKEN="${SPIN_VARIABLE_HANDLER_TOKEN:-dev-handler-token-change-me}"
+export SPIN_VARIABLE_OPS_TOKEN="${SPIN_VARIABLE_OPS_TOKEN:-dev-ops-token-change-me}"
 # Ops dashboard (/ops, user "ops"): development password; set your own anywhere real.
 export SPIN_VARIABLE_OPS_PASSWORD="${SPIN_VARIABLE_OPS_PASSWORD:-dev-ops-password-change-me}"
 # MCP: development bearer token, and the read-only role on the same database.

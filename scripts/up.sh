@@ -12,6 +12,9 @@ if [ "$RUNTIME" = spin ] && [ -z "$SPIN" ]; then
   echo "RUNTIME=spin but no spin CLI found (set SPIN_BIN or put spin on PATH)" >&2; exit 1
 fi
 
+# Never beyond this machine with the development secrets (SPEC §15).
+scripts/refuse-dev-secrets.sh
+
 target/release/ipai migrate --database-url "$DATABASE_URL"
 
 cat <<MSG

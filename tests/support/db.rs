@@ -1,8 +1,8 @@
 //! A fresh database per test: created on the local PostgreSQL, migrated with the same
 //! migrator as `ipai migrate`, dropped when the test ends. Roles are cluster-wide, so each
 //! test also gets login roles of its own, made by the same SQL contract as the shipped
-//! `ipai_ingest` / `ipai_app` / `integration_reader` (members of them, same limits and settings): the app
-//! under test connects as those, and one test's connections never count against
+//! `ipai_ingest` / `ipai_app` / `ipai_probe` / `integration_reader` (members of the same group
+//! roles, same limits and settings): the app under test connects as those, and one test's connections never count against
 //! another's limit.
 
 use anyhow::{Context, Result};
@@ -25,7 +25,8 @@ pub struct TestDb {
 
 impl TestDb {
     /// Creates and migrates `ipai_test_<random>`, with the roles `ipai_in_<random>`,
-    /// `ipai_app_<random>` and `ipai_ro_<random>` at the shipped connection limits.
+    /// `ipai_app_<random>`, `ipai_probe_<random>` and `ipai_ro_<random>` at the shipped
+    /// connection limits.
     pub async fn new() -> Result<Self> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("ipai_test_{id}");
@@ -34,6 +35,7 @@ impl TestDb {
             ingest: format!("ipai_in_{id}"),
             app: format!("ipai_app_{id}"),
             reader: format!("ipai_ro_{id}"),
+            probe: format!("ipai_probe_{id}"),
             ..Default::default()
         };
         ipai_cli::migrate::migrate_with_roles(
@@ -61,6 +63,11 @@ impl TestDb {
     /// The URL the app connects with (`db_url`): the test's app role.
     pub fn app_url(&self) -> String {
         crate::runtime::url_as(&self.url, &self.roles.app)
+    }
+
+    /// The URL `/health` and `/metrics` connect with (`db_url_probe`): the test's probe role.
+    pub fn probe_url(&self) -> String {
+        crate::runtime::url_as(&self.url, &self.roles.probe)
     }
 
     /// The read-only URL (`db_url_readonly`): the test's read-only role.
@@ -154,6 +161,7 @@ impl Drop for TestDb {
             self.roles.ingest.clone(),
             self.roles.app.clone(),
             self.roles.reader.clone(),
+            self.roles.probe.clone(),
         ];
         // Dropping needs its own runtime: Drop cannot await.
         let _ = std::thread::spawn(move || {

@@ -1,5 +1,5 @@
 //! Variants of `spin.toml` for tests that need a different manifest (no cron trigger, a
-//! 7-field schedule, a private route…): written under `target/test-manifests/` with
+//! 7-field schedule, public handler routes…): written under `target/test-manifests/` with
 //! component sources made absolute so they still resolve.
 
 use std::path::PathBuf;
@@ -32,4 +32,23 @@ pub fn without_cron(text: String) -> String {
         .map(|i| start + 1 + i + 1)
         .unwrap_or(text.len());
     format!("{}{}", &text[..start], &text[end..])
+}
+
+/// Makes the domain handlers' private routes public as `/handlers/<domain>`, as
+/// `scripts/deploy.py` does for the service_chaining=off (Fermyon Cloud) manifest: for the
+/// suites that call a handler from outside (with `handler_token`).
+pub fn with_public_handler_routes(text: String) -> String {
+    let mut text = text;
+    for domain in ["expense", "asset", "finance"] {
+        let private = format!("route = {{ private = true }}\ncomponent = \"{domain}-handler\"");
+        assert!(
+            text.contains(&private),
+            "spin.toml has no private route of {domain}-handler"
+        );
+        text = text.replace(
+            &private,
+            &format!("route = \"/handlers/{domain}\"\ncomponent = \"{domain}-handler\""),
+        );
+    }
+    text
 }

@@ -13,6 +13,10 @@ use std::time::{Duration, Instant};
 pub const TEST_SECRET: &str = "test-secret-rotated,test-secret";
 /// The dispatch token test systems get.
 pub const TEST_DISPATCH_TOKEN: &str = "test-dispatch-token";
+/// The handler token test systems get (the dispatcher → handlers door).
+pub const TEST_HANDLER_TOKEN: &str = "test-handler-token";
+/// The ops token test systems get (`/ops/retention`, `/ops/alerts/evaluate`).
+pub const TEST_OPS_TOKEN: &str = "test-ops-token";
 /// The key test systems sign Mattermost button contexts with.
 pub const TEST_ACTION_SECRET: &str = "test-mattermost-action-secret";
 
@@ -93,26 +97,40 @@ pub fn url_as(db_url: &str, user: &str) -> String {
 pub const TEST_OPS_PASSWORD: &str = "test-ops-password";
 
 /// The variables a test system gets unless the test overrides them: it connects as the
-/// test database's own ingest, app and read-only roles, as `make up` connects as
-/// `ipai_ingest`, `ipai_app` and `integration_reader`.
+/// test database's own ingest, app, probe and read-only roles, as `make up` connects as
+/// `ipai_ingest`, `ipai_app`, `ipai_probe` and `integration_reader`.
 pub fn default_variables(db: &crate::TestDb) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
     v.insert("db_url".into(), db.app_url());
     v.insert("db_url_ingest".into(), db.ingest_url());
+    v.insert("db_url_probe".into(), db.probe_url());
     v.insert("db_host".into(), "127.0.0.1:5432".into());
     v.insert("odoo_webhook_secret".into(), TEST_SECRET.into());
     v.insert("dispatch_token".into(), TEST_DISPATCH_TOKEN.into());
+    v.insert("handler_token".into(), TEST_HANDLER_TOKEN.into());
+    v.insert("ops_token".into(), TEST_OPS_TOKEN.into());
     // Handlers and approvals (docs/handlers.md): the signing secret is required; the
     // outside services are pointed at loopback fakes by the tests that use them.
     v.insert("mattermost_action_secret".into(), TEST_ACTION_SECRET.into());
     v.insert("ops_password".into(), TEST_OPS_PASSWORD.into());
     v.insert("mcp_token".into(), TEST_MCP_TOKEN.into());
     v.insert("db_url_readonly".into(), db.reader_url());
+    // standard_webhooks_secret stays unset: the shipped default (the scheme is off). The
+    // suites that need the scheme turn it on where they start the system
+    // (`with_standard_webhooks`).
+    v
+}
+
+/// The `standard_webhooks_secret` of the suites that turn the scheme on.
+pub const TEST_STANDARD_WEBHOOKS_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// Turns on the Standard Webhooks scheme (off by default, SPEC §3) with
+/// `TEST_STANDARD_WEBHOOKS_SECRET`: for `Fixture::with`.
+pub fn with_standard_webhooks(v: &mut BTreeMap<String, String>) {
     v.insert(
         "standard_webhooks_secret".into(),
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+        TEST_STANDARD_WEBHOOKS_SECRET.into(),
     );
-    v
 }
 
 /// `[application] name` of a manifest.

@@ -1,7 +1,9 @@
 //! The outside services of the domain handlers and approvals as loopback fakes, each
 //! checking the exact shape of what it receives (URL, headers, auth, JSON fields) and
-//! answering as the real service does: Mattermost incoming webhooks and its REST user
-//! directory (`GET /api/v4/users/email/{email}`, `GET /api/v4/users/{id}`, bot token),
+//! answering as the real service does: Mattermost incoming webhooks and its REST API to the
+//! bot token (the user directory `GET /api/v4/users/email/{email}`, `GET
+//! /api/v4/users/{id}`; the bot's direct messages `GET /api/v4/users/me`, `POST
+//! /api/v4/channels/direct`, `POST /api/v4/posts`),
 //! Resend's `POST /emails`, Google's OAuth token endpoint and Calendar `events.insert`,
 //! Odoo JSON-RPC.
 //! A request of the wrong shape gets the error the real service would give, so a
@@ -35,6 +37,8 @@ pub const JUAN_MM_ID: &str = "juandelacruz00000000000002";
 pub const ANA_MM_ID: &str = "anareyes000000000000000003";
 pub const JOSE_MM_ID: &str = "josegarcia0000000000000004";
 pub const ROSA_MM_ID: &str = "rosareviewer00000000000005";
+/// The bot's own Mattermost user id (`GET /api/v4/users/me`).
+pub const MM_BOT_ID: &str = "ipaibusbot0000000000000006";
 /// The finance approvers who stand in when a report's approver cannot decide.
 pub const FINANCE_APPROVERS: &str = "ana.reyes@example.com, jose.garcia@example.com";
 
@@ -66,8 +70,76 @@ fn mattermost_error(status: u16, id: &str, message: &str) -> (u16, String) {
     )
 }
 
-/// Mattermost: the incoming webhook accepts posts; the REST API answers users by email
-/// and by id to the bot token, 404 for anyone it does not know.
+/// The id of the direct-message channel of the bot and `user_id` (Mattermost makes a
+/// random one; here it is derived, so the stand-in needs no state).
+pub fn dm_channel_id(user_id: &str) -> String {
+    format!("dmchannel{}", &user_id[..17.min(user_id.len())])
+}
+
+/// `POST /api/v4/channels/direct`: exactly `[bot id, a known user id]` → 201 the channel.
+fn direct_channel_answer(r: &Recorded) -> (u16, String) {
+    let ids = serde_json::from_slice::<Vec<String>>(&r.body).unwrap_or_default();
+    let known = |id: &str| MATTERMOST_USERS.iter().any(|(i, _, _)| *i == id);
+    match ids.as_slice() {
+        [bot, user] if bot == MM_BOT_ID && known(user) => (
+            201,
+            json!({"id": dm_channel_id(user), "type": "D", "name": format!("{bot}__{user}"),
+                   "display_name": "", "team_id": "", "create_at": 1_700_000_000_000_i64})
+            .to_string(),
+        ),
+        _ => mattermost_error(
+            400,
+            "api.context.invalid_body_param.app_error",
+            "Invalid or missing user_ids in request body.",
+        ),
+    }
+}
+
+/// `POST /api/v4/posts`: exactly `{"channel_id", "message", "props": {"attachments"}}`
+/// into a direct channel of the bot → 201 the post.
+fn post_answer(r: &Recorded) -> (u16, String) {
+    let b = r.json();
+    let keys: Vec<&str> = b
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let props_keys: Vec<&str> = b["props"]
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    let channel = b["channel_id"].as_str().unwrap_or_default();
+    let dm = MATTERMOST_USERS
+        .iter()
+        .any(|(id, _, _)| dm_channel_id(id) == channel);
+    if keys != ["channel_id", "message", "props"]
+        || props_keys != ["attachments"]
+        || !b["message"].is_string()
+        || !b["props"]["attachments"].is_array()
+    {
+        return mattermost_error(
+            400,
+            "api.context.invalid_body_param.app_error",
+            "Invalid or missing post in request body.",
+        );
+    }
+    if !dm {
+        return mattermost_error(
+            403,
+            "api.context.permissions.app_error",
+            "You do not have the appropriate permissions.",
+        );
+    }
+    (
+        201,
+        json!({"id": "post0000000000000000000001", "channel_id": channel,
+               "user_id": MM_BOT_ID, "message": b["message"], "props": b["props"]})
+        .to_string(),
+    )
+}
+
+/// Mattermost: the incoming webhook accepts posts; the REST API answers the bot token:
+/// users by email and by id (404 for anyone it does not know), the bot itself, direct
+/// channels of the bot and a known user, and posts into them.
 pub fn mattermost_answer(r: &Recorded) -> (u16, String) {
     let Some(api_path) = r.path.strip_prefix("/api/v4/") else {
         return if r.method == "POST" && r.path == MATTERMOST_HOOK_PATH {
@@ -76,15 +148,28 @@ pub fn mattermost_answer(r: &Recorded) -> (u16, String) {
             (404, "Not found".into())
         };
     };
-    if r.method != "GET" {
-        return mattermost_error(405, "api.context.method_not_allowed", "Method not allowed");
-    }
     if r.header("authorization") != Some(&format!("Bearer {MM_BOT_TOKEN}")) {
         return mattermost_error(
             401,
             "api.context.session_expired.app_error",
             "Invalid or expired session, please login again.",
         );
+    }
+    match (r.method.as_str(), api_path) {
+        ("POST", _) if r.header("content-type") != Some("application/json") => {
+            return mattermost_error(
+                400,
+                "api.context.invalid_body_param.app_error",
+                "Invalid body.",
+            )
+        }
+        ("POST", "channels/direct") => return direct_channel_answer(r),
+        ("POST", "posts") => return post_answer(r),
+        ("GET", "users/me") => {
+            return (200, mattermost_user(MM_BOT_ID, "ipai-bus", "").to_string())
+        }
+        ("GET", _) => {}
+        _ => return mattermost_error(405, "api.context.method_not_allowed", "Method not allowed"),
     }
     let found = if let Some(email) = api_path.strip_prefix("users/email/") {
         MATTERMOST_USERS
@@ -509,13 +594,15 @@ impl Services {
             .collect()
     }
 
-    /// Requests to Mattermost's REST API as (method, path), after checking each carries
-    /// the bot token.
+    /// Look-ups in Mattermost's user directory (`GET /api/v4/users/...`, not the bot's
+    /// own `users/me`) as (method, path), after checking each carries the bot token.
     pub fn mattermost_api_requests(&self) -> Vec<(String, String)> {
         self.mattermost
             .requests()
             .iter()
-            .filter(|r| r.path.starts_with("/api/"))
+            .filter(|r| {
+                r.method == "GET" && r.path.starts_with("/api/") && r.path != "/api/v4/users/me"
+            })
             .map(|r| {
                 assert_eq!(
                     r.header("authorization"),
@@ -526,21 +613,61 @@ impl Services {
             .collect()
     }
 
-    /// Mattermost webhook posts (JSON bodies), after checking each request's shape.
+    /// Every message Mattermost accepted, in order, after checking each request's shape:
+    /// webhook posts as their JSON bodies, and the bot's direct messages (`POST
+    /// /api/v4/posts` answered 201) as `{"channel": "@<recipient>", "text", "attachments",
+    /// "from_bot": true}` — each after the `POST /api/v4/channels/direct` of exactly the
+    /// bot and that recipient that opened its channel.
     pub fn posts(&self) -> Vec<Value> {
-        self.mattermost
-            .requests()
-            .iter()
-            .filter(|r| !r.path.starts_with("/api/"))
-            .map(|r| {
+        let requests = self.mattermost.requests();
+        let mut opened = Vec::new();
+        let mut messages = Vec::new();
+        for r in &requests {
+            if !r.path.starts_with("/api/") {
                 assert_eq!(
                     (r.method.as_str(), r.path.as_str()),
                     ("POST", MATTERMOST_HOOK_PATH)
                 );
                 assert_eq!(r.header("content-type"), Some("application/json"));
-                r.json()
-            })
-            .collect()
+                let body = r.json();
+                assert!(body.get("from_bot").is_none(), "{body}");
+                messages.push(body);
+                continue;
+            }
+            if r.method != "POST" {
+                continue;
+            }
+            assert_eq!(r.header("content-type"), Some("application/json"));
+            assert_eq!(
+                r.header("authorization"),
+                Some(format!("Bearer {MM_BOT_TOKEN}").as_str())
+            );
+            match r.path.as_str() {
+                "/api/v4/channels/direct" => {
+                    let ids: Vec<String> = serde_json::from_slice(&r.body).expect("user ids");
+                    assert_eq!(ids.len(), 2, "a direct channel is the bot and one user");
+                    assert_eq!(ids[0], MM_BOT_ID, "the bot opens its own channel");
+                    opened.push(dm_channel_id(&ids[1]));
+                }
+                "/api/v4/posts" => {
+                    let b = r.json();
+                    let channel = b["channel_id"].as_str().unwrap_or_default();
+                    assert!(
+                        opened.iter().any(|c| c == channel),
+                        "a post into a channel the bot opened first: {b}"
+                    );
+                    let (_, username, _) = MATTERMOST_USERS
+                        .iter()
+                        .find(|(id, _, _)| dm_channel_id(id) == channel)
+                        .expect("a direct channel of a known user");
+                    messages.push(json!({"channel": format!("@{username}"),
+                        "text": b["message"], "attachments": b["props"]["attachments"],
+                        "from_bot": true}));
+                }
+                other => panic!("unexpected POST {other}"),
+            }
+        }
+        messages
     }
 
     /// Emails sent (JSON bodies), after checking each request's Resend shape.

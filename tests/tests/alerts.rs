@@ -11,7 +11,7 @@
 //! quick, from `POST /ops/alerts/evaluate` on demand; both may overlap, as in production.
 
 use ipai_tests::fake_http::{FakeServer, Recorded};
-use ipai_tests::runtime::{TEST_DISPATCH_TOKEN, TEST_MCP_TOKEN, TEST_OPS_PASSWORD};
+use ipai_tests::runtime::{TEST_MCP_TOKEN, TEST_OPS_PASSWORD, TEST_OPS_TOKEN};
 use ipai_tests::services::{self, Services};
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ async fn evaluate(f: &Fixture) -> Value {
     let resp = f
         .http
         .post(f.sys.url("/ops/alerts/evaluate"))
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_OPS_TOKEN)
         .send()
         .await
         .expect("POST /ops/alerts/evaluate");
@@ -254,7 +254,7 @@ async fn ipai(args: &[&str]) -> String {
     let out = tokio::process::Command::new(&bin)
         .args(args)
         .env_remove("DATABASE_URL")
-        .env_remove("SPIN_VARIABLE_DISPATCH_TOKEN")
+        .env_remove("SPIN_VARIABLE_OPS_TOKEN")
         .output()
         .await
         .unwrap_or_else(|e| panic!("{}: {e} (cargo build --release -p ipai-cli)", bin.display()));
@@ -446,7 +446,7 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
         "--evaluate",
         &w.f.sys.url(""),
         "--token",
-        TEST_DISPATCH_TOKEN,
+        TEST_OPS_TOKEN,
     ])
     .await;
     let listed: Value = serde_json::from_str(&listed).expect("ipai alerts --json");

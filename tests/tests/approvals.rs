@@ -2,8 +2,9 @@
 //! approver the message was bound to decides — never the report's employee, another user
 //! or a forged `user_id` — and only on the report's current, unexpired submission; the
 //! decision is made in Odoo exactly once and named in the report's chatter, and the post
-//! is updated. Odoo and Mattermost (webhook + REST user directory) are loopback fakes that
-//! check each request's shape (tests/support/services.rs).
+//! is updated. The buttons reach only the decider, as a direct message from the bot; a
+//! message decides once and expires. Odoo and Mattermost (webhook + REST API) are loopback
+//! fakes that check each request's shape (tests/support/services.rs).
 
 use ipai_effects::mattermost::{ActionContext, Deciders, Decision};
 use ipai_tests::manifest;
@@ -34,24 +35,29 @@ fn submitted(expense_id: i64, sheet_id: i64, submitted_at: &str) -> Value {
                     "status": "submit"}})
 }
 
-/// Ingests and dispatches an event; returns the approval message it posted.
-async fn post_for(f: &Fixture, svc: &Services, key: &str, event: &Value) -> Value {
+/// Ingests and dispatches an event; returns the messages it posted.
+async fn messages_for(f: &Fixture, svc: &Services, key: &str, event: &Value) -> Vec<Value> {
     let before = svc.posts().len();
     let id = f.ingest(key, event).await;
     let s = f.dispatch().await;
     assert_eq!(f.db.status(&id).await, "done", "{s}\n{}", f.sys.output());
-    let posts = svc.posts();
-    assert_eq!(
-        posts.len(),
-        before + 1,
-        "one message: {posts:?}\n{}",
-        svc.received()
-    );
-    posts[before].clone()
+    svc.posts()[before..].to_vec()
 }
 
-/// The (Approve, Reject) contexts of an approval message.
+/// Ingests and dispatches an event; returns the one approval message it posted.
+async fn post_for(f: &Fixture, svc: &Services, key: &str, event: &Value) -> Value {
+    let posts = messages_for(f, svc, key, event).await;
+    assert_eq!(posts.len(), 1, "one message: {posts:?}\n{}", svc.received());
+    posts[0].clone()
+}
+
+/// The (Approve, Reject) contexts of an approval message, which only the bot's direct
+/// message carries.
 fn buttons(post: &Value) -> (Value, Value) {
+    assert_eq!(
+        post["from_bot"], true,
+        "buttons only in the bot's DM: {post}"
+    );
     let actions = &post["attachments"][0]["actions"];
     (
         actions[0]["integration"]["context"].clone(),
@@ -116,6 +122,55 @@ async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
     )
     .await;
     assert_eq!(post["channel"], "@maria.santos");
+    assert_eq!(
+        post["from_bot"], true,
+        "a direct message from the bot: {post}"
+    );
+    // Nothing went through the webhook, and the bot opened its channel with Maria alone.
+    let hook_posts = svc
+        .mattermost
+        .requests()
+        .iter()
+        .filter(|r| r.path == services::MATTERMOST_HOOK_PATH)
+        .count();
+    assert_eq!(hook_posts, 0, "{}", svc.received());
+    let dm_calls: Vec<(String, String, Value)> = svc
+        .mattermost
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/api/") && !r.path.starts_with("/api/v4/users/email/"))
+        .map(|r| (r.method.clone(), r.path.clone(), r.json()))
+        .collect();
+    assert_eq!(
+        dm_calls,
+        vec![
+            ("GET".into(), "/api/v4/users/me".into(), Value::Null),
+            (
+                "POST".into(),
+                "/api/v4/channels/direct".into(),
+                json!([services::MM_BOT_ID, MARIA_MM_ID])
+            ),
+            (
+                "POST".into(),
+                "/api/v4/posts".into(),
+                json!({"channel_id": services::dm_channel_id(MARIA_MM_ID),
+                       "message": "@maria.santos, an expense is waiting for your approval.",
+                       "props": {"attachments": post["attachments"]}})
+            ),
+        ],
+        "{}",
+        svc.received()
+    );
+    let parts =
+        f.db.value::<String>(
+            "SELECT string_agg(target || ' ' || status, ', ' ORDER BY target) \
+             FROM integration.deliveries WHERE channel = 'mattermost'",
+        )
+        .await;
+    assert_eq!(
+        parts,
+        "approval-request sent, approval-request/dm/@maria.santos sent"
+    );
     // Maria and Juan were resolved in Mattermost's directory by email, with the bot token.
     assert_eq!(
         svc.mattermost_api_requests(),
@@ -139,8 +194,8 @@ async fn the_approver_s_click_approves_once_and_odoo_names_who_decided() {
     assert_eq!(ctx.submitted_at, "2026-11-24T01:15:00Z");
     let now = chrono::Utc::now().timestamp();
     assert!(
-        (ctx.expires_at - now - 14 * 86_400).abs() < 120,
-        "expires in 14 days: {}",
+        (ctx.expires_at - now - 7 * 86_400).abs() < 120,
+        "expires in 7 days: {}",
         ctx.expires_at
     );
     let odoo_before = svc.odoo.requests().len();
@@ -323,27 +378,40 @@ async fn the_submitter_never_approves_their_own_report_and_odoo_notes_the_attemp
 
     // A report whose approver in Odoo is its own employee: the finance approvers decide.
     let line = services::SELF_APPROVED_LINE;
-    let post = post_for(
+    let posts = messages_for(
         &f,
         &svc,
         "exp-3002-sub",
         &submitted(line, 331, "2026-11-25T09:00:00Z"),
     )
     .await;
-    assert_eq!(post["channel"], services::FINANCE_CHANNEL);
+    let [ana, jose, notice] = posts.as_slice() else {
+        panic!("a DM to each finance approver and a notice: {posts:?}")
+    };
+    assert_eq!(
+        (ana["channel"].as_str(), jose["channel"].as_str()),
+        (Some("@ana.reyes"), Some("@jose.garcia"))
+    );
+    assert_eq!(notice["channel"], services::FINANCE_CHANNEL);
     assert!(
-        post["text"]
+        notice["attachments"][0].get("actions").is_none(),
+        "no buttons in the channel: {notice}"
+    );
+    assert!(
+        notice["text"]
             .as_str()
             .unwrap()
             .starts_with("@ana.reyes, @jose.garcia:"),
-        "{post}"
+        "{notice}"
     );
-    let (approve, _) = buttons(&post);
+    let (approve, _) = buttons(jose);
     let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
-    assert_eq!(
-        ctx.deciders.user_ids,
-        vec![ANA_MM_ID.to_string(), JOSE_MM_ID.to_string()]
-    );
+    assert_eq!(ctx.deciders.user_ids, vec![JOSE_MM_ID.to_string()]);
+    let ana_ctx = ActionContext::verify(&buttons(ana).0, TEST_ACTION_SECRET).unwrap();
+    assert_eq!(ana_ctx.deciders.user_ids, vec![ANA_MM_ID.to_string()]);
+    // José's buttons are worth nothing to Ana.
+    let (_, answer) = click(&f, ANA_MM_ID, "ana.reyes", &approve).await;
+    only_told(&answer, "only @jose.garcia");
     let (_, answer) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
     only_told(&answer, "you submitted this report");
     assert!(svc.odoo_writes_made().is_empty(), "{}", svc.received());
@@ -367,18 +435,29 @@ async fn without_an_approver_only_the_finance_approvers_decide_never_the_channel
     let svc = Services::start().await;
     let f = system(&svc).await;
     let line = services::UNAPPROVED_LINE;
-    let post = post_for(
+    let posts = messages_for(
         &f,
         &svc,
         "exp-3001-sub",
         &submitted(line, 330, "2026-11-25T10:00:00Z"),
     )
     .await;
-    assert_eq!(post["channel"], services::FINANCE_CHANNEL);
-    let (approve, reject) = buttons(&post);
+    let channels: Vec<&str> = posts
+        .iter()
+        .map(|p| p["channel"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        channels,
+        ["@ana.reyes", "@jose.garcia", services::FINANCE_CHANNEL]
+    );
+    assert!(
+        posts[2]["attachments"][0].get("actions").is_none(),
+        "{posts:?}"
+    );
+    let (approve, reject) = buttons(&posts[0]);
     let odoo_before = svc.odoo.requests().len();
     let (_, answer) = click(&f, ROSA_MM_ID, "rosa.reviewer", &approve).await;
-    only_told(&answer, "only @ana.reyes or @jose.garcia");
+    only_told(&answer, "only @ana.reyes can");
     svc.odoo.assert_received(odoo_before, "Odoo was not called");
     let (_, answer) = click(&f, ANA_MM_ID, "ana.reyes", &reject).await;
     assert!(
@@ -391,6 +470,16 @@ async fn without_an_approver_only_the_finance_approvers_decide_never_the_channel
     assert!(svc.odoo_notes()[0]
         .1
         .starts_with("Refused in Mattermost by @ana.reyes"));
+    // José's buttons were for the same message: its one decision is spent.
+    let (_, answer) = click(&f, JOSE_MM_ID, "jose.garcia", &buttons(&posts[1]).0).await;
+    assert!(
+        answer["ephemeral_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("already refused by @ana.reyes"),
+        "{answer}"
+    );
+    assert_eq!(svc.odoo_writes_made().len(), 1, "{}", svc.received());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -483,9 +572,19 @@ async fn a_superseded_or_expired_message_is_refused_and_marked_so() {
             .contains("submitted again in Odoo"),
         "{answer}"
     );
-    // Odoo's stamp is the message's: it decides.
-    svc.odoo_sheet_submitted_at(320, "2026-11-27 02:00:00");
+    // Its one use is spent: found superseded, the message stays closed.
     let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&lunch).0).await;
+    marked(&answer, "Superseded");
+    assert_eq!(svc.odoo_writes_made().len(), 1, "{}", svc.received());
+    // The message of Odoo's current submission decides.
+    let current = post_for(
+        &f,
+        &svc,
+        "off-c",
+        &submitted(services::OFFSITE_LINES[2], 320, "2026-11-28T05:00:00Z"),
+    )
+    .await;
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&current).0).await;
     assert!(
         answer["update"].to_string().contains("**Approved**"),
         "{answer}"
@@ -623,14 +722,29 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
     let event_id = "0b6c3f3e-1111-4a4a-9c9c-000000000002";
     let refuse = context(Decision::Refuse, event_id, TEST_ACTION_SECRET);
 
-    // Odoo refuses the write: the approver sees why, the buttons stay, nothing is recorded
-    // as done.
-    svc.odoo_writes(OdooWrites::Fail(
-        "You cannot refuse this expense report".into(),
-    ));
+    // Odoo refuses the write: the approver is told so in our words (Odoo's text, which may
+    // carry a traceback or a secret, only in the log), the buttons stay, nothing is
+    // recorded as done.
+    let odoo_text = "You cannot refuse this expense report\nTraceback (most recent call last):\n  \
+                     File \"/odoo/addons/hr_expense.py\", api_key=sk-live-4242SECRET";
+    svc.odoo_writes(OdooWrites::Fail(odoo_text.into()));
     let (status, answer) = click(&f, MARIA_MM_ID, "maria.santos", &refuse).await;
     assert_eq!(status, 200);
-    only_told(&answer, "cannot refuse this expense report");
+    only_told(
+        &answer,
+        "Odoo did not refuse the report, so nothing was changed",
+    );
+    for leak in [
+        "cannot refuse this expense report",
+        "Traceback",
+        "sk-live-4242SECRET",
+    ] {
+        assert!(!answer.to_string().contains(leak), "{leak} shown: {answer}");
+    }
+    assert!(
+        f.sys.output().contains("sk-live-4242SECRET"),
+        "Odoo's text is in the component log"
+    );
     assert_eq!(svc.odoo_writes_made().len(), 1, "{}", svc.received());
     assert!(
         svc.odoo_notes().is_empty(),
@@ -694,7 +808,7 @@ async fn double_clicks_and_refusals_call_odoo_once_and_odoo_errors_keep_the_butt
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_a_bot_token_the_configured_map_binds_approvers_and_without_either_no_buttons() {
+async fn without_a_bot_token_no_message_carries_buttons_and_the_map_still_confirms_clickers() {
     let svc = Services::start().await;
     let map = format!(
         "maria.santos@example.com=maria.santos:{MARIA_MM_ID}, \
@@ -716,15 +830,19 @@ async fn without_a_bot_token_the_configured_map_binds_approvers_and_without_eith
         &submitted(1042, 310, "2026-11-24T01:15:00Z"),
     )
     .await;
+    // No bot, no direct message: the webhook tells the approver to decide in Odoo.
     assert_eq!(post["channel"], "@maria.santos");
-    let (approve, _) = buttons(&post);
-    let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
+    assert!(post.get("from_bot").is_none(), "{post}");
+    assert!(post["attachments"][0].get("actions").is_none(), "{post}");
     assert_eq!(
-        (
-            ctx.deciders.user_ids[0].as_str(),
-            ctx.employee_user_id.as_str()
-        ),
-        (MARIA_MM_ID, JUAN_MM_ID)
+        post["text"],
+        "@maria.santos, an expense is waiting for your approval: approve or refuse it in Odoo."
+    );
+    // A button posted before (a genuine context): the map still confirms who clicks.
+    let approve = context(
+        Decision::Approve,
+        "0b6c3f3e-1111-4a4a-9c9c-000000000007",
+        TEST_ACTION_SECRET,
     );
     let (_, answer) = click(&f, JUAN_MM_ID, "juan.delacruz", &approve).await;
     only_told(&answer, "you submitted this report");
@@ -831,4 +949,124 @@ async fn a_failing_directory_delays_the_message_and_never_posts_it_unbound() {
     assert_eq!(posts.len(), 1, "{}", svc.received());
     let ctx = ActionContext::verify(&buttons(&posts[0]).0, TEST_ACTION_SECRET).unwrap();
     assert_eq!(ctx.deciders.user_ids, vec![MARIA_MM_ID.to_string()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_context_decides_once_never_another_submission_and_expires_as_configured() {
+    let svc = Services::start().await;
+    let m = manifest::variant(manifest::without_cron);
+    let f = Fixture::with_manifest(m, |v| {
+        v.insert("dispatch_kick".into(), "off".into());
+        svc.configure(v);
+        v.insert("approval_expiry_days".into(), "2".into());
+    })
+    .await
+    .unwrap();
+    let first = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub",
+        &submitted(1042, 310, "2026-11-24T01:15:00Z"),
+    )
+    .await;
+    let (approve, reject) = buttons(&first);
+    // The expiry is the setting's: 2 days from now.
+    let ctx = ActionContext::verify(&approve, TEST_ACTION_SECRET).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    assert!(
+        (ctx.expires_at - now - 2 * 86_400).abs() < 120,
+        "{}",
+        ctx.expires_at
+    );
+
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &approve).await;
+    assert!(
+        answer["update"]
+            .to_string()
+            .contains("**Approved** by @maria.santos"),
+        "{answer}"
+    );
+    // The same context replayed, or the other button: refused, Odoo not called again.
+    let odoo_before = svc.odoo.requests().len();
+    for context in [&approve, &reject, &approve] {
+        let (status, again) = click(&f, MARIA_MM_ID, "maria.santos", context).await;
+        assert_eq!(status, 200);
+        assert!(
+            again["ephemeral_text"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("these buttons decide once; nothing was changed"),
+            "{again}"
+        );
+    }
+    svc.odoo
+        .assert_received(odoo_before, "Odoo was not called for a replay");
+
+    // Refused in Odoo, reset and submitted again: the old contexts decide nothing on the
+    // new submission; only the new message's do.
+    let second = post_for(
+        &f,
+        &svc,
+        "exp-1042-sub2",
+        &submitted(1042, 310, "2026-11-26T07:30:00Z"),
+    )
+    .await;
+    let odoo_before = svc.odoo.requests().len();
+    for context in [&approve, &reject] {
+        let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", context).await;
+        marked(&answer, "Superseded");
+    }
+    svc.odoo
+        .assert_received(odoo_before, "Odoo was not called for an old context");
+    assert_eq!(svc.odoo_writes_made().len(), 1, "{}", svc.received());
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&second).1).await;
+    assert!(
+        answer["update"]
+            .to_string()
+            .contains("**Refused** by @maria.santos"),
+        "{answer}"
+    );
+    assert_eq!(svc.odoo_writes_made().len(), 2, "{}", svc.received());
+
+    // A message without a submission stamp that Odoo found decided stays closed, even when
+    // the report later waits for approval again.
+    let mut unstamped = submitted(1050, 311, "x");
+    unstamped["payload"]
+        .as_object_mut()
+        .unwrap()
+        .remove("submitted_at");
+    let third = post_for(&f, &svc, "exp-1050-sub", &unstamped).await;
+    svc.odoo_sheet_state(310, "approve");
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&third).0).await;
+    marked(&answer, "Superseded");
+    svc.odoo_sheet_state(310, "submit");
+    let odoo_before = svc.odoo.requests().len();
+    let (_, answer) = click(&f, MARIA_MM_ID, "maria.santos", &buttons(&third).0).await;
+    marked(&answer, "Superseded");
+    assert!(
+        answer["ephemeral_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no longer decides anything"),
+        "{answer}"
+    );
+    svc.odoo
+        .assert_received(odoo_before, "a closed message calls Odoo no more");
+    assert_eq!(svc.odoo_writes_made().len(), 2, "{}", svc.received());
+
+    // A context issued 8 days ago under a 7-day expiry: refused without calling Odoo.
+    let mut old = ActionContext::verify(&buttons(&second).0, TEST_ACTION_SECRET).unwrap();
+    old.event_id = "0b6c3f3e-1111-4a4a-9c9c-000000000042".into();
+    old.expires_at = now - 8 * 86_400 + 7 * 86_400;
+    assert!(old.expires_at < now);
+    let (_, answer) = click(
+        &f,
+        MARIA_MM_ID,
+        "maria.santos",
+        &old.signed(TEST_ACTION_SECRET),
+    )
+    .await;
+    marked(&answer, "Expired");
+    svc.odoo
+        .assert_received(odoo_before, "Odoo was not called for an expired context");
 }

@@ -179,19 +179,23 @@ async fn send_all_gives_a_check_for_every_event_type_and_one_row_each() {
 async fn a_wrong_secret_gives_a_cross_a_non_zero_exit_and_no_row() {
     let f = quiet().await;
     let url = f.sys.url("/odoo-webhook");
-    let wrong = "not-the-bus-secret-4711";
+    // The secret from a file (a flag's value is visible in `ps`).
+    let file = std::env::temp_dir().join(format!("ipai-wrong-{}", uuid::Uuid::new_v4()));
+    std::fs::write(&file, "not-the-bus-secret-4711\n").unwrap();
     let out = ipai(
         &[
             "send",
             "expense.submitted",
             "--url",
             &url,
-            "--secret",
-            wrong,
+            "--secret-file",
+            &file.to_string_lossy(),
         ],
         &[],
     )
     .await;
+    std::fs::remove_file(&file).ok();
+    let wrong = "not-the-bus-secret-4711";
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
@@ -288,7 +292,13 @@ async fn a_payload_file_is_sent_and_a_resend_with_its_key_is_a_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_can_sign_with_the_standard_webhooks_scheme() {
-    let f = quiet().await;
+    // Standard Webhooks is off by default: this system turns it on.
+    let f = Fixture::with_manifest(manifest::variant(manifest::without_cron), |v| {
+        v.insert("dispatch_kick".into(), "off".into());
+        ipai_tests::runtime::with_standard_webhooks(v);
+    })
+    .await
+    .unwrap();
     let url = f.sys.url("/odoo-webhook");
     let out = ipai(
         &[
@@ -303,7 +313,7 @@ async fn send_can_sign_with_the_standard_webhooks_scheme() {
         ],
         &[(
             "IPAI_STANDARD_WEBHOOKS_SECRET",
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            ipai_tests::runtime::TEST_STANDARD_WEBHOOKS_SECRET,
         )],
     )
     .await;

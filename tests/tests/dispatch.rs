@@ -5,7 +5,7 @@
 
 use ipai_tests::fake_http::FakeServer;
 use ipai_tests::manifest;
-use ipai_tests::runtime::TEST_DISPATCH_TOKEN;
+use ipai_tests::runtime::{TEST_DISPATCH_TOKEN, TEST_HANDLER_TOKEN};
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -119,7 +119,7 @@ async fn handlers_receive_the_envelope_with_event_id_attempt_and_token_over_http
     );
     assert_eq!(
         r.header("authorization"),
-        Some(format!("Bearer {TEST_DISPATCH_TOKEN}").as_str())
+        Some(format!("Bearer {TEST_HANDLER_TOKEN}").as_str())
     );
     assert_eq!(r.header("x-ipai-event-id"), Some(id.as_str()));
     assert_eq!(r.header("x-ipai-attempt"), Some("1"));
@@ -389,7 +389,9 @@ async fn dispatch_requires_post_and_the_bearer_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handler_routes_reject_requests_without_the_token_or_a_valid_envelope() {
-    let f = Fixture::new().await.unwrap();
+    // The public handler routes of a service_chaining=off deployment (scripts/deploy.py).
+    let m = manifest::variant(manifest::with_public_handler_routes);
+    let f = Fixture::with_manifest(m, |_| {}).await.unwrap();
     let url = f.sys.url("/handlers/expense");
     let env = json!({"id": "00000000-0000-0000-0000-000000000001", "seq": 1, "event_type": "expense.paid",
         "aggregate_type": "expense", "aggregate_id": "1", "payload": {"status": "done"}, "idempotency_key": "k",
@@ -399,7 +401,7 @@ async fn handler_routes_reject_requests_without_the_token_or_a_valid_envelope() 
     let r = f
         .http
         .post(&url)
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_HANDLER_TOKEN)
         .body("{")
         .send()
         .await
@@ -408,7 +410,7 @@ async fn handler_routes_reject_requests_without_the_token_or_a_valid_envelope() 
     let r = f
         .http
         .post(f.sys.url("/handlers/asset"))
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_HANDLER_TOKEN)
         .json(&env)
         .send()
         .await
@@ -421,7 +423,7 @@ async fn handler_routes_reject_requests_without_the_token_or_a_valid_envelope() 
     let r = f
         .http
         .post(&url)
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_HANDLER_TOKEN)
         .json(&env)
         .send()
         .await

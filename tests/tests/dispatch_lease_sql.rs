@@ -284,8 +284,18 @@ async fn the_app_role_runs_the_whole_queue_contract_and_nothing_more() {
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert_eq!(who, (db.roles.app.clone(), "30s".to_string()));
-    let a = ingest(&app, "1", "a").await;
-    assert!(request(&app).await);
+    // Events come in through ingest's role; the app role holds none of ingest's grants.
+    let err = app
+        .query_one(
+            "SELECT id FROM integration.ingest_event('finance_task.created', 'finance_task', '1', '{}'::jsonb, 'x', 'sha-x', now(), NULL)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err:?}").contains("permission denied"), "{err:?}");
+    let ingest_role = connect(&db.ingest_url()).await;
+    let a = ingest(&ingest_role, "1", "a").await;
+    assert!(request(&ingest_role).await);
     assert!(start(&app, "w1").await);
     let batch = claim(&app, "w1").await;
     assert_eq!(batch, vec![a]);

@@ -9,16 +9,17 @@ use base64::Engine;
 use ipai_effects::mattermost::{ActionContext, Decision};
 use ipai_loopback::segments::SegmentProbe;
 use ipai_tests::manifest;
-use ipai_tests::runtime::{TEST_ACTION_SECRET, TEST_DISPATCH_TOKEN};
+use ipai_tests::runtime::{TEST_ACTION_SECRET, TEST_HANDLER_TOKEN};
 use ipai_tests::services::{self, Services};
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// A system without the cron trigger or the ingest kick: events are delivered by the
-/// test's own `POST /dispatch`, so every step is deterministic.
+/// test's own `POST /dispatch`, so every step is deterministic. The handler routes are
+/// public too (as scripts/deploy.py makes them without chaining), for `call_handler`.
 async fn system(svc: &Services, edit: impl FnOnce(&mut BTreeMap<String, String>)) -> Fixture {
-    let m = manifest::variant(manifest::without_cron);
+    let m = manifest::variant(|t| manifest::with_public_handler_routes(manifest::without_cron(t)));
     Fixture::with_manifest(m, |v| {
         v.insert("dispatch_kick".into(), "off".into());
         svc.configure(v);
@@ -152,7 +153,9 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
     let posts = svc.posts();
     assert_eq!(posts.len(), 1, "{}", svc.received());
     let post = &posts[0];
+    // The buttons reach Maria alone: a direct message from the bot, not the webhook.
     assert_eq!(post["channel"], "@maria.santos");
+    assert_eq!(post["from_bot"], true, "{post}");
     assert!(post["text"].as_str().unwrap().contains("@maria.santos"));
     let att = &post["attachments"][0];
     assert_eq!(
@@ -182,7 +185,10 @@ async fn expense_events_post_approvals_queue_payments_and_notify_the_employee() 
     assert_eq!(ctx.decision, Decision::Refuse);
     assert_eq!(
         deliveries(&f, &submitted).await,
-        vec![d("mattermost", "approval-request", "sent")]
+        vec![
+            d("mattermost", "approval-request", "sent"),
+            d("mattermost", "approval-request/dm/@maria.santos", "sent")
+        ]
     );
 
     // approved: payment_queue row + finance channel.
@@ -337,7 +343,13 @@ async fn a_report_with_several_lines_gets_one_approval_request_per_submission() 
     for id in [&first, &second, &third] {
         let rows = deliveries(&f, id).await;
         if *id == owner {
-            assert_eq!(rows, vec![d("mattermost", "approval-request", "sent")]);
+            assert_eq!(
+                rows,
+                vec![
+                    d("mattermost", "approval-request", "sent"),
+                    d("mattermost", "approval-request/dm/@maria.santos", "sent")
+                ]
+            );
             with_post += 1;
         } else {
             assert!(rows.is_empty(), "{id}: {rows:?}");
@@ -993,7 +1005,7 @@ async fn call_handler(f: &Fixture, domain: &str, envelope: &Value) -> (u16, Valu
     let r = f
         .http
         .post(f.sys.url(&format!("/handlers/{domain}")))
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_HANDLER_TOKEN)
         .json(envelope)
         .send()
         .await
@@ -1209,14 +1221,14 @@ async fn an_approval_claimed_before_a_failed_look_up_is_handed_back_and_posted_o
     assert_eq!(approval_delivery(&f, &id).await, None, "claim handed back");
     assert!(svc.posts().is_empty(), "{}", svc.received());
 
-    // Odoo back, Mattermost's incoming webhook failing (its user directory answers): the
-    // post fails and is recorded as failed.
+    // Odoo back, Mattermost failing the bot's post (its user directory answers): the
+    // direct message fails and is recorded as failed.
     svc.odoo_down(false);
     svc.mattermost.script(|r| {
-        if r.path.starts_with("/api/") {
-            services::mattermost_answer(r)
-        } else {
+        if r.path == "/api/v4/posts" {
             (500, "Unable to get the channel".into())
+        } else {
+            services::mattermost_answer(r)
         }
     });
     f.db.make_due(&id).await;

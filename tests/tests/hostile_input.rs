@@ -5,12 +5,13 @@
 //! database text) that stores nothing — and the read paths' plans on 200,000 events.
 
 use ipai_core::signature::sign_standard_webhook;
-use ipai_tests::runtime::{TEST_DISPATCH_TOKEN, TEST_MCP_TOKEN};
+use ipai_tests::runtime::{TEST_HANDLER_TOKEN, TEST_MCP_TOKEN, TEST_OPS_TOKEN};
 use ipai_tests::{signed_request, Fixture};
 use serde_json::{json, Value};
 
 const SECRET: &str = "test-secret";
-const SW_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The Standard Webhooks secret of the tests below that turn the scheme on.
+const SW_SECRET: &str = ipai_tests::runtime::TEST_STANDARD_WEBHOOKS_SECRET;
 
 fn expense(id: &str) -> Value {
     json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": id,
@@ -181,7 +182,10 @@ fn standard_webhook(id: &str, body: &Value, signature: Option<String>) -> ipai_t
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuffed_webhook_signature_header_is_refused_and_stores_nothing() {
-    let f = Fixture::new().await.unwrap();
+    // Standard Webhooks on: these requests are signed in that scheme.
+    let f = Fixture::with(ipai_tests::runtime::with_standard_webhooks)
+        .await
+        .unwrap();
     let url = f.sys.url("/odoo-webhook");
     // More entries than any sender sends (one per active secret): 401 naming the limit.
     let stuffed = format!("{}v1,AAAA", "v1,AAAA ".repeat(40));
@@ -218,7 +222,10 @@ async fn a_stuffed_webhook_signature_header_is_refused_and_stores_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusal_before_the_body_is_read_leaves_in_one_write() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let f = Fixture::new().await.unwrap();
+    // Standard Webhooks on: these requests are signed in that scheme.
+    let f = Fixture::with(ipai_tests::runtime::with_standard_webhooks)
+        .await
+        .unwrap();
     let addr = f.sys.base_url.trim_start_matches("http://").to_string();
     let signature = "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4= ".repeat(3000);
     let body = vec![b'x'; 256 * 1024];
@@ -255,11 +262,8 @@ async fn a_refusal_before_the_body_is_read_leaves_in_one_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standard_webhooks_request_without_its_secret_configured_is_401() {
-    let f = Fixture::with(|v| {
-        v.remove("standard_webhooks_secret");
-    })
-    .await
-    .unwrap();
+    // The shipped default: no standard_webhooks_secret, the scheme is off.
+    let f = Fixture::new().await.unwrap();
     let req = standard_webhook("msg_1", &expense("42"), None);
     let (status, body) = answer(
         req.post(&f.http, &f.sys.url("/odoo-webhook"))
@@ -294,7 +298,7 @@ async fn a_key_resent_after_retention_purged_its_row_is_still_a_duplicate() {
     let resp = f
         .http
         .post(f.sys.url("/ops/retention"))
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_OPS_TOKEN)
         .send()
         .await
         .unwrap();
@@ -402,7 +406,7 @@ async fn plan(f: &Fixture, sql: &str, params: &[ipai_mcp::Param]) -> String {
             match p {
                 ipai_mcp::Param::Text(s) => Box::new(s.clone()),
                 ipai_mcp::Param::Int(n) => Box::new(*n),
-                ipai_mcp::Param::Json(v) => Box::new(v.clone()),
+                ipai_mcp::Param::Json(v) => Box::new(v.to_string()),
             }
         })
         .collect();
@@ -464,13 +468,17 @@ async fn metrics_and_mcp_queries_read_indexes_on_200_000_events() {
             && l.ends_with(" 200000")),
         "{text}"
     );
-    let p = plan(
-        &f,
-        &ipai_ops::data::metrics_sql(),
-        &[ipai_mcp::Param::Text("600".into())],
-    )
-    .await;
-    assert_no_full_scan("/metrics", &p);
+    // (The statement is a SECURITY DEFINER function: count the scans made inside it.)
+    assert_eq!(
+        seq_scans_inside(
+            &f,
+            &ipai_ops::data::metrics_sql(),
+            &[ipai_mcp::Param::Text("600".into())],
+        )
+        .await,
+        0,
+        "/metrics"
+    );
 
     // MCP: the query tools read at most the newest MAX_SUMMARY_EVENTS matches, through
     // the index order; get_event by key is an index look-up. (Payload filters: the next
@@ -520,7 +528,7 @@ async fn seq_scans_inside(f: &Fixture, sql: &str, params: &[ipai_mcp::Param]) ->
             match p {
                 ipai_mcp::Param::Text(s) => Box::new(s.clone()),
                 ipai_mcp::Param::Int(n) => Box::new(*n),
-                ipai_mcp::Param::Json(v) => Box::new(v.clone()),
+                ipai_mcp::Param::Json(v) => Box::new(v.to_string()),
             }
         })
         .collect();
@@ -763,19 +771,28 @@ async fn a_held_aggregate_lock_is_503_with_retry_after_and_the_event_is_stored_o
     .await;
     assert_eq!(status, 202, "{body}");
 
-    // Released: the sender's retry (the same request) is stored, once.
+    // Released. The very same bytes again: their signature was spent by the failed store
+    // (migration 20261207000500), so a captured copy cannot be made to succeed later.
     f.db.client
         .batch_execute("SELECT pg_advisory_unlock_all()")
         .await
         .unwrap();
     let (status, body) = answer(request.post(&f.http, &url).await.unwrap()).await;
     assert_eq!(
+        (status, body["error"].as_str()),
+        (409, Some("replayed_signature")),
+        "{body}"
+    );
+    // The sender's retry, signed anew (as the Odoo addon signs every attempt): stored, once.
+    let retry = signed_request(SECRET, "exp-77-submit", &expense("77"));
+    let (status, body) = answer(retry.post(&f.http, &url).await.unwrap()).await;
+    assert_eq!(
         (status, body["status"].as_str()),
         (202, Some("queued")),
         "{body}"
     );
     let id = body["id"].clone();
-    let (status, body) = answer(request.post(&f.http, &url).await.unwrap()).await;
+    let (status, body) = answer(retry.post(&f.http, &url).await.unwrap()).await;
     assert_eq!(
         (status, body["status"].as_str(), &body["id"]),
         (200, Some("duplicate"), &id),
@@ -825,7 +842,9 @@ async fn every_app_role_has_its_statement_timeout_and_a_long_statement_is_cancel
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_handler_route_checks_the_token_before_it_reads_the_body() {
-    let f = Fixture::new().await.unwrap();
+    // The public handler routes of a service_chaining=off deployment (scripts/deploy.py).
+    let m = ipai_tests::manifest::variant(ipai_tests::manifest::with_public_handler_routes);
+    let f = Fixture::with_manifest(m, |_| {}).await.unwrap();
     // Larger than a handler ever reads: with the token this is a 400 (too large); without
     // it the token is checked first, so the answer is 401.
     let big = vec![b' '; 600 * 1024];
@@ -846,7 +865,7 @@ async fn a_handler_route_checks_the_token_before_it_reads_the_body() {
     let resp = f
         .http
         .post(f.sys.url("/handlers/expense"))
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_HANDLER_TOKEN)
         .header("content-type", "application/json")
         .body(big)
         .send()
@@ -866,7 +885,10 @@ async fn headers_beyond_the_hosts_limit_are_refused_before_the_component() {
     // an optional max_buf_size): a request head larger than hyper's buffer (about
     // 400 KiB) or with more than 100 headers is refused by the host. The local host does
     // the same.
-    let f = Fixture::new().await.unwrap();
+    // Standard Webhooks on: these requests are signed in that scheme.
+    let f = Fixture::with(ipai_tests::runtime::with_standard_webhooks)
+        .await
+        .unwrap();
     let huge = "v1,AAAA ".repeat(64 * 1024);
     let req = standard_webhook("msg_over", &expense("42"), Some(huge));
     match req.post(&f.http, &f.sys.url("/odoo-webhook")).await {

@@ -343,10 +343,13 @@ async fn an_unreachable_database_is_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standard_webhooks_request_is_accepted_with_webhook_id_as_key() {
-    let f = Fixture::new().await.unwrap();
+    // Standard Webhooks is off by default: this system turns it on.
+    let f = Fixture::with(ipai_tests::runtime::with_standard_webhooks)
+        .await
+        .unwrap();
     let body = expense("42").to_string();
     let ts = chrono::Utc::now().timestamp().to_string();
-    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let secret = ipai_tests::runtime::TEST_STANDARD_WEBHOOKS_SECRET;
     let sig =
         ipai_core::signature::sign_standard_webhook(secret, "msg_1", &ts, body.as_bytes()).unwrap();
     let post = |sig: String| {
@@ -372,29 +375,31 @@ async fn a_standard_webhooks_request_is_accepted_with_webhook_id_as_key() {
 async fn two_hundred_concurrent_posts_with_fifty_reused_keys_store_exactly_one_fifty() {
     // The shipped defaults (kick on). 200 posts at once are more than ingest's role may
     // hold connections: the excess is answered 503 with Retry-After and stores nothing, and
-    // the sender retries it, as Odoo does.
+    // the sender retries it, signed anew, as Odoo does (identical bytes again would be a
+    // replay: 409 replayed_signature).
     let f = Fixture::new().await.unwrap();
     let url = f.sys.url("/odoo-webhook");
     // Keys 0..150 are unique; 50 more requests reuse keys 0..50 with the same body.
-    let reqs: Vec<_> = (0..200)
-        .map(|i| {
-            let k = if i < 150 { i } else { i - 150 };
-            (
-                k,
-                signed_request(SECRET, &format!("conc-{k}"), &expense(&format!("agg-{k}"))),
-            )
-        })
+    let keys: Vec<usize> = (0..200)
+        .map(|i| if i < 150 { i } else { i - 150 })
         .collect();
     let refused = std::sync::atomic::AtomicUsize::new(0);
-    let results = futures::future::join_all(reqs.iter().map(|(k, r)| {
+    let results = futures::future::join_all(keys.iter().enumerate().map(|(i, k)| {
         let (http, url, refused) = (f.http.clone(), url.clone(), &refused);
         async move {
+            // A reused key is signed a few milliseconds later: two senders never sign the
+            // same bytes in the same millisecond (timestamps are in milliseconds).
+            if i >= 150 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
             for _ in 0..50 {
+                let r = signed_request(SECRET, &format!("conc-{k}"), &expense(&format!("agg-{k}")));
                 let resp = r.post(&http, &url).await.unwrap();
                 if resp.status().as_u16() == 503 {
                     assert!(resp.headers().contains_key("retry-after"));
                     refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    // Jittered, so two retries of one key are not signed in the same ms.
+                    tokio::time::sleep(std::time::Duration::from_millis(100 + i as u64 % 13)).await;
                     continue;
                 }
                 let (s, b, _) = json_of(resp).await;

@@ -342,8 +342,13 @@ impl Loop {
     }
 }
 
-/// The (Approve, Reject) contexts of an approval message.
+/// The (Approve, Reject) contexts of an approval message, which only the bot's direct
+/// message to the decider carries.
 fn buttons(post: &Value) -> (Value, Value) {
+    assert_eq!(
+        post["from_bot"], true,
+        "buttons only in the bot's DM: {post}"
+    );
     let actions = &post["attachments"][0]["actions"];
     (
         actions[0]["integration"]["context"].clone(),
@@ -418,6 +423,21 @@ async fn a_report_is_approved_from_mattermost_in_the_real_odoo_and_its_payment_c
     assert_eq!(
         notes(&l.odoo, sheet, "Approved in Mattermost by @maria.santos").await,
         1
+    );
+    // The same context replayed decides nothing more: one decision per message.
+    let (status, again) = click(&l.f, MARIA_MM_ID, "maria.santos", &approve).await;
+    assert_eq!(status, 200, "{again}");
+    assert!(
+        again["ephemeral_text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("these buttons decide once"),
+        "{again}"
+    );
+    assert_eq!(
+        notes(&l.odoo, sheet, "Approved in Mattermost by @maria.santos").await,
+        1,
+        "Odoo was written once"
     );
 
     // Odoo → expense.approved → payment_queue and the finance channel.

@@ -201,7 +201,7 @@ async fn health_is_503_while_postgresql_is_unreachable_and_200_again_when_it_is_
     let port = proxy.port;
     let fake = FakeServer::start().await;
     let f = quiet_system(&fake, move |v| {
-        for name in ["db_url", "db_url_ingest"] {
+        for name in ["db_url", "db_url_ingest", "db_url_probe"] {
             let url = v[name].replace("127.0.0.1:5432", &format!("127.0.0.1:{port}"));
             v.insert(name.into(), url);
         }

@@ -9,16 +9,16 @@
 
 use ipai_tests::fake_http::FakeServer;
 use ipai_tests::quiet::*;
-use ipai_tests::runtime::TEST_DISPATCH_TOKEN;
+use ipai_tests::runtime::TEST_OPS_TOKEN;
 use ipai_tests::{workspace_root, Fixture};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// `POST /ops/retention` with the dispatch token: the JSON answer.
+/// `POST /ops/retention` with the ops token: the JSON answer.
 async fn purge(f: &Fixture) -> Value {
     f.http
         .post(f.sys.url("/ops/retention"))
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_OPS_TOKEN)
         .send()
         .await
         .unwrap()
@@ -75,11 +75,11 @@ async fn retention_deletes_old_done_rows_in_bounded_batches_and_keeps_everything
 
     let retention = f.sys.url("/ops/retention");
     let resp = f.http.post(&retention).send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 401, "needs the dispatch token");
+    assert_eq!(resp.status().as_u16(), 401, "needs the ops token");
     let resp = f
         .http
         .post(&retention)
-        .bearer_auth(TEST_DISPATCH_TOKEN)
+        .bearer_auth(TEST_OPS_TOKEN)
         .send()
         .await
         .unwrap();

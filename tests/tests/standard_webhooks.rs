@@ -10,8 +10,16 @@ use ipai_tests::runtime::TEST_SECRET;
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
 
-/// The test system's `standard_webhooks_secret` (runtime::default_variables).
-const WHSEC: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The `standard_webhooks_secret` these systems run with: the scheme is off by default
+/// (SPEC §3), so every test here turns it on (`start`).
+const WHSEC: &str = ipai_tests::runtime::TEST_STANDARD_WEBHOOKS_SECRET;
+
+/// A system with the Standard Webhooks scheme on.
+async fn start() -> Fixture {
+    Fixture::with(ipai_tests::runtime::with_standard_webhooks)
+        .await
+        .unwrap()
+}
 
 fn event(id: &str) -> String {
     json!({"event_type": "expense.paid", "aggregate_type": "expense", "aggregate_id": id,
@@ -55,7 +63,7 @@ fn with(headers: &[(String, String)], name: &str, value: &str) -> Vec<(String, S
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_standardwebhooks_library_is_accepted_and_a_tampered_copy_rejected() {
-    let f = Fixture::new().await.unwrap();
+    let f = start().await;
     let body = event("42");
     let ts = chrono::Utc::now().timestamp();
     let headers = sign_python(
@@ -109,7 +117,7 @@ async fn the_official_standardwebhooks_library_is_accepted_and_a_tampered_copy_r
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ipai_scheme_from_the_odoo_addon_is_accepted_and_a_tampered_copy_rejected() {
-    let f = Fixture::new().await.unwrap();
+    let f = start().await;
     let body = event("43");
     let ts = chrono::Utc::now().timestamp_millis().to_string();
     let headers = sign_python(
@@ -152,7 +160,7 @@ async fn the_ipai_scheme_from_the_odoo_addon_is_accepted_and_a_tampered_copy_rej
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_schemes_side_by_side_in_one_system() {
-    let f = Fixture::new().await.unwrap();
+    let f = start().await;
     let ts_s = chrono::Utc::now().timestamp();
     let ts_ms = chrono::Utc::now().timestamp_millis().to_string();
     let sw_body = event("50");

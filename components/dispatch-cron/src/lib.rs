@@ -5,7 +5,9 @@
 //! A run that stopped because its time budget ran out (`"budget_spent": true`) is
 //! followed at once by the next (up to `MAX_RUNS_BACK_TO_BACK`), so a backlog drains
 //! without waiting a tick between runs. After the runs it asks the ops component to
-//! evaluate the alerts (`POST /ops/alerts/evaluate`, issue #19).
+//! evaluate the alerts (`POST /ops/alerts/evaluate`, issue #19). One token per door
+//! (SPEC §15): `/dispatch` gets `dispatch_token`, the ops calls (`/ops/retention`,
+//! `/ops/alerts/evaluate`) get `ops_token`; from a comma list (rotation) the first.
 
 use ipai_core::log;
 use ipai_spin::dispatch_runs::run_back_to_back;
@@ -32,17 +34,36 @@ export!(DispatchCron);
 
 async fn tick(timestamp: u64) -> Result<(), String> {
     let base = vars::required("public_base_url")?;
-    let token = vars::required("dispatch_token")?;
+    let dispatch_token = vars::sending_token("dispatch_token")?;
+    // A missing ops_token fails only the ops calls (logged each tick), never delivery.
+    let ops_token = vars::sending_token("ops_token");
     let base = base.trim_end_matches('/').to_string();
     let url = format!("{base}/dispatch");
-    let headers = [("authorization", format!("Bearer {token}"))];
+    let headers = [("authorization", format!("Bearer {dispatch_token}"))];
+    let ops_headers = ops_token
+        .as_ref()
+        .map(|token| [("authorization", format!("Bearer {token}"))]);
     // Retention: POST /ops/retention purges done outbox rows older than outbox_retention_days.
-    ipai_spin::retention::purge(&base, &token).await;
+    match &ops_token {
+        Ok(token) => ipai_spin::retention::purge(&base, token).await,
+        Err(e) => log::error(
+            COMPONENT,
+            None,
+            format!("tick {timestamp}: retention skipped: {e}"),
+        ),
+    }
     let result = dispatch(timestamp, &url, &headers).await;
     // Alerts (issue #19): evaluated after the run, in a request of their own to the ops
     // component, so sending an alert never delays or fails a dispatcher run; evaluated
     // whatever the run's outcome (a failing /dispatch is what a stalled-queue alert is for).
-    evaluate_alerts(timestamp, &base, &headers).await;
+    match &ops_headers {
+        Ok(ops_headers) => evaluate_alerts(timestamp, &base, ops_headers).await,
+        Err(e) => log::error(
+            COMPONENT,
+            None,
+            format!("tick {timestamp}: alerts skipped: {e}"),
+        ),
+    }
     result
 }
 

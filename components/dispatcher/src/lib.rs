@@ -1,4 +1,5 @@
-//! dispatcher: `POST /dispatch` (bearer `dispatch_token`) runs one dispatch run.
+//! dispatcher: `POST /dispatch` (bearer `dispatch_token`) runs one dispatch run; it sends
+//! the handlers `handler_token` (SPEC §15: one token per door).
 //!
 //! At most one run claims at a time per database: a run first takes the dispatcher lease
 //! (`integration.start_dispatch_run`); when another run holds it, this call only marks
@@ -13,7 +14,7 @@
 //! SQL of each queue call `ipai_core::outbox`; this component is their adapter to Spin's
 //! PostgreSQL and outbound HTTP.
 
-use ipai_core::auth::bearer_matches;
+use ipai_core::auth::bearer_matches_any;
 use ipai_core::db::DbError;
 use ipai_core::dispatch::run::{run_dispatch, Queue, RunLimits};
 use ipai_core::dispatch::{
@@ -69,7 +70,7 @@ fn authorize(req: &IncomingRequest) -> Result<(), ApiError> {
         return Err(ApiError::method_not_allowed("use POST", "POST"));
     }
     let token = vars::required("dispatch_token").map_err(ApiError::misconfigured)?;
-    if bearer_matches(header(req, "authorization").as_deref(), &token) {
+    if bearer_matches_any(header(req, "authorization").as_deref(), &token) {
         Ok(())
     } else {
         Err(ApiError::unauthorized("missing or wrong bearer token"))
@@ -78,7 +79,8 @@ fn authorize(req: &IncomingRequest) -> Result<(), ApiError> {
 
 struct Config {
     db_url: String,
-    token: String,
+    /// The bearer sent to the handlers (the first token `handler_token` lists).
+    handler_token: String,
     transport: Transport,
     settings: DispatchSettings,
     worker: String,
@@ -96,7 +98,7 @@ fn configure() -> Result<Config, ApiError> {
     let db_url = vars::required("db_url").map_err(ApiError::misconfigured)?;
     Ok(Config {
         db_url,
-        token: vars::required("dispatch_token").map_err(ApiError::misconfigured)?,
+        handler_token: vars::sending_token("handler_token").map_err(ApiError::misconfigured)?,
         transport,
         settings,
         worker: format!(
@@ -151,7 +153,9 @@ impl Queue for PgQueue<'_> {
             ParameterValue::Int64(settings.lease_ms() as i64),
         ];
         match self.call(&CLAIM_BATCH_SQL, &params)? {
-            Some(DbValue::Jsonb(json)) => outbox::decode_batch(&json).map_err(DbError::Failed),
+            Some(DbValue::Str(json)) => {
+                outbox::decode_batch(json.as_bytes()).map_err(DbError::Failed)
+            }
             other => Err(unexpected("claim_dispatch_batch", other)),
         }
     }
@@ -202,7 +206,7 @@ async fn deliver(cfg: &Config, event: EventEnvelope) -> (EventEnvelope, Outcome)
     };
     let headers = [
         ("content-type", "application/json".to_string()),
-        ("authorization", format!("Bearer {}", cfg.token)),
+        ("authorization", format!("Bearer {}", cfg.handler_token)),
         ("x-ipai-event-id", event.id.clone()),
         ("x-ipai-attempt", event.attempt.to_string()),
     ];

@@ -13,8 +13,8 @@
 
 use ipai_core::db::DbError;
 use ipai_core::dispatch::{service_chaining_on, DISPATCHER_CHAINING_URL};
-use ipai_core::ingest::{check_preamble, MAX_BODY_BYTES};
-use ipai_core::outbox::{IngestOutcome, INGEST_SQL};
+use ipai_core::ingest::{check_preamble, spent_signature, MAX_BODY_BYTES};
+use ipai_core::outbox::{IngestOutcome, INGEST_SQL, SPEND_SIGNATURE_SQL};
 use ipai_core::{
     check_request, log, ApiError, IngestConfig, IngestError, IngestRequest, ValidEvent,
 };
@@ -72,8 +72,17 @@ async fn ingest(req: IncomingRequest) -> Result<IngestOutcome, IngestError> {
         headers,
         body,
     };
-    let event = check_request(&request, &config, now_ms())?;
-    let stored = store(&event)?;
+    let now = now_ms();
+    let event = check_request(&request, &config, now).inspect_err(|_| {
+        if let Some((key, digest)) = spent_signature(&request, &config, now) {
+            spend_signature(&digest, &key);
+        }
+    })?;
+    let stored = store(&event).inspect_err(|_| {
+        if let Some(digest) = &event.signature_digest {
+            spend_signature(digest, &event.idempotency_key);
+        }
+    })?;
     if stored.replayed {
         return Err(IngestError::ReplayedSignature);
     }
@@ -100,22 +109,49 @@ fn logged(e: DbError) -> IngestError {
     IngestError::from(e)
 }
 
-/// Stores the event with one round trip ([`INGEST_SQL`]).
-fn store(event: &ValidEvent) -> Result<IngestOutcome, IngestError> {
-    let e = &event.envelope;
-    // Ingest's own role (db_url_ingest) when configured, else the app's.
-    let conn = match vars::optional("db_url_ingest") {
+/// Remembers the signature of a request that stored nothing although its signature
+/// passed ([`SPEND_SIGNATURE_SQL`], a transaction of its own: the failed store rolled
+/// back), so the same request cannot be sent again to succeed; best effort, logged.
+fn spend_signature(digest: &str, key: &str) {
+    let spent = connect().and_then(|conn| {
+        conn.query(
+            SPEND_SIGNATURE_SQL,
+            &[
+                ParameterValue::Str(digest.to_string()),
+                ParameterValue::Str(key.to_string()),
+            ],
+        )
+        .map_err(pg::db_error)
+    });
+    if let Err(e) = spent {
+        log::warn(
+            COMPONENT,
+            None,
+            format!("could not record the spent signature of key {key}: {e}"),
+        );
+    }
+}
+
+/// Ingest's own role (db_url_ingest) when configured, else the app's.
+fn connect() -> Result<spin_sdk::pg4::Connection, DbError> {
+    match vars::optional("db_url_ingest") {
         Some(url) => pg::open_url(&url),
         None => pg::open("db_url"),
     }
-    .map_err(logged)?;
+}
+
+/// Stores the event with one round trip ([`INGEST_SQL`]).
+fn store(event: &ValidEvent) -> Result<IngestOutcome, IngestError> {
+    let e = &event.envelope;
+    let conn = connect().map_err(logged)?;
+    // As text, cast to jsonb in SQL: every number exactly as sent (`INGEST_SQL`).
     let payload =
-        serde_json::to_vec(&e.payload).map_err(|err| IngestError::Internal(err.to_string()))?;
+        serde_json::to_string(&e.payload).map_err(|err| IngestError::Internal(err.to_string()))?;
     let params = [
         ParameterValue::Str(e.event_type.clone()),
         ParameterValue::Str(e.aggregate_type.clone()),
         ParameterValue::Str(e.aggregate_id.clone()),
-        ParameterValue::Jsonb(payload),
+        ParameterValue::Str(payload),
         ParameterValue::Str(event.idempotency_key.clone()),
         ParameterValue::Str(event.body_sha256.clone()),
         e.occurred_at
@@ -153,13 +189,12 @@ fn store(event: &ValidEvent) -> Result<IngestOutcome, IngestError> {
 /// event is safe in the outbox and the next kick or the cron trigger will deliver it.
 async fn kick_dispatch(event_id: &str) {
     let event = Some(event_id);
-    let Ok(token) = vars::required("dispatch_token") else {
-        log::error(
-            COMPONENT,
-            event,
-            "dispatch kick skipped: variable dispatch_token is not set",
-        );
-        return;
+    let token = match vars::sending_token("dispatch_token") {
+        Ok(token) => token,
+        Err(e) => {
+            log::error(COMPONENT, event, format!("dispatch kick skipped: {e}"));
+            return;
+        }
     };
     let chaining = vars::optional("service_chaining").unwrap_or_default();
     let url = match service_chaining_on(&chaining) {

@@ -1,12 +1,13 @@
 //! ops: `GET /health`, `GET /metrics`, `GET /ops` (dashboard, HTTP Basic auth user `ops`),
 //! `POST /ops/outbox/{id}/requeue` (same auth + CSRF token), `POST /ops/retention`
-//! (bearer `dispatch_token`; purges done outbox rows and the handlers' ledgers in bounded
-//! batches) and `POST /ops/alerts/evaluate` (bearer `dispatch_token`; opens, reminds and
+//! (bearer `ops_token`; purges done outbox rows and the handlers' ledgers in bounded
+//! batches) and `POST /ops/alerts/evaluate` (bearer `ops_token`; opens, reminds and
 //! resolves alerts and sends them to Mattermost / email, see `ipai_ops::alerts`).
 //!
 //! A thin Spin adapter over `ipai_ops`, which decides everything: this file gathers the
 //! request, reads the variables, runs the library's statements on a `db_url` connection
-//! opened on first use, and writes the response.
+//! (`db_url_probe` for `/health` and `/metrics`, when set) opened on first use, and writes
+//! the response.
 
 use ipai_core::log;
 use ipai_ops::{Config, Request, Response};
@@ -65,8 +66,16 @@ async fn serve(req: IncomingRequest) -> Response {
         ..Default::default()
     }
     .with_path_and_query(&path);
-    // Every route logs its database failures with its own context.
-    let mut db = Pg::logged_by_caller("db_url");
+    // Every route logs its database failures with its own context. The anonymous probes
+    // connect as their own role (`db_url_probe`, a small connection budget) when it is
+    // set, so a flood of them never holds the connections delivery needs.
+    let variable =
+        if ipai_ops::is_probe_path(&request.path) && vars::optional("db_url_probe").is_some() {
+            "db_url_probe"
+        } else {
+            "db_url"
+        };
+    let mut db = Pg::logged_by_caller(variable);
     if request.path.trim_end_matches('/') == ipai_ops::alerts::EVALUATE_PATH {
         return evaluate_alerts(&request, &config, &mut db).await;
     }

@@ -42,7 +42,7 @@ async fn preload(args: &BenchArgs, run: &str) -> Result<()> {
                             &"expense.submitted",
                             &"expense",
                             &key,
-                            &v["payload"],
+                            &v["payload"].to_string(),
                             &key,
                             &key,
                             &none,

@@ -139,7 +139,7 @@ async fn read_costs(args: &BenchArgs) -> Result<Vec<(&'static str, f64)>> {
                 match p {
                     ipai_mcp::Param::Text(s) => Box::new(s.clone()),
                     ipai_mcp::Param::Int(n) => Box::new(*n),
-                    ipai_mcp::Param::Json(v) => Box::new(v.clone()),
+                    ipai_mcp::Param::Json(v) => Box::new(v.to_string()),
                 }
             })
             .collect();
@@ -288,7 +288,7 @@ async fn sql_baseline(args: &BenchArgs, run: &str) -> Result<f64> {
                             &"expense.submitted",
                             &"expense",
                             &key,
-                            &v["payload"],
+                            &v["payload"].to_string(),
                             &key,
                             &sha,
                             &none,

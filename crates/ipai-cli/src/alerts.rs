@@ -1,7 +1,8 @@
 //! `ipai alerts` and the alerts section of `ipai status` (issue #19): the open alerts of
 //! `integration.alerts` (read through `integration.open_alerts()`), optionally the recently
 //! resolved ones, and `--evaluate <app URL>`: an evaluation on demand
-//! (`POST <app>/ops/alerts/evaluate` with the dispatch token), which also sends what is owed.
+//! (`POST <app>/ops/alerts/evaluate` with the ops token, `ops_token`), which also sends
+//! what is owed.
 
 use crate::ops::{fmt_age, DbArgs};
 use anyhow::{bail, Context, Result};
@@ -20,8 +21,8 @@ pub struct AlertsArgs {
     /// opens/resolves alerts and sends the messages owed, then lists.
     #[arg(long, value_name = "APP_URL")]
     pub evaluate: Option<String>,
-    /// The app's dispatch_token (for --evaluate).
-    #[arg(long, env = "SPIN_VARIABLE_DISPATCH_TOKEN", hide_env_values = true)]
+    /// The app's ops_token (for --evaluate; from a comma list, the first).
+    #[arg(long, env = "SPIN_VARIABLE_OPS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -93,8 +94,8 @@ pub fn open_json(a: &OpenAlert) -> Value {
 }
 
 async fn evaluate(url: &str, token: Option<&str>) -> Result<Value> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        bail!("--evaluate needs the dispatch token: --token or SPIN_VARIABLE_DISPATCH_TOKEN");
+    let Some(token) = token.and_then(ipai_core::auth::sending_token) else {
+        bail!("--evaluate needs the ops token: --token or SPIN_VARIABLE_OPS_TOKEN");
     };
     let endpoint = format!("{}/ops/alerts/evaluate", url.trim_end_matches('/'));
     let resp = reqwest::Client::new()

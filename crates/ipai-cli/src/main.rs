@@ -30,6 +30,9 @@ enum Command {
         /// Most connections the read-only role `integration_reader` may hold.
         #[arg(long, env = "IPAI_READER_CONNECTION_LIMIT", default_value_t = 8)]
         reader_connection_limit: i32,
+        /// Most connections the probe role `ipai_probe` (/health, /metrics) may hold.
+        #[arg(long, env = "IPAI_PROBE_CONNECTION_LIMIT", default_value_t = 4)]
+        probe_connection_limit: i32,
     },
     /// Send signed sample events to ingest (the seed's test-webhook.py): ✅/❌ per event.
     Send(ipai_cli::send::SendArgs),
@@ -54,11 +57,13 @@ async fn main() -> Result<()> {
             ingest_connection_limit,
             app_connection_limit,
             reader_connection_limit,
+            probe_connection_limit,
         } => {
             let roles = ipai_cli::migrate::LoginRoles {
                 ingest_connection_limit,
                 app_connection_limit,
                 reader_connection_limit,
+                probe_connection_limit,
                 ..Default::default()
             };
             let n = ipai_cli::migrate::migrate_with_roles(&database_url, &dir, &roles).await?;

@@ -21,6 +21,10 @@ pub struct LoginRoles {
     /// The read-only role of the MCP component.
     pub reader: String,
     pub reader_connection_limit: i32,
+    /// The role `/health` and `/metrics` connect as (`db_url_probe`): a small budget of
+    /// its own, so anonymous probes never take delivery's connections.
+    pub probe: String,
+    pub probe_connection_limit: i32,
 }
 
 /// Server-side defaults of every session of the ingest and app roles: idle pooled
@@ -37,9 +41,16 @@ pub const READER_ROLE_SETTINGS: &[&str] = &[
     "idle_in_transaction_session_timeout=60s",
     "statement_timeout=15s",
 ];
+/// The probe role's sessions: read-only, short statements, idle ones closed soon.
+pub const PROBE_ROLE_SETTINGS: &[&str] = &[
+    "default_transaction_read_only=on",
+    "idle_session_timeout=30s",
+    "idle_in_transaction_session_timeout=10s",
+    "statement_timeout=5s",
+];
 
 impl Default for LoginRoles {
-    /// The shipped roles and limits: together 64 connections, leaving a third of
+    /// The shipped roles and limits: together 68 connections, leaving about a third of
     /// PostgreSQL's default `max_connections` of 100 to everyone else.
     fn default() -> Self {
         Self {
@@ -49,6 +60,8 @@ impl Default for LoginRoles {
             app_connection_limit: 24,
             reader: "integration_reader".into(),
             reader_connection_limit: 8,
+            probe: "ipai_probe".into(),
+            probe_connection_limit: 4,
         }
     }
 }
@@ -86,21 +99,29 @@ pub async fn migrate_with_roles(url: &str, dir: &Path, roles: &LoginRoles) -> Re
     Ok(after.saturating_sub(before))
 }
 
-/// Creates or updates the app's three login roles through the SQL contract.
+/// Creates or updates the app's four login roles through the SQL contract. Each is a
+/// member of the group role holding its component's grants (migration
+/// 20261207000100_least_privilege.sql), never of `service_role`.
 pub async fn ensure_login_roles(pool: &sqlx::PgPool, roles: &LoginRoles) -> Result<()> {
     let list = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
     for (name, member_of, limit, settings) in [
         (
             &roles.ingest,
-            Some("service_role"),
+            Some("integration_ingest"),
             roles.ingest_connection_limit,
             list(APP_ROLE_SETTINGS),
         ),
         (
             &roles.app,
-            Some("service_role"),
+            Some("integration_app"),
             roles.app_connection_limit,
             list(APP_ROLE_SETTINGS),
+        ),
+        (
+            &roles.probe,
+            Some("integration_probe"),
+            roles.probe_connection_limit,
+            list(PROBE_ROLE_SETTINGS),
         ),
         (
             &roles.reader,

@@ -2,8 +2,9 @@
 //!
 //! Posts the sample of one event type (or of all 14 with `--all`) to ingest, signed as
 //! Odoo signs (SPEC §3) or with the Standard Webhooks scheme, and prints `✅`/`❌` per
-//! event like the seed's expected output. The secret comes from `--secret` or the
-//! environment and is never printed.
+//! event like the seed's expected output. The secret comes from `--secret-file`, the
+//! environment or `--secret` (visible in the process list: for throwaway secrets only) and
+//! is never printed.
 
 use crate::samples;
 use anyhow::{anyhow, bail, Context, Result};
@@ -55,8 +56,12 @@ pub struct SendArgs {
     /// $SPIN_VARIABLE_ODOO_WEBHOOK_SECRET or $ODOO_WEBHOOK_SECRET; with
     /// --scheme standard-webhooks: $IPAI_STANDARD_WEBHOOKS_SECRET or
     /// $SPIN_VARIABLE_STANDARD_WEBHOOKS_SECRET].
+    /// Any local user sees a flag's value in `ps`: prefer `--secret-file` or the environment.
     #[arg(long, hide_env_values = true)]
     pub secret: Option<String>,
+    /// File holding the signing secret (or a comma-separated list; the first entry signs).
+    #[arg(long, value_name = "FILE", conflicts_with = "secret")]
+    pub secret_file: Option<PathBuf>,
     /// Signing scheme.
     #[arg(long, value_enum, default_value_t = Scheme::Ipai)]
     pub scheme: Scheme,
@@ -106,7 +111,7 @@ pub fn resolve_secret(
     });
     let list = found.ok_or_else(|| {
         anyhow!(
-            "no signing secret: pass --secret or set {}",
+            "no signing secret: pass --secret-file FILE or set {}",
             names.join(" or ")
         )
     })?;
@@ -295,7 +300,15 @@ pub fn events(args: &SendArgs) -> Result<Vec<Value>> {
 /// Runs `ipai send`; prints one line per event and returns whether all were accepted.
 pub async fn run(args: SendArgs) -> Result<bool> {
     let env = |n: &str| std::env::var(n).ok();
-    let secret = resolve_secret(args.secret.as_deref(), args.scheme, env)?;
+    let from_file = match &args.secret_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("reading --secret-file {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let flag = from_file.or_else(|| args.secret.clone());
+    let secret = resolve_secret(flag.as_deref(), args.scheme, env)?;
     let url = resolve_url(args.url.as_deref(), env);
     let events = events(&args)?;
     let client = reqwest::Client::builder()

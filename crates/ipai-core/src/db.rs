@@ -6,7 +6,9 @@
 use serde_json::Value;
 
 /// One bound parameter. Each placeholder is cast explicitly in the SQL text
-/// (`$1::text`, `$2::int8`, `$3::jsonb`), so the database never guesses a type.
+/// (`$1::text`, `$2::int8`, `$3::text::jsonb`), so the database never guesses a type.
+/// JSON is bound as its text (`Json(v)` → `v.to_string()`): a `jsonb` parameter would be
+/// re-encoded by Spin's host with its numbers rounded.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),

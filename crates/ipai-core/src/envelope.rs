@@ -144,7 +144,15 @@ pub fn parse_envelope(body: &[u8]) -> Result<Envelope, IngestError> {
     }
     let aggregate_id = match aggregate_id {
         Value::String(s) if !s.trim().is_empty() && s.len() <= 255 => s,
-        Value::Number(n) if n.is_i64() || n.is_u64() => n.to_string(),
+        // An integer that fits 64 bits, as its canonical decimal text (numbers keep the
+        // text they were sent with, so `-0` is refused as it always was).
+        Value::Number(n) => match n.as_i64().map(|i| i.to_string()) {
+            Some(id) if id == n.to_string() => id,
+            _ => match n.as_u64().map(|u| u.to_string()) {
+                Some(id) if id == n.to_string() => id,
+                _ => return Err(IngestError::InvalidAggregateId),
+            },
+        },
         _ => return Err(IngestError::InvalidAggregateId),
     };
     let occurred_at = occurred_at.as_deref().map(storable_timestamp).transpose()?;
@@ -184,6 +192,44 @@ mod tests {
         assert_eq!(e.source, "odoo");
         assert_eq!(e.payload["amount"], 12.5);
         assert_eq!(e.domain.handler, "expense-handler");
+    }
+
+    #[test]
+    fn payload_numbers_are_kept_digit_for_digit() {
+        // SPEC §3: beyond 64 bits, beyond 17 significant digits, beyond f64, not binary.
+        let numbers = r#"{"a":123456789012345678901234567890,"b":1234567890.123456789012345,"c":1e400,"d":0.1}"#;
+        let raw = format!(
+            r#"{{"event_type":"expense.submitted","aggregate_type":"expense","aggregate_id":"1","payload":{numbers}}}"#
+        );
+        let e = parse_envelope(raw.as_bytes()).unwrap();
+        // The same numbers; serde_json writes an exponent with its sign (jsonb then stores
+        // `1e400` as its digits anyway).
+        assert_eq!(
+            serde_json::to_string(&e.payload).unwrap(),
+            numbers.replace("1e400", "1e+400")
+        );
+    }
+
+    #[test]
+    fn integer_aggregate_ids_must_fit_64_bits() {
+        let id_of = |text: &str| {
+            let raw = format!(
+                r#"{{"event_type":"expense.submitted","aggregate_type":"expense","aggregate_id":{text},"payload":{{}}}}"#
+            );
+            parse_envelope(raw.as_bytes()).map(|e| e.aggregate_id)
+        };
+        assert_eq!(id_of("-42").unwrap(), "-42");
+        assert_eq!(
+            id_of("18446744073709551615").unwrap(),
+            "18446744073709551615"
+        );
+        for refused in ["18446744073709551616", "-0", "42.0", "4.2e1", "1e400"] {
+            assert_eq!(
+                id_of(refused).unwrap_err(),
+                IngestError::InvalidAggregateId,
+                "{refused}"
+            );
+        }
     }
 
     #[test]

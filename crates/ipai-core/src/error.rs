@@ -145,7 +145,7 @@ pub enum IngestError {
     #[error("Standard Webhooks signatures are not accepted: this bus has no standard_webhooks_secret; sign with x-ipai-signature")]
     UnsupportedSignatureScheme,
     #[error(
-        "this signature was already accepted under another idempotency key; sign each event anew"
+        "this signature was already used: accepted under another idempotency key, or by a request that stored nothing; sign each request anew"
     )]
     ReplayedSignature,
     #[error("idempotency key was already used with a different body (event {0})")]

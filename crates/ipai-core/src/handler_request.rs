@@ -1,9 +1,10 @@
 //! The request the dispatcher sends a domain handler, as the handler receives it:
-//! authenticate the dispatcher (bearer `dispatch_token`) and parse the event envelope,
+//! authenticate the dispatcher (bearer `handler_token`, a comma list during a rotation)
+//! and parse the event envelope,
 //! before any domain logic. ("Handler" alone names three things in this tree: this
 //! request, its Spin transport `ipai_spin::handler_http`, and the domain handlers'
 //! logic, the `ipai-handlers` crate.) Its errors map to statuses in `ApiError::from`.
-use crate::auth::bearer_matches;
+use crate::auth::bearer_matches_any;
 use crate::dispatch::EventEnvelope;
 use crate::error::ApiError;
 
@@ -59,16 +60,17 @@ impl From<HandlerError> for ApiError {
 }
 
 /// Checks method and bearer token: what a handler decides before it reads a body (an
-/// unauthenticated caller never makes it read up to the envelope limit).
+/// unauthenticated caller never makes it read up to the envelope limit). `handler_token` is
+/// the variable's value: any token it lists opens.
 pub fn authorize(
     method: &str,
     authorization: Option<&str>,
-    dispatch_token: &str,
+    handler_token: &str,
 ) -> Result<(), HandlerError> {
     if !method.eq_ignore_ascii_case("POST") {
         return Err(HandlerError::MethodNotAllowed(method.to_string()));
     }
-    if !bearer_matches(authorization, dispatch_token) {
+    if !bearer_matches_any(authorization, handler_token) {
         return Err(HandlerError::Unauthorized);
     }
     Ok(())
@@ -79,10 +81,10 @@ pub fn accept_envelope(
     handler: &str,
     method: &str,
     authorization: Option<&str>,
-    dispatch_token: &str,
+    handler_token: &str,
     body: &[u8],
 ) -> Result<EventEnvelope, HandlerError> {
-    authorize(method, authorization, dispatch_token)?;
+    authorize(method, authorization, handler_token)?;
     let envelope: EventEnvelope =
         serde_json::from_slice(body).map_err(|e| HandlerError::InvalidEnvelope(e.to_string()))?;
     match envelope.domain() {
@@ -109,6 +111,20 @@ mod tests {
         assert_eq!(
             authorize("GET", Some("Bearer t"), "t").map_err(|e| e.status()),
             Err(405)
+        );
+    }
+
+    #[test]
+    fn during_a_rotation_both_handler_tokens_open_and_nothing_else() {
+        assert!(authorize("POST", Some("Bearer new"), "new,old").is_ok());
+        assert!(authorize("POST", Some("Bearer old"), "new,old").is_ok());
+        assert_eq!(
+            authorize("POST", Some("Bearer new,old"), "new,old"),
+            Err(HandlerError::Unauthorized)
+        );
+        assert_eq!(
+            authorize("POST", Some("Bearer "), " , "),
+            Err(HandlerError::Unauthorized)
         );
     }
 

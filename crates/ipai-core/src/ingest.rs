@@ -142,6 +142,28 @@ fn verify_ipai(
     Ok(key.to_string())
 }
 
+/// The IPAI signature a request spends although nothing was stored for it:
+/// `(idempotency key, digest)` when it carries an `x-ipai-signature` that passes the check
+/// (its key valid, its timestamp fresh), `None` otherwise (and for Standard Webhooks,
+/// whose `webhook-id` is the key). Ingest records it (`outbox::SPEND_SIGNATURE_SQL`) when
+/// [`check_request`] refused the request after its signature check, or its store failed,
+/// so the captured request cannot be sent again later to succeed under any key; the sender
+/// signs its retry anew (migration 20261207000500).
+pub fn spent_signature(
+    req: &IngestRequest,
+    cfg: &IngestConfig,
+    now_ms: i64,
+) -> Option<(String, String)> {
+    if req.header("webhook-signature").is_some() && req.header("x-ipai-signature").is_none() {
+        return None;
+    }
+    let key = verify_ipai(req, cfg, now_ms).ok()?;
+    let digest = req
+        .header("x-ipai-signature")
+        .and_then(signature::signature_digest)?;
+    Some((key, digest))
+}
+
 /// The Standard Webhooks scheme; `webhook-id` is the idempotency key.
 fn verify_standard_webhooks(
     req: &IngestRequest,
@@ -350,6 +372,29 @@ mod tests {
         stuffed.headers[3].1 = many;
         let err = check_request(&stuffed, &cfg(), NOW).unwrap_err();
         assert_eq!((err.status(), err.code()), (401, "too_many_signatures"));
+    }
+
+    #[test]
+    fn a_request_refused_after_its_signature_check_spends_its_signature() {
+        // Valid signature, body the schema refuses: refused, and its signature is spent.
+        let body = br#"{"event_type":"expense.submitted"}"#;
+        let r = signed(body, &NOW.to_string());
+        assert!(check_request(&r, &cfg(), NOW).is_err());
+        let (key, digest) = spent_signature(&r, &cfg(), NOW).expect("spent");
+        assert_eq!(key, "expense-42-submitted");
+        assert_eq!(
+            Some(digest),
+            signature::signature_digest(r.header("x-ipai-signature").unwrap())
+        );
+        // A wrong or stale signature spends nothing: it never passed the check.
+        let mut wrong = signed(body, &NOW.to_string());
+        for (k, v) in wrong.headers.iter_mut() {
+            if k.eq_ignore_ascii_case("x-ipai-signature") {
+                *v = "0".repeat(64);
+            }
+        }
+        assert_eq!(spent_signature(&wrong, &cfg(), NOW), None);
+        assert_eq!(spent_signature(&r, &cfg(), NOW + 3_600_000), None);
     }
 
     #[test]

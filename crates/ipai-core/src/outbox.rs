@@ -6,14 +6,17 @@
 //! call is written once, here.
 //!
 //! Every statement returns exactly one row (Spin 4.0.2 never completes a query with no
-//! rows) and no `timestamptz` column (Spin 4.0.2 cannot read one).
+//! rows) and no `timestamptz` column (Spin 4.0.2 cannot read one). JSON crosses as text,
+//! never as a `jsonb` parameter or column: Spin's host re-encodes those through a
+//! `serde_json::Value` without `arbitrary_precision`, which rounds every number beyond 64
+//! bits or 17 significant digits (SPEC §3: numbers are kept exactly).
 
 use crate::dispatch::EventEnvelope;
 use std::sync::LazyLock;
 
 /// `ingest_event` + the kick decision, in one round trip and one transaction.
 ///
-/// Parameters: $1 event_type, $2 aggregate_type, $3 aggregate_id, $4 payload (jsonb),
+/// Parameters: $1 event_type, $2 aggregate_type, $3 aggregate_id, $4 payload (JSON text),
 /// $5 idempotency_key, $6 body_sha256, $7 occurred_at (RFC 3339 text or NULL), $8 source,
 /// $9 kick on (bool), $10 signature digest (text or NULL).
 ///
@@ -26,7 +29,7 @@ pub const INGEST_SQL: &str = "SELECT coalesce(i.id::text, '') AS id, i.duplicate
             i.replayed, \
             CASE WHEN $9::bool AND NOT i.duplicate AND NOT i.replayed \
                  THEN integration.request_dispatch() ELSE false END AS start_run \
-     FROM integration.ingest_event($1, $2, $3, $4, $5, $6, $7::text::timestamptz, $8, \
+     FROM integration.ingest_event($1, $2, $3, $4::text::jsonb, $5, $6, $7::text::timestamptz, $8, \
                                    $10::text) AS i";
 
 /// The row of [`INGEST_SQL`].
@@ -43,6 +46,11 @@ pub struct IngestOutcome {
     /// No dispatcher run is going or starting: this request must start one.
     pub start_run: bool,
 }
+
+/// `spend_signature($1 signature digest, $2 idempotency key)`: remembers the signature of a
+/// request that stored nothing although its signature passed (see
+/// `ingest::spent_signature`); one boolean, true when newly recorded.
+pub const SPEND_SIGNATURE_SQL: &str = "SELECT integration.spend_signature($1::text, $2::text)";
 
 /// `start_dispatch_run($1 worker, $2 lease ms)`: one boolean — true when this run holds
 /// the dispatcher lease; false when another run holds it (it was told to claim again).
@@ -83,7 +91,7 @@ pub const ENVELOPE_COLUMNS: &[(&str, &str)] = &[
 ];
 
 /// `claim_dispatch_batch($2 worker, $1 limit, $4 lease ms, $3 lock timeout s)` as one row:
-/// the claimed batch as a JSON array of envelopes in `seq` order (`claim_outbox`'s SKIP
+/// the claimed batch as the text of a JSON array of envelopes in `seq` order (`claim_outbox`'s SKIP
 /// LOCKED and per-aggregate FIFO; the call renews the lease). An empty array means the
 /// run is over: the lease was released (or another run had taken it over).
 pub static CLAIM_BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
@@ -92,14 +100,14 @@ pub static CLAIM_BATCH_SQL: LazyLock<String> = LazyLock::new(|| {
         .map(|(key, expr)| format!("'{key}', {expr}"))
         .collect();
     format!(
-        "SELECT coalesce(jsonb_agg(jsonb_build_object({}) ORDER BY c.seq), '[]'::jsonb) \
+        "SELECT coalesce(jsonb_agg(jsonb_build_object({}) ORDER BY c.seq), '[]'::jsonb)::text \
          FROM integration.claim_dispatch_batch($2::text, $1::int4, \
               $4::int8 * interval '1 millisecond', make_interval(secs => $3::int8)) c",
         fields.join(", ")
     )
 });
 
-/// The claimed batch from [`CLAIM_BATCH_SQL`]'s jsonb column.
+/// The claimed batch from [`CLAIM_BATCH_SQL`]'s column (JSON text).
 pub fn decode_batch(json: &[u8]) -> Result<Vec<EventEnvelope>, String> {
     serde_json::from_slice(json).map_err(|e| format!("claim returned an unexpected batch: {e}"))
 }
@@ -154,5 +162,25 @@ mod tests {
         assert!(decode_batch(b"[{}]")
             .unwrap_err()
             .contains("unexpected batch"));
+    }
+
+    #[test]
+    fn payloads_cross_as_text_and_the_envelope_keeps_every_digit() {
+        // Spin re-encodes jsonb parameters and columns through a lossy Value: text only.
+        assert!(INGEST_SQL.contains("$4::text::jsonb"), "{INGEST_SQL}");
+        assert!(CLAIM_BATCH_SQL.contains("'[]'::jsonb)::text FROM"));
+        let numbers = r#"{"a":123456789012345678901234567890,"b":1234567890.123456789012345,"c":1e400,"d":0.1}"#;
+        let batch = format!(
+            r#"[{{"id":"a","seq":7,"event_type":"finance_task.created",
+            "aggregate_type":"finance_task","aggregate_id":"9","payload":{numbers},
+            "idempotency_key":"k","source":"odoo","occurred_at":null,
+            "created_at":"2026-11-30 10:00:00+00","attempt":1}}]"#
+        );
+        let events = decode_batch(batch.as_bytes()).unwrap();
+        // What the dispatcher sends the handler.
+        let sent = serde_json::to_string(&events[0]).unwrap();
+        // The same numbers (serde_json writes an exponent with its sign).
+        let expected = numbers.replace("1e400", "1e+400");
+        assert!(sent.contains(&format!(r#""payload":{expected}"#)), "{sent}");
     }
 }

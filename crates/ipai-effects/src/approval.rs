@@ -45,20 +45,52 @@ pub fn refuse_reason(who: &str) -> String {
     format!("Refused in Mattermost by {who}")
 }
 
-/// The answer to a click on a report already decided: the post shows the recorded
-/// outcome, and the clicking user is told nothing was changed.
+/// What is recorded when a message stops deciding for good without a decision (Odoo no
+/// longer has the report waiting in the message's submission): the message's one use.
+pub fn closed_record(why: &str) -> String {
+    json!({"closed": "superseded", "why": why}).to_string()
+}
+
+fn closed_reason(detail: &str) -> Option<String> {
+    let v: Value = serde_json::from_str(detail).ok()?;
+    v.get("closed")?;
+    Some(
+        v["why"]
+            .as_str()
+            .unwrap_or("the report changed")
+            .to_string(),
+    )
+}
+
+/// The answer to a click on a message already used (its context is good for one
+/// decision): the post shows the recorded outcome, and the clicking user is told nothing
+/// was changed.
 pub fn already_decided(ctx: &ActionContext, detail: &str) -> Value {
+    if let Some(why) = closed_reason(detail) {
+        let mut v = mattermost::closed_response(
+            ctx,
+            "Superseded",
+            &format!("{why}; this message no longer decides anything"),
+        );
+        v["ephemeral_text"] = json!(format!(
+            "{}: this message no longer decides anything ({why}); nothing was changed.",
+            ctx.title
+        ));
+        return v;
+    }
     match recorded(detail) {
         Some((decision, by)) => {
             let mut v = mattermost::update_response(ctx, decision, &by, "");
             v["ephemeral_text"] = json!(format!(
-                "{} was already {} by {by}; nothing was changed.",
+                "{} was already {} by {by}: these buttons decide once; nothing was changed.",
                 ctx.title,
                 decision.done_word().to_lowercase()
             ));
             v
         }
-        None => mattermost::ephemeral("This report was already decided; nothing was changed."),
+        None => mattermost::ephemeral(
+            "This report was already decided from this message; nothing was changed.",
+        ),
     }
 }
 
@@ -444,6 +476,16 @@ mod tests {
             .unwrap()
             .contains("already approved by @maria"));
         assert!(already_decided(&ctx(), "").get("update").is_none());
+        // A message closed without a decision stays closed.
+        let closed = already_decided(&ctx(), &closed_record("the report was reset"));
+        assert!(closed["update"]["props"]["attachments"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("**Superseded**: the report was reset"));
+        assert!(closed["ephemeral_text"]
+            .as_str()
+            .unwrap()
+            .contains("no longer decides anything"));
         assert_eq!(refuse_reason("@maria"), "Refused in Mattermost by @maria");
     }
 

@@ -1,6 +1,12 @@
-//! Mattermost: incoming-webhook messages with message attachments, the Approve/Reject
+//! Mattermost: incoming-webhook messages with message attachments, the bot's direct
+//! messages through the REST API (the only messages that carry buttons), the Approve/Reject
 //! interactive buttons with an HMAC-signed `context`, the callback Mattermost sends when a
 //! button is clicked, and the `update` answer that replaces the buttons by the outcome.
+//!
+//! A direct message from the bot (REST API v4, Bearer `mattermost_bot_token`):
+//! `GET /api/v4/users/me` → the bot's user id; `POST /api/v4/channels/direct` with
+//! `["<bot id>", "<user id>"]` → the channel (created once, then the same one is returned);
+//! `POST /api/v4/posts` with `{"channel_id", "message", "props": {"attachments": [...]}}`.
 //!
 //! Webhook body (Mattermost "incoming webhooks" + "message attachments"):
 //! `{"channel"?: "town-square" | "@user", "text": "...", "attachments": [{"fallback",
@@ -33,6 +39,37 @@ pub fn message(channel: Option<&str>, text: &str, attachment: Value) -> Value {
     m.insert("text".into(), Value::String(text.to_string()));
     m.insert("attachments".into(), Value::Array(vec![attachment]));
     Value::Object(m)
+}
+
+/// REST path of the bot's own user (`GET`).
+pub const ME_PATH: &str = "/api/v4/users/me";
+/// REST path creating (or finding) the direct-message channel of two users (`POST`).
+pub const DIRECT_CHANNEL_PATH: &str = "/api/v4/channels/direct";
+/// REST path creating a post (`POST`).
+pub const POSTS_PATH: &str = "/api/v4/posts";
+
+/// The body of `POST /api/v4/channels/direct`: the two user ids.
+pub fn direct_channel_body(bot_id: &str, user_id: &str) -> Value {
+    json!([bot_id, user_id])
+}
+
+/// The `id` of a channel (or any object) the REST API answered.
+pub fn object_id(body: &[u8]) -> Result<String, String> {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| "Mattermost's answer has no id".to_string())
+}
+
+/// The body of `POST /api/v4/posts` putting a [`message`] (text and attachments) into a
+/// channel: the attachments go under `props`, as the REST API takes them.
+pub fn post_body(channel_id: &str, message: &Value) -> Value {
+    json!({
+        "channel_id": channel_id,
+        "message": message.get("text").cloned().unwrap_or(Value::String(String::new())),
+        "props": {"attachments": message.get("attachments").cloned().unwrap_or(json!([]))},
+    })
 }
 
 /// What an approval button asks for.
@@ -588,6 +625,19 @@ mod tests {
             .unwrap()
             .contains("**Approved** by @maria"));
         assert_eq!(u["update"]["message"], "");
+    }
+
+    #[test]
+    fn a_direct_message_is_a_channel_of_two_and_a_post_with_the_attachments_under_props() {
+        assert_eq!(direct_channel_body("bot", "maria"), json!(["bot", "maria"]));
+        assert_eq!(object_id(br#"{"id":"c1","type":"D"}"#).unwrap(), "c1");
+        assert!(object_id(br#"{"id":""}"#).is_err() && object_id(b"nope").is_err());
+        let m = message(None, "hi", json!({"title": "t"}));
+        assert_eq!(
+            post_body("c1", &m),
+            json!({"channel_id": "c1", "message": "hi",
+                   "props": {"attachments": [{"title": "t"}]}})
+        );
     }
 
     #[test]

@@ -49,12 +49,15 @@ pub struct Settings {
     pub finance_director_email: Option<String>,
     /// Secret signing the approval buttons' context.
     pub action_secret: Option<String>,
-    /// Days an approval message's buttons stay valid (`approval_expiry_days`; `None` = 14).
+    /// Days an approval message's buttons stay valid (`approval_expiry_days`; `None` = 7).
     pub approval_expiry_days: Option<String>,
+    /// Whether the bot can send direct messages (`mattermost_bot_token` is set): approval
+    /// buttons are only ever sent that way (SPEC §15), never through the webhook.
+    pub bot_configured: bool,
 }
 
 /// Default validity of an approval message's buttons.
-pub const APPROVAL_EXPIRY_DAYS: i64 = 14;
+pub const APPROVAL_EXPIRY_DAYS: i64 = 7;
 
 /// Why no plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,7 +159,7 @@ pub struct Found {
 
 /// Delivery targets of the messages that depend on a look-up.
 pub const APPROVAL_TARGET: &str = "approval-request";
-/// Delivery target of an approval's post to the finance channel.
+/// Delivery target of an approved report's post to the finance channel.
 pub const FINANCE_TARGET: &str = "finance-channel";
 pub const REVIEW_TARGET: &str = "review-request";
 
@@ -165,6 +168,15 @@ pub const REVIEW_TARGET: &str = "review-request";
 pub enum Effect {
     /// POST the body to the Mattermost incoming webhook.
     Mattermost { target: String, body: Value },
+    /// An approval request: a direct message from the bot to each decider (the only
+    /// messages that carry buttons), and optionally a notice without buttons through the
+    /// webhook. One delivery whose parts are recorded apart ([`part_target`]), so a retry
+    /// sends only the parts still missing.
+    MattermostDirect {
+        target: String,
+        messages: Vec<DirectMessage>,
+        notice: Option<Value>,
+    },
     /// Send through the email API.
     Email { target: String, email: Email },
     /// Insert a Google Calendar event.
@@ -174,7 +186,7 @@ pub enum Effect {
 impl Effect {
     pub fn channel(&self) -> &'static str {
         match self {
-            Effect::Mattermost { .. } => MATTERMOST,
+            Effect::Mattermost { .. } | Effect::MattermostDirect { .. } => MATTERMOST,
             Effect::Email { .. } => EMAIL,
             Effect::Calendar { .. } => CALENDAR,
         }
@@ -183,9 +195,29 @@ impl Effect {
     pub fn target(&self) -> &str {
         match self {
             Effect::Mattermost { target, .. }
+            | Effect::MattermostDirect { target, .. }
             | Effect::Email { target, .. }
             | Effect::Calendar { target, .. } => target,
         }
+    }
+}
+
+/// A direct message from the bot to one Mattermost user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DirectMessage {
+    /// The recipient's Mattermost user id (the DM channel is the bot's and theirs).
+    pub user_id: String,
+    pub username: String,
+    /// `{"text", "attachments"}`, as [`crate::mattermost::message`] makes it (no channel).
+    pub message: Value,
+}
+
+/// The ledger target of one part of a [`Effect::MattermostDirect`]: `<target>/dm/@<username>`
+/// for a direct message, `<target>/notice` for the channel notice.
+pub fn part_target(target: &str, recipient: Option<&str>) -> String {
+    match recipient {
+        Some(username) => format!("{target}/dm/@{username}"),
+        None => format!("{target}/notice"),
     }
 }
 

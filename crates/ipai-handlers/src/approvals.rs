@@ -15,13 +15,15 @@
 //!    → refused without calling Odoo, the post marked expired / superseded.
 //! 4. The decision is claimed in `integration.deliveries` (event = the expense.submitted
 //!    event the message was posted for, channel `odoo`, target `hr.expense.sheet/<id>`):
-//!    a repeated click is answered from the record without calling Odoo.
+//!    a message decides once — a repeated click, with either button, is answered from the
+//!    record without calling Odoo, and a message Odoo found superseded stays closed.
 //! 5. Odoo: the report must still be `submit`, in the submission the message was made for
 //!    (`ipai_submitted_at`; else superseded, as in 3); then
 //!    `action_approve_expense_sheets` or `ipai_refuse`, and a chatter note naming the
 //!    Mattermost user who decided. On success the post is updated (buttons replaced by the
 //!    outcome and who decided) and the report linked to the post in `id_map`; on failure
-//!    the buttons stay and only the clicker sees the error (the click can be retried).
+//!    the buttons stay and only the clicker is told, in our words (Odoo's error is logged;
+//!    the click can be retried).
 //!
 //! Odoo's own `expense.approved` / `expense.rejected` events then flow back through ingest.
 
@@ -50,8 +52,23 @@ pub async fn serve(req: IncomingRequest, out: ResponseOutparam) {
             if e.is_server_error() {
                 log::error(COMPONENT, None, &e);
             }
-            respond_error(out, &e).await
+            respond_error(out, &for_mattermost(e)).await
         }
+    }
+}
+
+/// The error Mattermost gets: a failed database or service call (502) in our words, its
+/// detail only in the log (written above); our own refusals (400, 401, a misconfigured
+/// variable's name) as they are.
+fn for_mattermost(e: ApiError) -> ApiError {
+    if e.status == 502 {
+        ApiError::new(
+            502,
+            e.code,
+            "the click could not be processed; the bus's log has the reason",
+        )
+    } else {
+        e
     }
 }
 
@@ -116,9 +133,17 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
     if directory.is_configured() {
         let checked = match directory.by_id(&click.user_id).await {
             Ok(account) => approval::check_directory(&ctx, &click, account.as_ref()),
-            Err(e) => Err(Refusal::IdentityUnconfirmed(format!(
-                "Mattermost's user directory could not be asked, try again: {e}"
-            ))),
+            Err(e) => {
+                // Mattermost's own words go to the log; the clicker gets ours.
+                log::warn(
+                    COMPONENT,
+                    Some(&ctx.event_id),
+                    format!("Mattermost's user directory could not be asked: {e}"),
+                );
+                Err(Refusal::IdentityUnconfirmed(
+                    "Mattermost's user directory could not be asked, try again in a minute".into(),
+                ))
+            }
         };
         if let Err(refusal) = checked {
             if refusal == Refusal::SelfApproval {
@@ -189,14 +214,29 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
                     format!("sheet {sheet_id}: chatter note failed: {e}"),
                 );
                 answer["ephemeral_text"] = json!(format!(
-                    "{} The note naming you could not be added to the report in Odoo: {e}",
+                    "{} {NOTE_FAILED}",
                     answer["ephemeral_text"].as_str().unwrap_or_default()
                 ));
             }
             Ok(answer)
         }
         Ok(Outcome::Refused(refusal)) => {
-            fail(format!("refused: {}", refusal.code()));
+            // Final: Odoo no longer has the report waiting in this message's submission,
+            // so the message's one use is spent and no later state can revive it.
+            let why = match &refusal {
+                Refusal::Superseded(why) => why.clone(),
+                other => other.code().to_string(),
+            };
+            db::finish(
+                &conn,
+                &ctx.event_id,
+                ODOO,
+                &target,
+                "sent",
+                None,
+                &approval::closed_record(&why),
+            )
+            .map_err(from_handler)?;
             Ok(refused(Some(&ctx), &click, &refusal))
         }
         Err(e) => {
@@ -206,12 +246,25 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
                 Some(&ctx.event_id),
                 format!("sheet {sheet_id}: {msg}"),
             );
-            Ok(mattermost::ephemeral(&format!(
-                "Odoo did not {} the report: {msg}",
-                ctx.decision.as_str()
-            )))
+            Ok(mattermost::ephemeral(&odoo_failed(ctx.decision)))
         }
     }
+}
+
+/// What the clicker is told when a note could not be added (the reason is logged).
+const NOTE_FAILED: &str = "The note naming you could not be added to the report in Odoo; \
+     the bus's log has the reason.";
+
+/// What the clicker is told when Odoo failed or refused the decision. Our sentence only:
+/// Odoo's message (a UserError, a traceback, a proxy's page) goes to the log and the
+/// deliveries ledger, never into Mattermost, where it may say more than the clicker
+/// should read.
+fn odoo_failed(decision: Decision) -> String {
+    format!(
+        "Odoo did not {} the report, so nothing was changed and the buttons stay: try again \
+         in a few minutes, or decide in Odoo. The bus's log has the reason.",
+        decision.as_str()
+    )
 }
 
 enum Outcome {

@@ -43,6 +43,7 @@ pub fn settings() -> Settings {
         finance_director_email: vars::optional("finance_director_email"),
         action_secret: vars::optional("mattermost_action_secret"),
         approval_expiry_days: vars::optional("approval_expiry_days"),
+        bot_configured: vars::optional("mattermost_bot_token").is_some(),
     }
 }
 
@@ -295,6 +296,11 @@ async fn prepare(
 ) -> Result<Prepared, HandlerError> {
     Ok(match effect {
         Effect::Mattermost { body, .. } => Prepared::Plain(outbound::mattermost(body)?),
+        Effect::MattermostDirect { .. } => {
+            return Err(HandlerError::Upstream(
+                "an approval request is performed by perform_direct".into(),
+            ))
+        }
         Effect::Email { target, email: e } => {
             let from = outbound::required("email_from")?;
             Prepared::Plain(outbound::email(
@@ -330,6 +336,15 @@ async fn perform(
         Some(claim) => claim,
         None => db::claim(conn, &event.id, channel, target)?,
     };
+    if let (
+        Claim::Send,
+        Effect::MattermostDirect {
+            messages, notice, ..
+        },
+    ) = (&claim, effect)
+    {
+        return perform_direct(conn, event, target, messages, notice.as_ref()).await;
+    }
     let prepared = match claim {
         Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
         Claim::Busy => return Err(busy(channel, target)),
@@ -392,6 +407,123 @@ async fn perform(
             answer.status,
             &detail,
         )?;
+        Err(HandlerError::Upstream(detail))
+    }
+}
+
+/// Performs a claimed approval request: each direct message from the bot, then the channel
+/// notice (when the webhook is configured), each part claimed and recorded under its own
+/// [`plan::part_target`] so a retry sends only what is missing; the request itself is
+/// recorded sent once every part is.
+async fn perform_direct(
+    conn: &Connection,
+    event: &EventEnvelope,
+    target: &str,
+    messages: &[plan::DirectMessage],
+    notice: Option<&serde_json::Value>,
+) -> Result<String, HandlerError> {
+    let channel = plan::MATTERMOST;
+    // Variables first, so a missing one is reported before anything is sent.
+    let prepared = outbound::Bot::configured().and_then(|bot| {
+        let webhook = match (notice, vars::optional("mattermost_webhook_url")) {
+            (Some(body), Some(_)) => Some(outbound::mattermost(body)?),
+            _ => None,
+        };
+        Ok((bot, webhook))
+    });
+    let (bot, webhook) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            if let Err(release) = db::release(conn, &event.id, channel, target) {
+                ipai_core::log::warn(
+                    "handlers",
+                    Some(&event.id),
+                    format!("could not release {channel} {target}: {release}"),
+                );
+            }
+            return Err(e);
+        }
+    };
+    let mut failed = Vec::new();
+    let mut sent = 0;
+    let mut bot_id = None;
+    for m in messages {
+        let part = plan::part_target(target, Some(&m.username));
+        match db::claim(conn, &event.id, channel, &part)? {
+            Claim::Done(_) => continue,
+            Claim::Busy => {
+                failed.push(busy(channel, &part).to_string());
+                continue;
+            }
+            Claim::Send => {}
+        }
+        let result = async {
+            let id = match &bot_id {
+                Some(id) => id,
+                None => bot_id.insert(bot.own_id().await?),
+            };
+            bot.direct_message(id, &m.user_id, &m.message).await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                db::finish(
+                    conn,
+                    &event.id,
+                    channel,
+                    &part,
+                    "sent",
+                    Some(201),
+                    "direct message",
+                )?;
+                sent += 1;
+            }
+            Err(e) => {
+                db::finish(
+                    conn,
+                    &event.id,
+                    channel,
+                    &part,
+                    "failed",
+                    None,
+                    &e.to_string(),
+                )?;
+                failed.push(format!("{channel} {part}: {e}"));
+            }
+        }
+    }
+    if let Some(req) = webhook {
+        let part = plan::part_target(target, None);
+        match db::claim(conn, &event.id, channel, &part)? {
+            Claim::Done(_) => {}
+            Claim::Busy => failed.push(busy(channel, &part).to_string()),
+            Claim::Send => {
+                let answer = outbound::send(&req).await;
+                let status = if answer.ok() { "sent" } else { "failed" };
+                db::finish(
+                    conn,
+                    &event.id,
+                    channel,
+                    &part,
+                    status,
+                    answer.status,
+                    &answer.describe(),
+                )?;
+                if !answer.ok() {
+                    failed.push(format!("{channel} {part}: {}", answer.describe()));
+                }
+            }
+        }
+    }
+    if failed.is_empty() {
+        let detail = format!("{} direct message(s)", messages.len());
+        db::finish(conn, &event.id, channel, target, "sent", Some(201), &detail)?;
+        Ok(format!(
+            "{channel} {target}: sent ({sent} direct message(s) now)"
+        ))
+    } else {
+        let detail = failed.join("; ");
+        db::finish(conn, &event.id, channel, target, "failed", None, &detail)?;
         Err(HandlerError::Upstream(detail))
     }
 }

@@ -73,46 +73,14 @@ impl Answer {
     }
 }
 
-/// Sends a GET with `headers`.
+/// Sends a GET with `headers` (the answer's body capped as every outbound answer is:
+/// `ipai_spin::http::MAX_RESPONSE_BYTES`).
 pub async fn get(url: &str, headers: &[(&str, String)]) -> Answer {
-    use spin_sdk::http::{Method, Request, Response};
-    let mut builder = Request::builder();
-    builder.method(Method::Get).uri(url);
-    for (k, v) in headers {
-        builder.header(*k, v.as_str());
-    }
-    let request = builder.body(Vec::new()).build();
-    let sent = ipai_spin::timer::timeout(
-        REQUEST_TIMEOUT,
-        spin_sdk::http::send::<_, Response>(request),
-    )
-    .await;
-    match sent {
-        None => Answer {
-            status: None,
-            body: Vec::new(),
-            error: Some(format!(
-                "timed out after {} ms",
-                REQUEST_TIMEOUT.as_millis()
-            )),
-        },
-        Some(Err(e)) => Answer {
-            status: None,
-            body: Vec::new(),
-            error: Some(format!("request failed: {e}")),
-        },
-        Some(Ok(resp)) => Answer {
-            status: Some(*resp.status()),
-            body: resp.into_body(),
-            error: None,
-        },
-    }
+    answer(ipai_spin::http::get(url, headers, REQUEST_TIMEOUT).await)
 }
 
-/// Sends a prepared POST.
-pub async fn send(req: &Outbound) -> Answer {
-    let headers: Vec<(&str, String)> = req.headers.iter().map(|(k, v)| (*k, v.clone())).collect();
-    match ipai_spin::http::post(&req.url, &headers, req.body.clone(), REQUEST_TIMEOUT).await {
+fn answer(result: Result<(u16, Vec<u8>), String>) -> Answer {
+    match result {
         Ok((status, body)) => Answer {
             status: Some(status),
             body,
@@ -124,6 +92,12 @@ pub async fn send(req: &Outbound) -> Answer {
             error: Some(e),
         },
     }
+}
+
+/// Sends a prepared POST.
+pub async fn send(req: &Outbound) -> Answer {
+    let headers: Vec<(&str, String)> = req.headers.iter().map(|(k, v)| (*k, v.clone())).collect();
+    answer(ipai_spin::http::post(&req.url, &headers, req.body.clone(), REQUEST_TIMEOUT).await)
 }
 
 fn json_request(url: String, headers: Vec<(&'static str, String)>, body: &Value) -> Outbound {
@@ -257,6 +231,97 @@ impl Odoo {
     /// Runs one `execute_kw` body built for `session`.
     pub async fn execute(&self, body: &Value) -> Result<Value, HandlerError> {
         self.rpc(body).await
+    }
+}
+
+/// The bot's side of Mattermost's REST API (`{mattermost_origin}/api/v4`, Bearer
+/// `mattermost_bot_token`): the only way approval buttons are sent, as a direct message
+/// from the bot to the approver (SPEC §15).
+pub struct Bot {
+    origin: String,
+    token: String,
+}
+
+impl Bot {
+    /// Reads the variables; a missing token or a malformed origin is named.
+    pub fn configured() -> Result<Self, HandlerError> {
+        let token = required("mattermost_bot_token")?;
+        let origin = vars::optional("mattermost_origin").unwrap_or_default();
+        let origin = config::origin_of(&origin).ok_or_else(|| {
+            misconfigured(
+                "variable mattermost_origin is not an http(s) origin (the REST API of \
+                 mattermost_bot_token is under it)"
+                    .into(),
+            )
+        })?;
+        Ok(Bot { origin, token })
+    }
+
+    fn auth(&self) -> (&'static str, String) {
+        ("authorization", format!("Bearer {}", self.token))
+    }
+
+    fn judged(what: &str, answer: Answer) -> Result<Vec<u8>, HandlerError> {
+        match answer.status {
+            _ if answer.ok() => Ok(answer.body),
+            Some(401) | Some(403) => Err(misconfigured(format!(
+                "Mattermost refused mattermost_bot_token to {what} ({}): the bot needs a \
+                 valid token and permission to create direct messages and posts",
+                answer.describe()
+            ))),
+            _ => Err(HandlerError::Upstream(format!(
+                "Mattermost {what}: {}",
+                answer.describe()
+            ))),
+        }
+    }
+
+    async fn post_json(
+        &self,
+        what: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<Vec<u8>, HandlerError> {
+        let req = json_request(format!("{}{path}", self.origin), vec![self.auth()], body);
+        Self::judged(what, send(&req).await)
+    }
+
+    /// The bot's own user id.
+    pub async fn own_id(&self) -> Result<String, HandlerError> {
+        let body = Self::judged(
+            "read the bot's user",
+            get(
+                &format!("{}{}", self.origin, mattermost::ME_PATH),
+                &[self.auth()],
+            )
+            .await,
+        )?;
+        mattermost::object_id(&body).map_err(HandlerError::Upstream)
+    }
+
+    /// Posts `message` (text and attachments) into the direct-message channel of the bot
+    /// (`bot_id`) and `user_id`.
+    pub async fn direct_message(
+        &self,
+        bot_id: &str,
+        user_id: &str,
+        message: &Value,
+    ) -> Result<(), HandlerError> {
+        let channel = self
+            .post_json(
+                "open a direct message",
+                mattermost::DIRECT_CHANNEL_PATH,
+                &mattermost::direct_channel_body(bot_id, user_id),
+            )
+            .await?;
+        let channel_id = mattermost::object_id(&channel).map_err(HandlerError::Upstream)?;
+        self.post_json(
+            "post a direct message",
+            mattermost::POSTS_PATH,
+            &mattermost::post_body(&channel_id, message),
+        )
+        .await
+        .map(|_| ())
     }
 }
 

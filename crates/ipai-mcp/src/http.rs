@@ -26,13 +26,7 @@ pub struct Config {
 
 impl Config {
     fn tokens(&self) -> Vec<&str> {
-        self.token
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .collect()
+        ipai_core::auth::token_list(self.token.as_deref().unwrap_or(""))
     }
 }
 

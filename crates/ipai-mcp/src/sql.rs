@@ -35,10 +35,11 @@ impl Binder {
         format!("${}::int8", self.params.len())
     }
 
-    /// Binds a JSON value: returns `$n::jsonb`.
+    /// Binds a JSON value: returns `$n::text::jsonb` (JSON is bound as its text, which
+    /// keeps every digit of its numbers; see `ipai_spin::pg`).
     pub fn json(&mut self, v: Value) -> String {
         self.params.push(Param::Json(v));
-        format!("${}::jsonb", self.params.len())
+        format!("${}::text::jsonb", self.params.len())
     }
 
     pub fn finish(self, sql: String) -> Query {
@@ -63,7 +64,7 @@ mod tests {
         let mut b = Binder::default();
         assert_eq!(b.text("a"), "$1::text");
         assert_eq!(b.int(5), "$2::int8");
-        assert_eq!(b.json(serde_json::json!(1)), "$3::jsonb");
+        assert_eq!(b.json(serde_json::json!(1)), "$3::text::jsonb");
         let q = b.finish("SELECT 1".into());
         assert_eq!(
             q.params,

@@ -1013,7 +1013,7 @@ fn every_filter_is_a_bound_parameter_with_an_explicit_type() {
     // A scalar at a path of keys: the containments are the whole comparison.
     assert!(
         q.sql
-            .contains("(e.payload @> $6::jsonb OR e.payload @> $7::jsonb)\n"),
+            .contains("(e.payload @> $6::text::jsonb OR e.payload @> $7::text::jsonb)\n"),
         "{}",
         q.sql
     );
@@ -1028,7 +1028,7 @@ fn every_filter_is_a_bound_parameter_with_an_explicit_type() {
     let positional = t.query(&a);
     assert!(
         positional.sql.contains(
-            "(e.payload @> $1::jsonb OR e.payload @> $2::jsonb) AND (e.payload #> string_to_array($3::text, '.') = $4::jsonb OR e.payload #>> string_to_array($3::text, '.') = $5::text)"
+            "(e.payload @> $1::text::jsonb OR e.payload @> $2::text::jsonb) AND (e.payload #> string_to_array($3::text, '.') = $4::text::jsonb OR e.payload #>> string_to_array($3::text, '.') = $5::text)"
         ),
         "{}",
         positional.sql
@@ -1160,5 +1160,28 @@ fn a_body_cut_off_mid_stream_is_a_400_naming_the_failure_not_a_parse_of_the_part
     assert!(
         msg.contains("could not read the request body: connection reset"),
         "{msg}"
+    );
+}
+
+#[test]
+fn a_payload_value_is_bound_with_every_digit_it_was_sent_with() {
+    let t = tools::find("query_events").unwrap();
+    let args: Value = serde_json::from_str(
+        r#"{"payload_field": "ref", "payload_value": 123456789012345678901234567890}"#,
+    )
+    .unwrap();
+    let a = t.validate(args.as_object().unwrap()).unwrap();
+    let q = t.query(&a);
+    let bound: Vec<String> = q
+        .params
+        .iter()
+        .filter_map(|p| match p {
+            Param::Json(v) => Some(v.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        bound.contains(&r#"{"ref":123456789012345678901234567890}"#.to_string()),
+        "{bound:?}"
     );
 }

@@ -1,4 +1,8 @@
-//! HTTP Basic authentication of the dashboard (user `ops`, password `ops_password`).
+//! HTTP Basic authentication of the dashboard (user `ops`, password `ops_password`), and
+//! its throttle: the component is stateless per request, so failed logins are counted in
+//! PostgreSQL (`integration.ops_auth_attempt`, migration 20261207000400): 10 failures a
+//! minute from one client address (100 from all together) and every request from it is
+//! 429 with Retry-After until the minute is over, the right password included.
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -47,6 +51,27 @@ pub fn basic_matches(authorization: Option<&str>, expected: &str) -> bool {
     user_ok & pass_ok
 }
 
+/// `ops_auth_attempt($1 client address, $2 'true' when the password did not match)`: 0 to
+/// go on, else the seconds the client is throttled for (the 429's `Retry-After`).
+pub const AUTH_ATTEMPT_SQL: &str =
+    "SELECT integration.ops_auth_attempt($1::text, $2::text::boolean)";
+
+/// The client's address as the throttle counts it: the IP of `spin-client-addr`
+/// (`ip:port` or `[ipv6]:port`, as Spin reports the peer) without its port, which changes
+/// with every connection; the header as it is when it does not parse, `unknown` without it.
+pub fn client_address(spin_client_addr: Option<&str>) -> String {
+    let Some(raw) = spin_client_addr.map(str::trim).filter(|a| !a.is_empty()) else {
+        return "unknown".into();
+    };
+    if let Ok(addr) = raw.parse::<std::net::SocketAddr>() {
+        return addr.ip().to_string();
+    }
+    if let Ok(ip) = raw.parse::<std::net::IpAddr>() {
+        return ip.to_string();
+    }
+    raw.chars().take(100).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,6 +101,16 @@ mod tests {
             None
         );
         assert_eq!(parse_basic("Basic"), None);
+    }
+
+    #[test]
+    fn the_throttle_counts_a_client_by_its_ip_without_the_port() {
+        assert_eq!(client_address(Some("203.0.113.7:51234")), "203.0.113.7");
+        assert_eq!(client_address(Some("[2001:db8::1]:443")), "2001:db8::1");
+        assert_eq!(client_address(Some("2001:db8::1")), "2001:db8::1");
+        assert_eq!(client_address(Some("proxy-a")), "proxy-a");
+        assert_eq!(client_address(Some(" ")), "unknown");
+        assert_eq!(client_address(None), "unknown");
     }
 
     #[test]

@@ -26,17 +26,11 @@ const STUCK_COUNT: &str = "(SELECT count(*) FROM integration.outbox AS o \
 
 /// /health: queue depth of the open statuses (partial indexes only; the done rows are
 /// never scanned), oldest pending age, stuck rows. `$1` = lock timeout in seconds.
+/// `integration.health_snapshot` (migration 20261207000100_least_privilege.sql) runs the
+/// same reads as the dashboard's, as its owner: the probe role `ipai_probe` holds EXECUTE
+/// on it and no privilege on any table.
 pub fn health_sql() -> String {
-    format!(
-        "SELECT jsonb_build_object(\
-           'counts', (SELECT coalesce(jsonb_object_agg(c.status, c.n), '{{}}'::jsonb) FROM (\
-               SELECT o.status, count(*) AS n FROM integration.outbox AS o \
-                WHERE o.status IN ('pending', 'processing', 'failed') GROUP BY o.status \
-               UNION ALL \
-               SELECT 'dead', count(*) FROM integration.outbox AS o WHERE o.status = 'dead') AS c), \
-           'oldest_pending_age_s', {OLDEST_PENDING}, \
-           'stuck_processing', {STUCK_COUNT})"
-    )
+    "SELECT integration.health_snapshot($1::text::float8)".to_string()
 }
 
 /// /metrics at a cost that does not grow with the log: the open statuses and `dead` are
@@ -44,30 +38,14 @@ pub fn health_sql() -> String {
 /// ingested events per type and deliveries per channel and status come from
 /// `integration.metric_counts`, kept exact by triggers (migration
 /// 20261130000300_hostile_input.sql), a few dozen rows. The oldest `done` age is that of
-/// the first row retention would purge (`outbox_done_at_idx`).
+/// the first row retention would purge (`outbox_done_at_idx`). Runs as
+/// `integration.metrics_snapshot` (SECURITY DEFINER, like [`health_sql`]).
 /// `$1` = lock timeout in seconds.
 pub fn metrics_sql() -> String {
-    format!(
-        "SELECT jsonb_build_object(\
-           'outbox', (SELECT coalesce(jsonb_agg(jsonb_build_object('status', s.status, \
-                        'count', s.count, 'oldest_age_s', s.oldest_age_seconds)), '[]'::jsonb) \
-                      FROM ({OUTBOX_BY_STATUS}) AS s), \
-           'oldest_pending_age_s', {OLDEST_PENDING}, \
-           'stuck_processing', {STUCK_COUNT}, \
-           'ingested', (SELECT coalesce(jsonb_object_agg(c.key, c.n), '{{}}'::jsonb) \
-                        FROM (SELECT m.key, sum(m.n)::int8 AS n FROM integration.metric_counts AS m \
-                               WHERE m.family = 'ingested' GROUP BY m.key HAVING sum(m.n) > 0) AS c), \
-           'deliveries', (SELECT coalesce(jsonb_agg(jsonb_build_object('channel', d.channel, \
-                            'status', d.status, 'count', d.n) ORDER BY d.channel, d.status), '[]'::jsonb) \
-                          FROM (SELECT left(c.key, length(c.key) - strpos(reverse(c.key), '/')) AS channel, \
-                                       reverse(split_part(reverse(c.key), '/', 1)) AS status, c.n \
-                                  FROM (SELECT m.key, sum(m.n)::int8 AS n FROM integration.metric_counts AS m \
-                                         WHERE m.family = 'deliveries' GROUP BY m.key \
-                                        HAVING sum(m.n) > 0) AS c) AS d))"
-    )
+    "SELECT integration.metrics_snapshot($1::text::float8)".to_string()
 }
 
-/// Outbox rows per status with the age of the oldest (see `metrics_sql`).
+/// Outbox rows per status with the age of the oldest (as `metrics_snapshot` counts them).
 const OUTBOX_BY_STATUS: &str = "\
     SELECT o.status, count(*) AS count, \
            extract(epoch FROM now() - min(o.created_at))::float8 AS oldest_age_seconds \
@@ -254,11 +232,12 @@ mod tests {
     #[test]
     fn sql_has_no_unformatted_placeholders_and_one_parameter() {
         for sql in [health_sql(), metrics_sql(), dashboard_sql()] {
-            assert!(!sql.contains("{}") || sql.contains("'{}'::jsonb"), "{sql}");
-            assert!(!sql.contains("{OLDEST") && !sql.contains("{STUCK"), "{sql}");
             assert!(sql.contains("$1::text") && !sql.contains("$2"), "{sql}");
-            assert!(sql.starts_with("SELECT jsonb_build_object("));
         }
+        let sql = dashboard_sql();
+        assert!(!sql.contains("{}") || sql.contains("'{}'::jsonb"), "{sql}");
+        assert!(!sql.contains("{OLDEST") && !sql.contains("{STUCK"), "{sql}");
+        assert!(sql.starts_with("SELECT jsonb_build_object("));
         assert!(dashboard_sql().contains("integration.event_volume_hourly"));
         assert!(!dashboard_sql().contains("outbox_stats()"));
         assert!(!dashboard_sql().contains("integration.event_log"));

@@ -30,6 +30,9 @@ use serde_json::Value;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// `/ops/retention` runs at most this many purge batches per request.
 pub const RETENTION_MAX_BATCHES: i64 = 50;
+/// The 401 of the cron's ops calls (`/ops/retention`, `/ops/alerts/evaluate`).
+pub const OPS_TOKEN_REFUSAL: &str =
+    "missing or wrong bearer token (Authorization: Bearer <ops_token>)";
 
 /// One HTTP request, as the component saw it.
 #[derive(Debug, Clone, Default)]
@@ -182,9 +185,11 @@ pub fn misconfigured(message: &str) -> Response {
 pub struct Config {
     /// `ops_password`: Basic auth of `/ops` (user `ops`).
     pub ops_password: Option<String>,
-    /// `dispatch_token`: bearer of `/ops/retention`.
-    pub dispatch_token: Option<String>,
-    /// `metrics_token`: when set, `/metrics` needs it as a bearer token.
+    /// `ops_token`: bearer of `/ops/retention` and `/ops/alerts/evaluate` (the cron's ops
+    /// calls); a comma list during a rotation.
+    pub ops_token: Option<String>,
+    /// `metrics_token`: when set, `/metrics` needs it (or one of its comma list) as a
+    /// bearer token.
     pub metrics_token: Option<String>,
     /// `health_max_pending_age_s` (default 300): `/health` is 503 past it.
     pub max_pending_age_s: f64,
@@ -197,7 +202,7 @@ pub struct Config {
     /// `ledger_retention_days` (default 30, 1–36500): the handlers' ledgers (deliveries,
     /// report_messages, id_map) keep rows at least this long (`integration.purge_ledgers`).
     pub ledger_retention_days: i64,
-    /// `approval_expiry_days` (default 14, 1–365): how long approval buttons stay valid;
+    /// `approval_expiry_days` (default 7, 1–365): how long approval buttons stay valid;
     /// the ledgers that judge a click keep their rows at least one day longer.
     pub approval_expiry_days: i64,
 }
@@ -206,14 +211,14 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             ops_password: None,
-            dispatch_token: None,
+            ops_token: None,
             metrics_token: None,
             max_pending_age_s: 300.0,
             lock_timeout_s: 600,
             retention_days: 7,
             retention_batch: 1000,
             ledger_retention_days: 30,
-            approval_expiry_days: 14,
+            approval_expiry_days: 7,
         }
     }
 }
@@ -241,14 +246,14 @@ impl Config {
         let get = |name: &str| get(name).filter(|v| !v.trim().is_empty());
         Ok(Self {
             ops_password: get("ops_password"),
-            dispatch_token: get("dispatch_token"),
+            ops_token: get("ops_token"),
             metrics_token: get("metrics_token"),
             max_pending_age_s: number(&get, "health_max_pending_age_s", 300.0, 1.0, 1e9)?,
             lock_timeout_s: number(&get, "outbox_lock_timeout_s", 600, 1, 86_400)?,
             retention_days: number(&get, "outbox_retention_days", 7, 0, 36_500)?,
             retention_batch: number(&get, "retention_batch_size", 1000, 1, 10_000)?,
             ledger_retention_days: number(&get, "ledger_retention_days", 30, 1, 36_500)?,
-            approval_expiry_days: number(&get, "approval_expiry_days", 14, 1, 365)?,
+            approval_expiry_days: number(&get, "approval_expiry_days", 7, 1, 365)?,
         })
     }
 }
@@ -266,6 +271,12 @@ pub(crate) fn decode<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, DbEr
     serde_json::from_value(v).map_err(|e| DbError::Failed(format!("unexpected result: {e}")))
 }
 
+/// Whether `path` is one of the probes (`/health`, `/metrics`): anonymous by default, so
+/// the component connects for them as the probe role (`db_url_probe`) when it is set.
+pub fn is_probe_path(path: &str) -> bool {
+    matches!(path.trim_end_matches('/'), "/health" | "/metrics")
+}
+
 /// Serves one request.
 pub fn handle(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     let path = req.path.trim_end_matches('/');
@@ -278,7 +289,7 @@ pub fn handle(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             only(req, &["POST"]).unwrap_or_else(|| retention::retention(req, cfg, db))
         }
         _ if path == "/ops" || path.starts_with("/ops/") => {
-            if let Some(refusal) = basic_auth(req, cfg) {
+            if let Some(refusal) = basic_auth(req, cfg, db) {
                 return refusal;
             }
             if path == "/ops" {
@@ -306,21 +317,59 @@ fn only(req: &Request, allowed: &[&str]) -> Option<Response> {
     }
 }
 
-/// The guard of every `/ops` page: HTTP Basic auth, user `ops`, password `ops_password`.
-fn basic_auth(req: &Request, cfg: &Config) -> Option<Response> {
+/// The guard of every `/ops` page: HTTP Basic auth, user `ops`, password `ops_password`,
+/// throttled per client address ([`auth`]): while throttled, 429 with `Retry-After`
+/// whatever the password; a throttle that cannot be asked is 503 (nothing served unasked).
+fn basic_auth(req: &Request, cfg: &Config, db: &mut dyn Database) -> Option<Response> {
     let Some(password) = cfg.ops_password.as_deref() else {
         return Some(misconfigured(
             "variable ops_password is not set: set SPIN_VARIABLE_OPS_PASSWORD",
         ));
     };
-    if auth::basic_matches(req.header("authorization"), password) {
-        None
-    } else {
-        Some(
+    let matched = auth::basic_matches(req.header("authorization"), password);
+    let client = auth::client_address(req.header("spin-client-addr"));
+    let attempt = value(
+        db,
+        auth::AUTH_ATTEMPT_SQL,
+        &[client.clone(), (!matched).to_string()],
+    )
+    .and_then(|v| {
+        v.as_i64()
+            .ok_or_else(|| DbError::Failed(format!("unexpected result {v}")))
+    });
+    match attempt {
+        Ok(0) if matched => None,
+        Ok(0) => Some(
             ApiError::unauthorized("user ops and the ops password are required")
                 .with_header("www-authenticate", auth::CHALLENGE)
                 .into(),
-        )
+        ),
+        Ok(wait) => {
+            ipai_core::log::warn(
+                "ops",
+                None,
+                format_args!("/ops: {client} throttled for {wait} s after failed logins"),
+            );
+            Some(
+                ApiError::new(
+                    429,
+                    "too_many_failed_logins",
+                    format!("too many failed logins from this address; try again in {wait} s"),
+                )
+                .retry_after(wait.clamp(1, 3600) as u32)
+                .into(),
+            )
+        }
+        Err(e) => {
+            ipai_core::log::error("ops", None, format_args!("/ops: login throttle: {e}"));
+            Some(
+                ApiError::database_unavailable(
+                    "the login throttle cannot reach the database; try again shortly",
+                )
+                .retry_after(5)
+                .into(),
+            )
+        }
     }
 }
 

@@ -17,6 +17,11 @@ struct FakeDb {
     /// What each `purge_ledgers` call answers, in order (then nothing deleted).
     ledger_purges: Vec<Value>,
     down: bool,
+    /// What `ops_auth_attempt` answers: 0 (go on) unless set.
+    throttled_for: i64,
+    /// The parameters of each `ops_auth_attempt` (the login throttle, kept apart from
+    /// `calls`: the routes' statements).
+    auth_attempts: Vec<Vec<String>>,
     calls: Vec<(String, Vec<String>)>,
 }
 
@@ -30,8 +35,12 @@ pub(crate) fn text(p: &Param) -> String {
 
 impl Database for FakeDb {
     fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
-        self.calls
-            .push((sql.to_string(), params.iter().map(text).collect()));
+        if sql == auth::AUTH_ATTEMPT_SQL {
+            self.auth_attempts.push(params.iter().map(text).collect());
+        } else {
+            self.calls
+                .push((sql.to_string(), params.iter().map(text).collect()));
+        }
         if self.down {
             return Err(DbError::Unavailable("connection refused".into()));
         }
@@ -41,6 +50,8 @@ impl Database for FakeDb {
             self.metrics.clone()
         } else if sql == data::dashboard_sql() {
             self.dashboard.clone()
+        } else if sql == auth::AUTH_ATTEMPT_SQL {
+            Some(json!(self.throttled_for))
         } else if sql == data::REQUEUE_SQL {
             self.requeue.clone()
         } else if sql == data::PURGE_LEDGERS_SQL {
@@ -70,7 +81,7 @@ const NOW: i64 = 1_795_600_900;
 fn cfg() -> Config {
     Config {
         ops_password: Some("pw".into()),
-        dispatch_token: Some("tok".into()),
+        ops_token: Some("tok".into()),
         ..Config::default()
     }
 }
@@ -353,13 +364,15 @@ fn the_own_authority_comes_from_host_then_the_runtime_then_spin_full_url() {
 }
 
 #[test]
-fn retention_needs_the_dispatch_token_and_purges_in_bounded_batches() {
+fn retention_needs_the_ops_token_and_purges_in_bounded_batches() {
     let mut db = FakeDb {
         purges: vec![1000, 1000, 250],
         ..Default::default()
     };
     let r = handle(&req("POST", "/ops/retention"), &cfg(), &mut db);
     assert_eq!(r.status, 401);
+    assert!(r.text().contains("ops_token"), "{}", r.text());
+    assert!(db.calls.is_empty(), "refused before any SQL");
     let mut authed = req("POST", "/ops/retention");
     authed
         .headers
@@ -529,5 +542,116 @@ fn error_answers_are_one_json_shape_with_their_headers_after_the_security_header
     assert_eq!(
         serde_json::from_slice::<Value>(&r.body).unwrap()["error"],
         "payload_too_large"
+    );
+}
+
+/// `req` with `Authorization: Bearer <token>`.
+fn bearer(mut r: Request, token: &str) -> Request {
+    r.headers
+        .push(("authorization".into(), format!("Bearer {token}")));
+    r
+}
+
+#[test]
+fn each_token_door_opens_with_any_token_of_its_comma_list_and_no_other() {
+    // SPEC §15: ops_token opens the cron's ops calls, metrics_token /metrics; a comma list
+    // is a rotation. Another door's token opens neither.
+    let c = Config {
+        ops_token: Some("ops-new, ops-old".into()),
+        metrics_token: Some("metrics-new,metrics-old".into()),
+        ..cfg()
+    };
+    // /ops/alerts/evaluate is served by the component through alerts::begin: past the
+    // token, the alert configuration given here fails (500), so 500 means "opened".
+    let unconfigured = Err(&"no alert configuration".to_string());
+    for wrong in ["metrics-new", "ops-new, ops-old", "tok", ""] {
+        let mut db = FakeDb::default();
+        let r = handle(&bearer(req("POST", "/ops/retention"), wrong), &c, &mut db);
+        assert_eq!(r.status, 401, "/ops/retention with {wrong:?}: {}", r.text());
+        assert!(r.text().contains("ops_token"), "{}", r.text());
+        assert!(db.calls.is_empty(), "refused before any SQL");
+        let evaluate = bearer(req("POST", "/ops/alerts/evaluate"), wrong);
+        let r = alerts::begin(&evaluate, &c, unconfigured, &mut db).expect_err("refused");
+        assert_eq!(r.status, 401, "/ops/alerts/evaluate with {wrong:?}");
+        assert!(r.text().contains("ops_token"), "{}", r.text());
+        assert!(db.calls.is_empty(), "refused before any SQL");
+    }
+    for good in ["ops-new", "ops-old"] {
+        let mut db = FakeDb::default();
+        let r = handle(&bearer(req("POST", "/ops/retention"), good), &c, &mut db);
+        assert_eq!(r.status, 200, "{good}: {}", r.text());
+        let evaluate = bearer(req("POST", "/ops/alerts/evaluate"), good);
+        let r = alerts::begin(&evaluate, &c, unconfigured, &mut db)
+            .expect_err("fails on the alert configuration");
+        assert_eq!(r.status, 500, "{good} opens /ops/alerts/evaluate");
+    }
+    let mut db = FakeDb::default();
+    for wrong in ["ops-new", "metrics-new,metrics-old"] {
+        let r = handle(&bearer(req("GET", "/metrics"), wrong), &c, &mut db);
+        assert_eq!(r.status, 401, "/metrics with {wrong:?}");
+        assert!(r.text().contains("metrics_token"), "{}", r.text());
+    }
+    for good in ["metrics-new", "metrics-old"] {
+        let r = handle(&bearer(req("GET", "/metrics"), good), &c, &mut db);
+        assert_eq!(r.status, 200, "/metrics with {good}");
+    }
+    // Without ops_token the ops calls are misconfigured, never open.
+    let r = handle(
+        &bearer(req("POST", "/ops/retention"), "ops-new"),
+        &cfg_without_ops_token(),
+        &mut FakeDb::default(),
+    );
+    assert_eq!(r.status, 500);
+    assert!(r.text().contains("ops_token"), "{}", r.text());
+}
+
+fn cfg_without_ops_token() -> Config {
+    Config {
+        ops_token: None,
+        ..cfg()
+    }
+}
+
+#[test]
+fn a_throttled_client_gets_429_with_retry_after_even_with_the_right_password() {
+    let mut db = FakeDb {
+        dashboard: Some(dashboard_json()),
+        throttled_for: 42,
+        ..Default::default()
+    };
+    for password in ["pw", "wrong"] {
+        let mut r = req("GET", "/ops");
+        r.headers.push((
+            "authorization".into(),
+            format!("Basic {}", STANDARD.encode(format!("ops:{password}"))),
+        ));
+        r.headers
+            .push(("spin-client-addr".into(), "203.0.113.7:50123".into()));
+        let answer = handle(&r, &cfg(), &mut db);
+        assert_eq!(answer.status, 429, "{password}: {}", answer.text());
+        assert_eq!(answer.header("retry-after"), Some("42"));
+        assert!(!answer.text().contains("Dashboard"), "nothing served");
+    }
+    // Each attempt was counted by the client's address, the wrong one as a failure, and
+    // nothing else was asked.
+    assert_eq!(
+        db.auth_attempts,
+        vec![
+            vec!["203.0.113.7".to_string(), "false".to_string()],
+            vec!["203.0.113.7".to_string(), "true".to_string()]
+        ]
+    );
+    assert!(db.calls.is_empty(), "{:?}", db.calls);
+    // A throttle that cannot be asked lets nobody in.
+    db.down = true;
+    let mut r = req("GET", "/ops");
+    r.headers.push((
+        "authorization".into(),
+        format!("Basic {}", STANDARD.encode("ops:pw")),
+    ));
+    let answer = handle(&r, &cfg(), &mut db);
+    assert_eq!(
+        (answer.status, answer.header("retry-after")),
+        (503, Some("5"))
     );
 }

@@ -1,5 +1,6 @@
 //! The receiving half every domain handler shares: read the dispatcher's request,
-//! authenticate it, parse the envelope (`ipai_core::handler_request`), and answer in one shape.
+//! authenticate it (bearer `handler_token`), parse the envelope
+//! (`ipai_core::handler_request`), and answer in one shape.
 
 use crate::http::{header, method, read_body, respond_error, respond_json};
 use crate::vars;
@@ -15,7 +16,7 @@ const MAX_ENVELOPE_BYTES: usize = 512 * 1024;
 pub async fn receive(req: IncomingRequest, handler: &str) -> Result<EventEnvelope, HandlerError> {
     let method = method(&req);
     let auth = header(&req, "authorization");
-    let token = vars::required("dispatch_token").map_err(HandlerError::Misconfigured)?;
+    let token = vars::required("handler_token").map_err(HandlerError::Misconfigured)?;
     // Method and token before the body: a caller without the token is refused unread.
     authorize(&method, auth.as_deref(), &token)?;
     let body = read_body(req, MAX_ENVELOPE_BYTES)

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use spin_executor::CancelOnDropToken;
 use spin_sdk::http::conversions::TryIntoOutgoingRequest;
 use spin_sdk::http::{
-    Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, Request, Response,
+    Fields, IncomingRequest, IncomingResponse, Method, OutgoingBody, OutgoingResponse, Request,
     ResponseOutparam,
 };
 use std::task::Poll;
@@ -110,16 +110,7 @@ impl std::fmt::Display for BodyError {
 
 /// Reads the body, stopping as soon as it exceeds `limit` bytes.
 pub async fn read_body(req: IncomingRequest, limit: usize) -> Result<Vec<u8>, BodyError> {
-    let mut body = Vec::new();
-    let mut stream = req.into_body_stream();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| BodyError::Read(format!("{e:?}")))?;
-        body.extend_from_slice(&chunk);
-        if body.len() > limit {
-            return Err(BodyError::TooLarge(body.len()));
-        }
-    }
-    Ok(body)
+    read_capped(req.into_body_stream(), limit).await
 }
 
 /// Request headers as (name, UTF-8-lossy value) pairs.
@@ -131,40 +122,118 @@ pub fn headers(req: &IncomingRequest) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The most of an outbound answer's body any component reads: 1 MiB. A service that
+/// answers more (a misbehaving proxy, an endless chunked stream) fails the call with
+/// [`too_large`]'s error (the event is retried like any failed call) instead of growing
+/// the component's memory. Every answer the bus expects (a handler's summary, an Odoo
+/// JSON-RPC result, a Google token, a Mattermost user) is a few KiB.
+pub const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// The error of an answer whose body exceeds [`MAX_RESPONSE_BYTES`]: names the service by
+/// its origin (never the path, which may carry a secret such as a webhook's key) and the cap.
+pub fn too_large(url: &str) -> String {
+    format!(
+        "the answer of {} exceeds {MAX_RESPONSE_BYTES} bytes (1 MiB), the most the bus reads \
+         of an answer; the rest was not read",
+        origin(url)
+    )
+}
+
+/// `scheme://host[:port]` of a URL, without any user information.
+fn origin(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "the service".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    format!("{scheme}://{host}")
+}
+
 /// An outbound POST with a deadline: `Ok((status, body))`, or `Err` for a transport
-/// failure or timeout (the text says which).
+/// failure, a timeout or a body over [`MAX_RESPONSE_BYTES`] (the text says which). The
+/// deadline covers reading the answer's body too.
 pub async fn post(
     url: &str,
     headers: &[(&str, String)],
     body: Vec<u8>,
     deadline: Duration,
 ) -> Result<(u16, Vec<u8>), String> {
+    exchange(Method::Post, url, headers, Some(body), deadline).await
+}
+
+/// An outbound GET with a deadline; answers as [`post`].
+pub async fn get(
+    url: &str,
+    headers: &[(&str, String)],
+    deadline: Duration,
+) -> Result<(u16, Vec<u8>), String> {
+    exchange(Method::Get, url, headers, None, deadline).await
+}
+
+async fn exchange(
+    method: Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<Vec<u8>>,
+    deadline: Duration,
+) -> Result<(u16, Vec<u8>), String> {
     let mut builder = Request::builder();
-    builder.method(Method::Post).uri(url);
+    builder.method(method).uri(url);
     for (k, v) in headers {
         builder.header(*k, v.as_str());
     }
-    builder.header("content-length", body.len().to_string());
+    if let Some(body) = &body {
+        builder.header("content-length", body.len().to_string());
+    }
     let (request, body) = builder
-        .body(body)
+        .body(body.unwrap_or_default())
         .build()
         .try_into_outgoing_request()
         .map_err(|e| format!("request failed: {e}"))?;
     let outgoing = request
         .body()
         .map_err(|()| "request failed: the request body was already taken".to_string())?;
-    // `join` polls the write first: a body that fits the host's buffer is complete before
-    // `send` hands the request to the host (see `write_and_finish`).
-    let exchange = futures::future::join(
-        write_and_finish(outgoing, body.unwrap_or_default()),
-        spin_sdk::http::send::<_, Response>(request),
-    );
-    match crate::timer::timeout(deadline, exchange).await {
+    let answered = async {
+        // `join` polls the write first: a body that fits the host's buffer is complete
+        // before `send` hands the request to the host (see `write_and_finish`).
+        let (written, sent) = futures::future::join(
+            write_and_finish(outgoing, body.unwrap_or_default()),
+            spin_sdk::http::send::<_, IncomingResponse>(request),
+        )
+        .await;
+        written.map_err(|e| format!("request failed: {e}"))?;
+        let resp = sent.map_err(|e| format!("request failed: {e}"))?;
+        let status = resp.status();
+        let body = read_capped(resp.take_body_stream(), MAX_RESPONSE_BYTES)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge(_) => too_large(url),
+                BodyError::Read(e) => format!("could not read the answer: {e}"),
+            })?;
+        Ok((status, body))
+    };
+    match crate::timer::timeout(deadline, answered).await {
         None => Err(format!("timed out after {} ms", deadline.as_millis())),
-        Some((Err(e), _)) => Err(format!("request failed: {e}")),
-        Some((Ok(()), Err(e))) => Err(format!("request failed: {e}")),
-        Some((Ok(()), Ok(resp))) => Ok((*resp.status(), resp.into_body())),
+        Some(result) => result,
     }
+}
+
+/// Collects a body stream, stopping as soon as it exceeds `limit` bytes (the rest is
+/// never read: dropping the stream closes it).
+async fn read_capped<E: std::fmt::Debug>(
+    stream: impl futures::Stream<Item = Result<Vec<u8>, E>>,
+    limit: usize,
+) -> Result<Vec<u8>, BodyError> {
+    let mut stream = std::pin::pin!(stream);
+    let mut body = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(format!("{e:?}")))?;
+        body.extend_from_slice(&chunk);
+        if body.len() > limit {
+            return Err(BodyError::TooLarge(body.len()));
+        }
+    }
+    Ok(body)
 }
 
 /// Writes `body` into an outgoing body (a request's or a response's) and finishes it,

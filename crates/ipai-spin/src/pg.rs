@@ -6,7 +6,12 @@
 //!   statement is written to return exactly one row — an aggregate (`jsonb_agg`,
 //!   `count`), a scalar function call, or `coalesce` over a sub-select;
 //! * a `timestamptz` column cannot be read: timestamps leave the database as text
-//!   (`::text`, `to_char`) or as ages in seconds.
+//!   (`::text`, `to_char`) or as ages in seconds;
+//! * a `jsonb` parameter or column is re-encoded by the host through a `serde_json::Value`
+//!   built without `arbitrary_precision`, which rounds every number beyond 64 bits or 17
+//!   significant digits (and refuses `1e400`): JSON crosses as text, cast in SQL
+//!   (`$n::text::jsonb`; [`Pg`] reads every value as `to_jsonb(…)::text`), so numbers
+//!   arrive exactly as stored (SPEC §3).
 //!
 //! An error met while the statement runs comes back as text holding the database error;
 //! its SQLSTATE decides whether the call is [`DbError::Busy`] (retry as it is).
@@ -58,33 +63,22 @@ pub fn first_value(rows: &RowSet) -> Option<&DbValue> {
     first_row(rows).and_then(|r| r.first())
 }
 
-/// A bound parameter as Spin takes it.
+/// A bound parameter as Spin takes it: JSON as its text (the placeholder is
+/// `$n::text::jsonb`), so no number is rounded on the way in.
 pub fn parameter(p: &Param) -> ParameterValue {
     match p {
         Param::Text(s) => ParameterValue::Str(s.clone()),
         Param::Int(i) => ParameterValue::Int64(*i),
-        Param::Json(v) => ParameterValue::Jsonb(serde_json::to_vec(v).unwrap_or_default()),
+        Param::Json(v) => ParameterValue::Str(v.to_string()),
     }
 }
 
-/// A column value as JSON: `jsonb` parsed, booleans, integers and text as themselves,
-/// NULL as `None`.
-pub fn json_value(value: &DbValue) -> Result<Option<Value>, DbError> {
-    Ok(Some(match value {
-        DbValue::DbNull => return Ok(None),
-        DbValue::Jsonb(bytes) => serde_json::from_slice(bytes)
-            .map_err(|e| DbError::Failed(format!("the database returned invalid JSON: {e}")))?,
-        DbValue::Boolean(b) => Value::Bool(*b),
-        DbValue::Int16(n) => Value::from(*n),
-        DbValue::Int32(n) => Value::from(*n),
-        DbValue::Int64(n) => Value::from(*n),
-        DbValue::Str(s) => Value::String(s.clone()),
-        other => {
-            return Err(DbError::Failed(format!(
-                "unexpected column value {other:?}"
-            )))
-        }
-    }))
+/// `sql` (one statement returning one row with one column) rewritten to return that value
+/// as the text of its JSON (`to_jsonb`: jsonb as itself, text as a string, numbers and
+/// booleans as themselves), so a jsonb value leaves the database exactly; NULL (or no row)
+/// stays NULL, and the statement always returns one row.
+pub fn json_text_sql(sql: &str) -> String {
+    format!("SELECT to_jsonb(({sql}))::text")
 }
 
 /// A [`Database`] over the connection a variable names, opened on the first statement
@@ -132,10 +126,19 @@ impl Pg {
 impl Database for Pg {
     fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
         let params: Vec<ParameterValue> = params.iter().map(parameter).collect();
+        let sql = json_text_sql(sql);
         let result = self
             .connection()
-            .and_then(|conn| conn.query(sql, &params).map_err(db_error))
-            .and_then(|rows| first_value(&rows).map_or(Ok(None), json_value));
+            .and_then(|conn| conn.query(&sql, &params).map_err(db_error))
+            .and_then(|rows| match first_value(&rows) {
+                None | Some(DbValue::DbNull) => Ok(None),
+                Some(DbValue::Str(text)) => serde_json::from_str(text).map(Some).map_err(|e| {
+                    DbError::Failed(format!("the database returned invalid JSON: {e}"))
+                }),
+                Some(other) => Err(DbError::Failed(format!(
+                    "unexpected column value {other:?}"
+                ))),
+            });
         if let (Err(e), Some(component)) = (&result, self.component) {
             ipai_core::log::error(component, None, e);
         }

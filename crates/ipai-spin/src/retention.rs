@@ -1,6 +1,6 @@
 //! The retention call a scheduled component makes: `POST {public_base_url}/ops/retention`
-//! with the dispatch token. The ops component deletes done outbox rows older than
-//! `outbox_retention_days` in bounded batches (`integration.purge_done_outbox`), and the
+//! with the ops token (`ops_token`, SPEC §15). The ops component deletes done outbox rows
+//! older than `outbox_retention_days` in bounded batches (`integration.purge_done_outbox`), and the
 //! handlers' ledger rows past their window (`integration.purge_ledgers`: deliveries,
 //! report_messages, id_map, expired OAuth tokens); the audit log (`event_log`) is never
 //! touched. When nothing is old enough the call costs a few index probes. Failures are
@@ -9,10 +9,11 @@
 use ipai_core::log;
 use std::time::Duration;
 
-/// Asks the app at `base_url` to purge old done outbox rows and ledger rows.
-pub async fn purge(base_url: &str, token: &str) {
+/// Asks the app at `base_url` to purge old done outbox rows and ledger rows; `ops_token`
+/// is the token sent (one, not a list).
+pub async fn purge(base_url: &str, ops_token: &str) {
     let url = format!("{}/ops/retention", base_url.trim_end_matches('/'));
-    let headers = [("authorization", format!("Bearer {token}"))];
+    let headers = [("authorization", format!("Bearer {ops_token}"))];
     match crate::http::post(&url, &headers, Vec::new(), Duration::from_secs(60)).await {
         Ok((200, body)) => {
             let text = String::from_utf8_lossy(&body);

@@ -18,3 +18,17 @@ pub fn required(name: &str) -> Result<String, String> {
 pub fn optional(name: &str) -> Option<String> {
     variables::get(name).ok().filter(|v| !v.trim().is_empty())
 }
+
+/// The token a caller sends from a token variable (one token, or a comma list during a
+/// rotation: the first listed); the error names the variable.
+pub fn sending_token(name: &str) -> Result<String, String> {
+    let list = required(name)?;
+    ipai_core::auth::sending_token(&list)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            format!(
+                "variable {name} lists no token: set SPIN_VARIABLE_{}",
+                name.to_ascii_uppercase()
+            )
+        })
+}

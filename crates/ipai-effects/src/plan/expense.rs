@@ -4,12 +4,12 @@
 //! [`report_message_key`]) and the per-line fallbacks for older addons.
 
 use super::{
-    need, Effect, Found, Plan, PlanError, Settings, APPROVAL_EXPIRY_DAYS, APPROVAL_TARGET,
-    FINANCE_TARGET,
+    need, DirectMessage, Effect, Found, Plan, PlanError, Settings, APPROVAL_EXPIRY_DAYS,
+    APPROVAL_TARGET, FINANCE_TARGET,
 };
 use crate::dashboard;
 use crate::fields;
-use crate::mattermost::{self, ActionContext, Deciders, Decision};
+use crate::mattermost::{self, ActionContext, Deciders, Decision, MattermostUser};
 use crate::odoo;
 use ipai_core::dispatch::EventEnvelope;
 use serde_json::{json, Value};
@@ -248,67 +248,131 @@ pub(super) fn expense_submitted(
     if let (Some(url), Some(sid)) = (&s.odoo_url, &sheet_id) {
         attachment["title_link"] = json!(odoo::record_url(url, "hr.expense.sheet", sid));
     }
-    match &sheet_id {
-        Some(_) if deciders.user_ids.is_empty() => plan.notes.push(
-            "nobody could be resolved in Mattermost to decide: message without buttons".into(),
-        ),
-        Some(sid) => {
-            let secret = need(
-                &s.action_secret,
-                "mattermost_action_secret",
-                "approval buttons",
-            )?;
-            let base = need(&s.public_base_url, "public_base_url", "approval buttons")?;
-            let url = format!("{}/mattermost/actions", base.trim_end_matches('/'));
-            let ctx = |decision| ActionContext {
-                decision,
-                event_id: event.id.clone(),
-                expense_id: e.id.clone(),
-                sheet_id: sid.clone(),
-                title: title.clone(),
-                summary: summary.clone(),
-                submitted_at: fields::text(&event.payload, "submitted_at").unwrap_or_default(),
-                expires_at: found.planned_at + expiry_days * 86_400,
-                deciders: deciders.clone(),
-                employee_user_id: found
-                    .employee
-                    .as_ref()
-                    .map(|u| u.id.clone())
-                    .unwrap_or_default(),
-                employee_email: e
-                    .employee_email
-                    .as_deref()
-                    .unwrap_or_default()
-                    .trim()
-                    .to_ascii_lowercase(),
-            };
-            attachment["actions"] = json!([
-                mattermost::button(
-                    "approve",
-                    "Approve",
-                    "success",
-                    &url,
-                    ctx(Decision::Approve).signed(secret)
-                ),
-                mattermost::button(
-                    "reject",
-                    "Reject",
-                    "danger",
-                    &url,
-                    ctx(Decision::Refuse).signed(secret)
-                ),
-            ]);
-        }
-        None => plan
-            .notes
-            .push("the expense has no report (sheet) in Odoo: message without buttons".into()),
-    }
     let approvers = &found.approvers;
+    let buttons_for = match &sheet_id {
+        None => {
+            plan.notes
+                .push("the expense has no report (sheet) in Odoo: message without buttons".into());
+            None
+        }
+        Some(_) if deciders.user_ids.is_empty() => {
+            plan.notes.push(
+                "nobody could be resolved in Mattermost to decide: message without buttons".into(),
+            );
+            None
+        }
+        Some(_) if !s.bot_configured => {
+            // Buttons travel only in a direct message from the bot: nobody else may hold
+            // them (SPEC §15). Without the bot the message still reaches the approver.
+            plan.notes.push(
+                "variable mattermost_bot_token is empty: approval buttons are sent only as a \
+                 direct message from the bot, so this message has none (decide in Odoo)"
+                    .into(),
+            );
+            None
+        }
+        Some(sid) => Some(sid),
+    };
+    if let Some(sid) = buttons_for {
+        let secret = need(
+            &s.action_secret,
+            "mattermost_action_secret",
+            "approval buttons",
+        )?;
+        let base = need(&s.public_base_url, "public_base_url", "approval buttons")?;
+        let url = format!("{}/mattermost/actions", base.trim_end_matches('/'));
+        // Each decider's buttons name that decider alone: a context is worth nothing to
+        // anyone else, even another decider of the same report.
+        let ctx = |decision, decider: &MattermostUser| ActionContext {
+            decision,
+            event_id: event.id.clone(),
+            expense_id: e.id.clone(),
+            sheet_id: sid.clone(),
+            title: title.clone(),
+            summary: summary.clone(),
+            submitted_at: fields::text(&event.payload, "submitted_at").unwrap_or_default(),
+            expires_at: found.planned_at + expiry_days * 86_400,
+            deciders: Deciders::of(std::slice::from_ref(decider)),
+            employee_user_id: found
+                .employee
+                .as_ref()
+                .map(|u| u.id.clone())
+                .unwrap_or_default(),
+            employee_email: e
+                .employee_email
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase(),
+        };
+        let stand_in = approvers.stand_in_reason.as_deref();
+        let messages = approvers
+            .users
+            .iter()
+            .map(|decider| {
+                let mut att = attachment.clone();
+                att["actions"] = json!([
+                    mattermost::button(
+                        "approve",
+                        "Approve",
+                        "success",
+                        &url,
+                        ctx(Decision::Approve, decider).signed(secret)
+                    ),
+                    mattermost::button(
+                        "reject",
+                        "Reject",
+                        "danger",
+                        &url,
+                        ctx(Decision::Refuse, decider).signed(secret)
+                    ),
+                ]);
+                let text = match stand_in {
+                    None => format!(
+                        "@{}, an expense is waiting for your approval.",
+                        decider.username
+                    ),
+                    Some(reason) => format!(
+                        "@{}, an expense is waiting for your approval as a finance \
+                         approver ({reason}).",
+                        decider.username
+                    ),
+                };
+                DirectMessage {
+                    user_id: decider.id.clone(),
+                    username: decider.username.clone(),
+                    message: mattermost::message(None, &text, att),
+                }
+            })
+            .collect();
+        // Standing in: the finance channel learns who was asked, without any button.
+        let notice = stand_in.map(|reason| {
+            plan.notes.push(format!(
+                "{reason}: the finance approvers were asked by direct message"
+            ));
+            mattermost::message(
+                s.finance_channel.as_deref(),
+                &format!(
+                    "{}: an expense is waiting for approval by one of you ({reason}). The \
+                     buttons were sent to each of you as a direct message from the bot.",
+                    deciders.mentions(", ")
+                ),
+                attachment.clone(),
+            )
+        });
+        plan.effects.push(Effect::MattermostDirect {
+            target: APPROVAL_TARGET.into(),
+            messages,
+            notice,
+        });
+        return Ok(());
+    }
+    // No buttons: a notice through the webhook, to the approver or the finance channel.
     let (channel, text) = match (&approvers.stand_in_reason, approvers.users.as_slice()) {
         (None, [approver]) => (
             Some(format!("@{}", approver.username)),
             format!(
-                "@{}, an expense is waiting for your approval.",
+                "@{}, an expense is waiting for your approval: approve or refuse it in Odoo.",
                 approver.username
             ),
         ),
@@ -336,7 +400,8 @@ pub(super) fn expense_submitted(
             (
                 s.finance_channel.clone(),
                 format!(
-                    "{}: an expense is waiting for approval by one of you ({reason}).",
+                    "{}: an expense is waiting for approval by one of you ({reason}): \
+                     approve or refuse it in Odoo.",
                     deciders.mentions(", ")
                 ),
             )

@@ -28,6 +28,7 @@ fn settings() -> Settings {
         finance_director_email: Some("director@example.com".into()),
         action_secret: Some("s3cret".into()),
         approval_expiry_days: None,
+        bot_configured: true,
     }
 }
 
@@ -88,6 +89,29 @@ fn mm(plan: &Plan) -> Vec<(&str, &Value)> {
         .collect()
 }
 
+/// The approval request's direct messages (recipient username, message) and its notice.
+fn dms(plan: &Plan) -> (Vec<(&str, &Value)>, Option<&Value>) {
+    let direct = plan.effects.iter().find_map(|e| match e {
+        Effect::MattermostDirect {
+            target,
+            messages,
+            notice,
+        } => {
+            assert_eq!(target, APPROVAL_TARGET);
+            Some((messages, notice.as_ref()))
+        }
+        _ => None,
+    });
+    let Some((messages, notice)) = direct else {
+        panic!("no direct messages in {:?}", plan.effects)
+    };
+    let messages = messages
+        .iter()
+        .map(|m| (m.username.as_str(), &m.message))
+        .collect();
+    (messages, notice)
+}
+
 fn emails(plan: &Plan) -> Vec<(&str, &Email)> {
     plan.effects
         .iter()
@@ -141,11 +165,22 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
         planned_at: 1_764_000_000,
     };
     let p = plan(&e, &settings(), &found).unwrap();
-    let posts = mm(&p);
-    assert_eq!(posts.len(), 1);
-    let (target, body) = posts[0];
-    assert_eq!(target, APPROVAL_TARGET);
-    assert_eq!(body["channel"], "@maria.santos");
+    // The buttons travel only in the bot's direct message; nothing goes through the webhook.
+    assert!(mm(&p).is_empty(), "{:?}", p.effects);
+    let (messages, notice) = dms(&p);
+    assert_eq!(messages.len(), 1);
+    assert!(notice.is_none());
+    let Effect::MattermostDirect { messages: m, .. } = &p.effects[0] else {
+        panic!("{:?}", p.effects)
+    };
+    assert_eq!(m[0].user_id, MARIA_ID);
+    let (username, body) = messages[0];
+    assert_eq!(username, "maria.santos");
+    assert!(body.get("channel").is_none(), "{body}");
+    assert_eq!(
+        body["text"],
+        "@maria.santos, an expense is waiting for your approval."
+    );
     let att = &body["attachments"][0];
     assert_eq!(
         att["title_link"],
@@ -164,12 +199,12 @@ fn expense_submitted_dms_the_approver_with_signed_approve_and_reject_buttons() {
         ("310", "1042")
     );
     assert_eq!(approve.event_id, e.id);
-    // Bound to the approver, the employee, the submission and an expiry 14 days on.
+    // Bound to the approver, the employee, the submission and an expiry 7 days on.
     assert_eq!(approve.deciders.user_ids, vec![MARIA_ID.to_string()]);
     assert_eq!(approve.deciders.usernames, vec!["maria.santos".to_string()]);
     assert_eq!(approve.employee_user_id, "juandelacruz00000000000002");
     assert_eq!(approve.employee_email, "juan.delacruz@example.com");
-    assert_eq!(approve.expires_at, 1_764_000_000 + 14 * 86_400);
+    assert_eq!(approve.expires_at, 1_764_000_000 + 7 * 86_400);
     assert_eq!(approve.submitted_at, "");
     let refuse = ActionContext::verify(&actions[1]["integration"]["context"], "s3cret").unwrap();
     assert_eq!(refuse.decision, Decision::Refuse);
@@ -213,7 +248,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
         p.report_message.as_deref(),
         Some("hr.expense.sheet/310@2026-11-24T01:15:00Z")
     );
-    let att = &mm(&p)[0].1["attachments"][0];
+    let att = &dms(&p).0[0].1["attachments"][0];
     assert_eq!(att["title"], "Expense report November expenses");
     let fields = att["fields"].to_string();
     assert!(
@@ -242,7 +277,7 @@ fn a_report_with_several_lines_gets_one_approval_request_showing_its_total() {
         &claimed,
     )
     .unwrap();
-    assert!(mm(&other).is_empty());
+    assert!(other.effects.is_empty());
     let reason = other.skip_reason().unwrap();
     assert!(
         reason.contains("hr.expense.sheet/310@2026-11-24T01:15:00Z")
@@ -305,21 +340,33 @@ fn finance_approvers_stand_in_and_nobody_resolved_means_no_buttons_never_anyone(
         ..Found::default()
     };
     let p = plan(&e, &settings(), &stand_in).unwrap();
-    let body = mm(&p)[0].1;
-    assert_eq!(body["channel"], "finance");
-    assert!(body["text"]
+    // Each stand-in gets a direct message whose buttons name them alone; the finance
+    // channel gets a notice without buttons.
+    let (messages, notice) = dms(&p);
+    let names: Vec<&str> = messages.iter().map(|(u, _)| *u).collect();
+    assert_eq!(names, ["ana.reyes", "jose.garcia"]);
+    for ((username, body), id) in messages
+        .iter()
+        .zip(["anareyes000000000000000003", "josegarcia0000000000000004"])
+    {
+        assert!(body["text"].as_str().unwrap().starts_with(&format!(
+            "@{username}, an expense is waiting for your approval as a finance approver"
+        )));
+        for button in body["attachments"][0]["actions"].as_array().unwrap() {
+            let ctx = ActionContext::verify(&button["integration"]["context"], "s3cret").unwrap();
+            assert_eq!(ctx.deciders.user_ids, vec![id]);
+        }
+    }
+    let notice = notice.expect("a channel notice");
+    assert_eq!(notice["channel"], "finance");
+    assert!(
+        notice["attachments"][0].get("actions").is_none(),
+        "{notice}"
+    );
+    assert!(notice["text"]
         .as_str()
         .unwrap()
         .starts_with("@ana.reyes, @jose.garcia: an expense is waiting"));
-    let ctx = ActionContext::verify(
-        &body["attachments"][0]["actions"][0]["integration"]["context"],
-        "s3cret",
-    )
-    .unwrap();
-    assert_eq!(
-        ctx.deciders.user_ids,
-        vec!["anareyes000000000000000003", "josegarcia0000000000000004"]
-    );
     // Nobody resolved: the finance channel is told to decide in Odoo, and has no buttons.
     let nobody = plan(&e, &settings(), &Found::default()).unwrap();
     let body = mm(&nobody)[0].1;
@@ -331,7 +378,7 @@ fn finance_approvers_stand_in_and_nobody_resolved_means_no_buttons_never_anyone(
     s.approval_expiry_days = Some("3".into());
     let p = plan(&e, &s, &stand_in).unwrap();
     let ctx = ActionContext::verify(
-        &mm(&p)[0].1["attachments"][0]["actions"][0]["integration"]["context"],
+        &dms(&p).0[0].1["attachments"][0]["actions"][0]["integration"]["context"],
         "s3cret",
     )
     .unwrap();
@@ -362,6 +409,33 @@ fn without_a_secret_the_approval_request_fails_naming_it() {
     payload.as_object_mut().unwrap().remove("sheet_id");
     let p = plan(&ev("expense.submitted", payload), &s, &Found::default()).unwrap();
     assert!(mm(&p)[0].1["attachments"][0].get("actions").is_none());
+}
+
+#[test]
+fn without_the_bot_the_approver_is_told_through_the_webhook_without_buttons() {
+    let e = ev("expense.submitted", expense_payload());
+    let found = Found {
+        approvers: maria_decides(),
+        ..Found::default()
+    };
+    let mut s = settings();
+    s.bot_configured = false;
+    let p = plan(&e, &s, &found).unwrap();
+    let posts = mm(&p);
+    assert_eq!(posts.len(), 1, "{:?}", p.effects);
+    let (target, body) = posts[0];
+    assert_eq!(target, APPROVAL_TARGET);
+    assert_eq!(body["channel"], "@maria.santos");
+    assert!(body["attachments"][0].get("actions").is_none(), "{body}");
+    assert!(body["text"]
+        .as_str()
+        .unwrap()
+        .ends_with("approve or refuse it in Odoo."));
+    assert!(
+        p.notes.iter().any(|n| n.contains("mattermost_bot_token")),
+        "{:?}",
+        p.notes
+    );
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Alerts that find the operator (issue #19): `POST /ops/alerts/evaluate` (bearer
-//! `dispatch_token`; dispatch-cron calls it on every tick after `/dispatch`, so sending an
+//! `ops_token`; dispatch-cron calls it on every tick after `/dispatch`, so sending an
 //! alert never delays or fails a dispatcher run) evaluates the conditions in one SQL call
 //! (`integration.evaluate_alerts`: open, refresh, remind, resolve, claim the messages owed),
 //! then the component sends each claimed message to the configured destinations — a
@@ -131,11 +131,11 @@ pub fn begin(
     if !req.is("POST") {
         return Err(ApiError::method_not_allowed("use POST", "POST").into());
     }
-    let Some(token) = cfg.dispatch_token.as_deref() else {
-        return Err(crate::misconfigured("variable dispatch_token is not set"));
+    let Some(token) = cfg.ops_token.as_deref() else {
+        return Err(crate::misconfigured("variable ops_token is not set"));
     };
-    if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-        return Err(ApiError::unauthorized("missing or wrong bearer token").into());
+    if !ipai_core::auth::bearer_matches_any(req.header("authorization"), token) {
+        return Err(ApiError::unauthorized(crate::OPS_TOKEN_REFUSAL).into());
     }
     let acfg = acfg.map_err(|e| crate::misconfigured(e))?;
     let targets = acfg.targets();

@@ -162,7 +162,7 @@ fn request(auth: Option<&str>) -> Request {
 #[test]
 fn evaluate_needs_the_token_then_settles_each_destination() {
     let config = crate::Config {
-        dispatch_token: Some("tok".into()),
+        ops_token: Some("tok".into()),
         ..Default::default()
     };
     let acfg = cfg();

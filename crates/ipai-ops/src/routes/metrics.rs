@@ -10,10 +10,12 @@ use ipai_core::log;
 /// (`ipai_database_up 0`), not a failed scrape.
 pub(crate) fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
     if let Some(token) = cfg.metrics_token.as_deref() {
-        if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-            return ApiError::unauthorized("missing or wrong bearer token")
-                .with_header("www-authenticate", "Bearer realm=\"IPAI metrics\"")
-                .into();
+        if !ipai_core::auth::bearer_matches_any(req.header("authorization"), token) {
+            return ApiError::unauthorized(
+                "missing or wrong bearer token (Authorization: Bearer <metrics_token>)",
+            )
+            .with_header("www-authenticate", "Bearer realm=\"IPAI metrics\"")
+            .into();
         }
     }
     let lock = cfg.lock_timeout_s.to_string();

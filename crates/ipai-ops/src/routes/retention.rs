@@ -1,4 +1,4 @@
-//! `POST /ops/retention` (bearer `dispatch_token`): purges done outbox rows, expired
+//! `POST /ops/retention` (bearer `ops_token`): purges done outbox rows, expired
 //! signature digests and the handlers' ledgers in bounded batches. Its own file because
 //! it is the only route that deletes, and its batching rules are its own.
 
@@ -12,11 +12,11 @@ use serde_json::{json, Value};
 
 /// `POST /ops/retention`: the outbox purge, then the signatures, then the ledgers.
 pub(crate) fn retention(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
-    let Some(token) = cfg.dispatch_token.as_deref() else {
-        return misconfigured("variable dispatch_token is not set");
+    let Some(token) = cfg.ops_token.as_deref() else {
+        return misconfigured("variable ops_token is not set");
     };
-    if !ipai_core::auth::bearer_matches(req.header("authorization"), token) {
-        return ApiError::unauthorized("missing or wrong bearer token").into();
+    if !ipai_core::auth::bearer_matches_any(req.header("authorization"), token) {
+        return ApiError::unauthorized(crate::OPS_TOKEN_REFUSAL).into();
     }
     let params = [
         cfg.retention_days.to_string(),

@@ -10,6 +10,11 @@
 //!   and the Postgres type `timestamptz`" (Spin does the same).
 //! * `numeric` goes through `rust_decimal::Decimal` (28 significant digits at most; NaN and
 //!   infinities fail) and back out with its `Display`.
+//! * `jsonb` goes through a `serde_json::Value` built without `arbitrary_precision` in Spin:
+//!   a number that fits neither u64 nor i64 becomes an f64 (rounded to 17 significant
+//!   digits; one beyond f64's range fails). This workspace builds serde_json with
+//!   `arbitrary_precision`, so [`as_spin_parses_it`] re-does that rounding: a component that
+//!   passes JSON through a `jsonb` parameter or column loses digits here as under Spin.
 //! * Every other column type is reported as `db-data-type::other(<pg type name>)` and its raw
 //!   binary wire value as `db-value::unsupported(bytes)`; NULL is always `db-null`.
 
@@ -82,7 +87,7 @@ fn convert_value(row: &Row, i: usize) -> anyhow::Result<DbValue> {
         Type::UUID => read::<uuid::Uuid>(row, i)?.map(|v| DbValue::Uuid(v.to_string())),
         Type::JSONB => read::<serde_json::Value>(row, i)?
             .map(|v| {
-                serde_json::to_vec(&v)
+                serde_json::to_vec(&as_spin_parses_it(v)?)
                     .context("invalid JSON from database")
                     .map(DbValue::Jsonb)
             })
@@ -154,6 +159,8 @@ fn to_sql_parameter(value: &ParameterValue) -> anyhow::Result<Box<dyn ToSql + Se
         }
         ParameterValue::Jsonb(v) => Box::new(
             serde_json::from_slice::<serde_json::Value>(v)
+                .map_err(anyhow::Error::from)
+                .and_then(as_spin_parses_it)
                 .with_context(|| format!("invalid JSON {}", String::from_utf8_lossy(v)))?,
         ),
         ParameterValue::Decimal(v) => Box::new(parse_decimal(v)?),
@@ -172,6 +179,42 @@ fn to_sql_parameter(value: &ParameterValue) -> anyhow::Result<Box<dyn ToSql + Se
         ParameterValue::ArrayStr(v) => Box::new(v.clone()),
         ParameterValue::Interval(v) => Box::new(Interval(*v)),
         ParameterValue::DbNull => Box::new(PgNull),
+    })
+}
+
+/// `value` with every number as serde_json parses it without `arbitrary_precision` (Spin's
+/// build): a non-negative integer within u64 and a negative one within i64 stay integers;
+/// anything else (a fraction, an exponent, `-0`, an integer beyond 64 bits) becomes the
+/// nearest f64, and one beyond f64's range is an error ("number out of range").
+pub(crate) fn as_spin_parses_it(value: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    use serde_json::Value;
+    Ok(match value {
+        Value::Number(n) => {
+            let text = n.to_string();
+            let integer = !text.contains(['.', 'e', 'E']);
+            match (text.parse::<u64>(), text.parse::<i64>()) {
+                (Ok(u), _) if integer => Value::from(u),
+                (_, Ok(i)) if integer && i < 0 => Value::from(i),
+                _ => text
+                    .parse::<f64>()
+                    .ok()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .ok_or_else(|| anyhow!("number out of range: {text}"))?,
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(as_spin_parses_it)
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| as_spin_parses_it(v).map(|v| (k, v)))
+                .collect::<anyhow::Result<_>>()?,
+        ),
+        other => other,
     })
 }
 
@@ -434,6 +477,22 @@ impl<'a> FromSql<'a> for RawValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn jsonb_numbers_are_rounded_as_spin_rounds_them() {
+        let sent = r#"{"a":[123456789012345678901234567890,1234567890.123456789012345],"b":0.1,"c":-0,"d":18446744073709551615,"e":-9223372036854775808,"f":2.50}"#;
+        let v = as_spin_parses_it(serde_json::from_str(sent).unwrap()).unwrap();
+        assert_eq!(
+            v.to_string(),
+            // The values Spin's serde_json holds (this build writes an exponent with its sign).
+            r#"{"a":[1.2345678901234568e+29,1234567890.1234567],"b":0.1,"c":-0.0,"d":18446744073709551615,"e":-9223372036854775808,"f":2.5}"#
+        );
+        let huge = serde_json::from_str(r#"{"x":1e400}"#).unwrap();
+        assert!(as_spin_parses_it(huge)
+            .unwrap_err()
+            .to_string()
+            .contains("out of range"));
+    }
 
     #[test]
     fn data_types() {
