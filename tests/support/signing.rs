@@ -1,7 +1,7 @@
 //! Builds requests to ingest the way Odoo signs them (SPEC §3).
 
 use ipai_core::signature::sign;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// One request to ingest, with every header under the test's control.
 #[derive(Debug, Clone)]
@@ -49,4 +49,20 @@ impl EventRequest {
         }
         req.send().await
     }
+}
+
+/// The sample event most suites post: an `expense.submitted` of aggregate `id`.
+pub fn expense_submitted(id: &str) -> Value {
+    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": id,
+           "payload": {"expense_id": 42, "employee_code": "E-0042", "amount": 1250.5,
+                       "currency": "PHP", "status": "submit"},
+           "occurred_at": "2026-11-26T05:00:00Z"})
+}
+
+/// An answer's status and body: JSON when it parses, else the text as a JSON string.
+pub async fn status_and_body(resp: reqwest::Response) -> (u16, Value) {
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, v)
 }

@@ -6,26 +6,14 @@
 
 use ipai_core::signature::sign_standard_webhook;
 use ipai_tests::runtime::{TEST_HANDLER_TOKEN, TEST_MCP_TOKEN, TEST_OPS_TOKEN};
+use ipai_tests::signing::expense_submitted as expense;
+use ipai_tests::signing::status_and_body as answer;
 use ipai_tests::{signed_request, Fixture};
 use serde_json::{json, Value};
 
 const SECRET: &str = "test-secret";
 /// The Standard Webhooks secret of the tests below that turn the scheme on.
 const SW_SECRET: &str = ipai_tests::runtime::TEST_STANDARD_WEBHOOKS_SECRET;
-
-fn expense(id: &str) -> Value {
-    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": id,
-           "payload": {"expense_id": 42, "employee_code": "E-0042", "amount": 1250.5,
-                       "currency": "PHP", "status": "submit"},
-           "occurred_at": "2026-11-26T05:00:00Z"})
-}
-
-async fn answer(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v)
-}
 
 async fn rows(f: &Fixture) -> (i64, i64) {
     (f.db.count("outbox").await, f.db.count("event_log").await)

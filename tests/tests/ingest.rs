@@ -3,17 +3,11 @@
 //! code and what the database holds afterwards (nothing for any 4xx).
 
 use ipai_tests::runtime::TEST_SECRET;
+use ipai_tests::signing::expense_submitted as expense;
 use ipai_tests::{signed_request, Fixture};
 use serde_json::{json, Value};
 
 const SECRET: &str = "test-secret";
-
-fn expense(id: &str) -> Value {
-    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": id,
-           "payload": {"expense_id": 42, "employee_code": "E-0042", "amount": 1250.5,
-                       "currency": "PHP", "status": "submit"},
-           "occurred_at": "2026-11-26T05:00:00Z"})
-}
 
 async fn json_of(resp: reqwest::Response) -> (u16, Value, reqwest::header::HeaderMap) {
     let status = resp.status().as_u16();

@@ -5,24 +5,12 @@
 //! cannot be sent again later to succeed, under any key. The sender's retry, signed
 //! anew, succeeds. End to end under `IPAI_RUNTIME`, and the SQL contract directly.
 
+use ipai_tests::signing::expense_submitted as expense;
+use ipai_tests::signing::status_and_body as answer;
 use ipai_tests::{signed_request, Fixture, TestDb};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SECRET: &str = "test-secret";
-
-fn expense(id: &str) -> Value {
-    json!({"event_type": "expense.submitted", "aggregate_type": "expense", "aggregate_id": id,
-           "payload": {"expense_id": 42, "employee_code": "E-0042", "amount": 1250.5,
-                       "currency": "PHP", "status": "submit"},
-           "occurred_at": "2026-11-26T05:00:00Z"})
-}
-
-async fn answer(resp: reqwest::Response) -> (u16, Value) {
-    let status = resp.status().as_u16();
-    let text = resp.text().await.expect("body");
-    let v = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, v)
-}
 
 async fn events(f: &Fixture) -> i64 {
     f.db.count("event_log").await
