@@ -165,6 +165,18 @@ async fn process_claimed(
     Ok(Handled::Done(done))
 }
 
+/// Hands back a claim whose effect was not performed; a failed release is only logged
+/// (the claim's lease frees it).
+fn release_or_warn(conn: &Connection, event: &EventEnvelope, channel: &str, target: &str) {
+    if let Err(e) = db::release(conn, &event.id, channel, target) {
+        ipai_core::log::warn(
+            "handlers",
+            Some(&event.id),
+            format!("could not release {channel} {target}: {e}"),
+        );
+    }
+}
+
 fn busy(channel: &str, target: &str) -> HandlerError {
     HandlerError::Upstream(format!(
         "{channel} {target} is being performed by another attempt"
@@ -352,13 +364,7 @@ async fn perform(
             Ok(prepared) => prepared,
             Err(e) => {
                 // Not performed: hand the claim back (its lease frees it should this fail).
-                if let Err(release) = db::release(conn, &event.id, channel, target) {
-                    ipai_core::log::warn(
-                        "handlers",
-                        Some(&event.id),
-                        format!("could not release {channel} {target}: {release}"),
-                    );
-                }
+                release_or_warn(conn, event, channel, target);
                 return Err(e);
             }
         },
@@ -434,13 +440,7 @@ async fn perform_direct(
     let (bot, webhook) = match prepared {
         Ok(p) => p,
         Err(e) => {
-            if let Err(release) = db::release(conn, &event.id, channel, target) {
-                ipai_core::log::warn(
-                    "handlers",
-                    Some(&event.id),
-                    format!("could not release {channel} {target}: {release}"),
-                );
-            }
+            release_or_warn(conn, event, channel, target);
             return Err(e);
         }
     };
