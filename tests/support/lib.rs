@@ -2,6 +2,7 @@
 //! runtime (the local host, or the real `spin` CLI), and signed requests.
 
 pub mod db;
+pub mod ipai_bin;
 /// Loopback stand-ins for external services (crates/ipai-loopback, shared with the bench).
 pub use ipai_loopback as fake_http;
 pub mod manifest;

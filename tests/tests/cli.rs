@@ -5,52 +5,11 @@
 
 use ipai_cli::samples;
 use ipai_core::taxonomy::all_event_types;
+use ipai_tests::ipai_bin::{ipai, text};
 use ipai_tests::{manifest, Fixture};
 use serde_json::Value;
-use std::process::Output;
 
 const SECRET: &str = "test-secret";
-
-/// Runs the built `ipai` with `args` and `env` only (no inherited SPIN_VARIABLE_/IPAI_ ones).
-async fn ipai(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let bin = std::env::var("IPAI_BIN")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|_| ipai_tests::workspace_root().join("target/release/ipai"));
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build --release -p ipai-cli",
-        bin.display()
-    );
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.args(args).kill_on_drop(true);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SPIN_VARIABLE_")
-            || k.starts_with("IPAI_")
-            || [
-                "DATABASE_URL",
-                "ODOO_WEBHOOK_SECRET",
-                "SUPABASE_FUNCTION_URL",
-            ]
-            .contains(&k.as_str())
-        {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    tokio::time::timeout(std::time::Duration::from_secs(120), cmd.output())
-        .await
-        .expect("ipai timed out")
-        .expect("run ipai")
-}
-
-fn text(out: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
 
 /// A system that does not dispatch (no cron trigger, no kick after ingest): rows stay
 /// where the test puts them.

@@ -363,6 +363,7 @@ async fn the_current_python_sdk_discovers_lists_and_calls_every_tool() {
             {"name": "outbox_health", "arguments": {}},
             {"name": "query_expense_events", "arguments": {"limit": "many", "colour": "red"}},
             {"name": "delete_everything", "arguments": {}},
+            {"name": "replay_preview", "arguments": {"status": "dead,failed"}},
         ],
     });
     let out = python("mcp_client_current.py", &plan).await;
@@ -389,7 +390,8 @@ async fn the_current_python_sdk_discovers_lists_and_calls_every_tool() {
             "query_finance_events",
             "get_event",
             "outbox_health",
-            "list_alerts"
+            "list_alerts",
+            "replay_preview"
         ]
     );
     for t in out["tools"].as_array().unwrap() {
@@ -550,6 +552,13 @@ async fn the_current_python_sdk_discovers_lists_and_calls_every_tool() {
         .unwrap()
         .contains("delete_everything"));
 
+    // The dry run of a replay: the dead asset event and the failed finance event.
+    assert_eq!(calls[19]["is_error"], false, "{}", calls[19]);
+    let replay = &calls[19]["structured"];
+    assert_eq!(replay["matched"], 2, "{replay}");
+    assert_eq!(replay["by_status"], json!({"dead": 1, "failed": 1}));
+    assert_eq!(replay["executed"], false);
+
     // Nothing was written by any of it.
     assert_eq!(f.db.count("event_log").await, 10);
     assert_eq!(f.db.count("outbox").await, 10);
@@ -585,8 +594,8 @@ async fn clients_of_each_2025_revision_negotiate_and_call_every_tool() {
         assert_eq!(sdk["ping"], json!({}), "{rev}");
         assert_eq!(
             sdk["tools"].as_array().unwrap().len(),
-            7,
-            "six query tools and list_alerts"
+            8,
+            "six query tools, list_alerts and replay_preview"
         );
         assert_eq!(
             sdk["tools"][0].get("outputSchema").is_some(),
@@ -633,7 +642,7 @@ async fn clients_of_each_2025_revision_negotiate_and_call_every_tool() {
         );
         assert_eq!(raw["ping"]["body"]["result"], json!({}));
         let listed = &raw["tools_list"]["body"]["result"]["tools"];
-        assert_eq!(listed.as_array().unwrap().len(), 7);
+        assert_eq!(listed.as_array().unwrap().len(), 8);
         for c in raw["calls"].as_array().unwrap() {
             assert_eq!(c["status"], 200);
             assert_eq!(c["body"]["result"]["isError"], false, "{rev}: {c}");
@@ -984,4 +993,120 @@ async fn get_event_finds_an_event_whose_outbox_row_was_purged() {
     assert!(events[2]["outbox_status"].is_null());
     let r = tool(&f, "outbox_health", json!({})).await;
     assert_eq!(r["structuredContent"]["by_status"]["done"]["count"], 0);
+}
+
+/// Issue #38 (SPEC §12): `replay_preview` plans a replay of a dead event — its recorded
+/// email skipped, its calendar event to run — and changes nothing: the outbox row stays
+/// dead and no replay is begun. A refused filter is a tool error naming the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_preview_plans_a_replay_of_dead_events_and_changes_nothing() {
+    let f = quiet_fixture().await;
+    let booking = json!({"booking_id": 8, "asset_id": 4, "asset_code": "PRJ-004",
+                         "asset_name": "Projector", "employee_id": 12,
+                         "employee_name": "Ben Reyes", "employee_email": "ben@example.ph",
+                         "start": "2026-11-20T01:00:00Z", "end": "2026-11-22T09:00:00Z",
+                         "location": "Makati", "status": "reserved"});
+    let dead = f
+        .ingest(
+            "rp-asset-8-reserved",
+            &event("asset.reserved", "asset_booking", json!(8), booking),
+        )
+        .await;
+    let pending = f
+        .ingest(
+            "rp-exp-50-submitted",
+            &event(
+                "expense.submitted",
+                "expense",
+                json!("50"),
+                json!({"expense_id": 50, "employee_code": "E-0050", "amount": 10.0,
+                       "currency": "PHP", "description": "Taxi", "status": "submit"}),
+            ),
+        )
+        .await;
+    assert!(!dead.is_empty() && !pending.is_empty());
+    let dead_id: uuid::Uuid = dead.parse().expect("uuid");
+    let c = &f.db.client;
+    c.execute(
+        "UPDATE integration.outbox SET status = 'dead', attempts = 10,
+                last_error = 'google_calendar: HTTP 500' WHERE id = $1",
+        &[&dead_id],
+    )
+    .await
+    .unwrap();
+    c.execute(
+        "INSERT INTO integration.deliveries (event_id, channel, target, status, response_code, detail)
+         VALUES ($1, 'email', 'ben@example.ph', 'sent', 200, 'confirmation sent')",
+        &[&dead_id],
+    )
+    .await
+    .unwrap();
+
+    let r = tool(&f, "replay_preview", json!({"status": "dead"})).await;
+    assert_eq!(r["isError"], false, "{r}");
+    let s = &r["structuredContent"];
+    assert_eq!(s["matched"], 1, "{s}");
+    assert_eq!(s["followers"], 0, "{s}");
+    assert_eq!(s["by_status"], json!({"dead": 1}), "{s}");
+    assert_eq!(s["executed"], false, "{s}");
+    let events = s["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{s}");
+    assert_eq!(events[0]["id"], dead, "{s}");
+    assert_eq!(events[0]["event_type"], "asset.reserved");
+    assert_eq!(events[0]["status"], "dead");
+    assert_eq!(events[0]["skip"], json!(["email:ben@example.ph"]), "{s}");
+    assert_eq!(
+        events[0]["run"],
+        json!(["google_calendar:booking/8"]),
+        "{s}"
+    );
+    let text = r["content"][0]["text"].as_str().unwrap_or_default();
+    assert!(text.starts_with("Dry run, nothing was changed"), "{text}");
+    // The pending expense is on its way already: never selected.
+    let r = tool(
+        &f,
+        "replay_preview",
+        json!({"type": "expense.*", "status": "dead,failed,done"}),
+    )
+    .await;
+    assert_eq!(r["structuredContent"]["matched"], 0, "{r}");
+
+    // Nothing changed: the row is still dead with its attempts, no replay was begun, the
+    // ledger is as it was.
+    let row = c
+        .query_one(
+            "SELECT status::text, attempts FROM integration.outbox WHERE id = $1",
+            &[&dead_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "dead");
+    assert_eq!(row.get::<_, i32>(1), 10);
+    let replays: i64 = c
+        .query_one("SELECT count(*) FROM integration.replays", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(replays, 0, "a preview begins no replay");
+    let deliveries: i64 = c
+        .query_one(
+            "SELECT count(*) FROM integration.deliveries WHERE event_id = $1",
+            &[&dead_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(deliveries, 1);
+
+    for (arguments, field) in [
+        (json!({"status": "pending"}), "status: "),
+        (json!({"since": "yesterday"}), "since: "),
+        (json!({"redo_effects": "odoo"}), "redo_effects: "),
+    ] {
+        let r = tool(&f, "replay_preview", arguments.clone()).await;
+        assert_eq!(r["isError"], true, "{arguments}: {r}");
+        let text = r["content"][0]["text"].as_str().unwrap_or_default();
+        assert!(text.contains(field), "{arguments}: {text}");
+        assert_eq!(r["structuredContent"]["error"], "invalid_arguments");
+    }
 }

@@ -205,6 +205,9 @@ async fn the_reader_cannot_call_the_outbox_functions() {
         format!("SELECT integration.ack_outbox_batch(ARRAY['{id}'::uuid])"),
         format!("SELECT integration.fail_outbox('{id}'::uuid, 'x')"),
         format!("SELECT integration.requeue_outbox('{id}'::uuid)"),
+        // Replay: the reader may plan (MCP's replay_preview), never execute.
+        "SELECT integration.replay_begin('mcp', 'cli', '{\"statuses\": [\"pending\"]}', '{}')".to_string(),
+        "SELECT integration.replay_step(1, 10)".to_string(),
     ];
     for sql in &calls {
         for wrapped in [sql.clone(), format!("BEGIN READ WRITE; {sql}; COMMIT")] {
@@ -231,12 +234,24 @@ async fn the_reader_cannot_call_the_outbox_functions() {
     assert_eq!(row.get::<_, String>(0), "pending");
     assert_eq!(row.get::<_, i32>(1), 0);
     assert_eq!(db.count("outbox").await, 1);
-    // Of the schema's functions only the two read-only views of state are executable by
-    // the reader: outbox_stats() and open_alerts() (MCP's outbox_health and list_alerts).
+    // Of the schema's functions only the read-only views of state are executable by the
+    // reader: outbox_stats() and open_alerts() (MCP's outbox_health and list_alerts), and
+    // the replay plan's (MCP's replay_preview).
     let executable: Vec<String> = db.column("SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = 'integration' AND has_function_privilege('integration_reader', p.oid, 'EXECUTE')
               ORDER BY 1", &[]).await;
-    assert_eq!(executable, ["open_alerts", "outbox_stats"]);
+    assert_eq!(
+        executable,
+        [
+            "open_alerts",
+            "outbox_stats",
+            "recent_replays",
+            "replay_followers",
+            "replay_matches",
+            "replay_page",
+            "replay_summary"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -374,11 +389,20 @@ const APP_PRIVILEGES: &[&str] = &[
     "function purge_id_map(p_older_than interval, p_batch integer)",
     "function purge_ledgers(p_older_than interval, p_batch integer)",
     "function purge_report_messages(p_older_than interval, p_batch integer)",
+    // 20261207000600_replay.sql: the /ops replay page plans, executes and lists.
+    "function recent_replays(p_limit integer)",
     "function release_delivery(p_event_id uuid, p_channel text, p_target text)",
+    "function replay_begin(p_by text, p_via text, p_filter jsonb, p_redo text[])",
+    "function replay_followers(p_filter jsonb)",
+    "function replay_matches(p_filter jsonb)",
+    "function replay_page(p_filter jsonb, p_after_seq bigint, p_limit integer, p_followers boolean)",
+    "function replay_step(p_replay bigint, p_batch integer)",
+    "function replay_summary(p_filter jsonb)",
     "function requeue_outbox(p_id uuid)",
     "function start_dispatch_run(p_worker text, p_lease interval)",
     "sequence alerts_id_seq: USAGE",
     "sequence deliveries_id_seq: USAGE",
+    "sequence replays_id_seq: USAGE",
     "table alerts: SELECT, INSERT, UPDATE",
     "table asset_availability: SELECT, INSERT, UPDATE",
     "table bir_compliance: SELECT, INSERT, UPDATE",
@@ -392,6 +416,8 @@ const APP_PRIVILEGES: &[&str] = &[
     "table outbox: SELECT, UPDATE, DELETE",
     "table payment_queue: SELECT, INSERT, UPDATE, DELETE",
     "table ppm_tasks: SELECT, INSERT, UPDATE",
+    "table replay_items: SELECT, INSERT, UPDATE",
+    "table replays: SELECT, INSERT, UPDATE",
     "table report_messages: SELECT, INSERT, UPDATE, DELETE",
 ];
 
@@ -404,6 +430,12 @@ const PROBE_PRIVILEGES: &[&str] = &[
 const READER_PRIVILEGES: &[&str] = &[
     "function open_alerts()",
     "function outbox_stats()",
+    // 20261207000600_replay.sql: MCP's replay_preview (read-only functions).
+    "function recent_replays(p_limit integer)",
+    "function replay_followers(p_filter jsonb)",
+    "function replay_matches(p_filter jsonb)",
+    "function replay_page(p_filter jsonb, p_after_seq bigint, p_limit integer, p_followers boolean)",
+    "function replay_summary(p_filter jsonb)",
     "table alerts: SELECT",
     "table approval_requests: SELECT",
     "table asset_availability: SELECT",
@@ -420,6 +452,8 @@ const READER_PRIVILEGES: &[&str] = &[
     "table outbox: SELECT",
     "table payment_queue: SELECT",
     "table ppm_tasks: SELECT",
+    "table replay_items: SELECT",
+    "table replays: SELECT",
     "table report_messages: SELECT",
 ];
 

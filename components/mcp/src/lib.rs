@@ -2,7 +2,7 @@
 //!
 //! A thin Spin adapter over `ipai_mcp`: it gathers the request, lets the library decide
 //! everything (transport rules, token, JSON-RPC, protocol versions, tools, SQL), runs the
-//! one query a tool call needs on a connection made with `db_url_readonly` (the
+//! statements a tool call needs (one; `replay_preview` a few) on a connection made with `db_url_readonly` (the
 //! `integration_reader` role: SELECT only, read-only transactions), and writes the
 //! response. The connection is opened only when a tool call needs the database.
 

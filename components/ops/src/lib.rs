@@ -1,5 +1,6 @@
 //! ops: `GET /health`, `GET /metrics`, `GET /ops` (dashboard, HTTP Basic auth user `ops`),
-//! `POST /ops/outbox/{id}/requeue` (same auth + CSRF token), `POST /ops/retention`
+//! `POST /ops/outbox/{id}/requeue` and `GET`/`POST /ops/replay` (replay by filter with its
+//! plan; same auth + CSRF token), `POST /ops/retention`
 //! (bearer `ops_token`; purges done outbox rows and the handlers' ledgers in bounded
 //! batches) and `POST /ops/alerts/evaluate` (bearer `ops_token`; opens, reminds and
 //! resolves alerts and sends them to Mattermost / email, see `ipai_ops::alerts`).

@@ -46,7 +46,15 @@ enum Command {
         #[command(subcommand)]
         command: ipai_cli::ops::DlqCommand,
     },
+    /// Replay events by filter: prints what a replay would do (the side effects the
+    /// ledger skips and those that would run); --execute replays them.
+    Replay(ipai_cli::replay::ReplayArgs),
 }
+
+/// mimalloc: `ipai replay` plans each of up to hundreds of thousands of events (many small
+/// allocations freed at once), where glibc's allocator spent half the time.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -80,6 +88,11 @@ async fn main() -> Result<()> {
         Command::Status(args) => ipai_cli::ops::status(args).await?,
         Command::Dlq { command } => ipai_cli::ops::dlq(command).await?,
         Command::Alerts(args) => ipai_cli::alerts::run(args).await?,
+        Command::Replay(args) => {
+            if !ipai_cli::replay::run(args).await? {
+                std::process::exit(2);
+            }
+        }
     }
     Ok(())
 }

@@ -32,8 +32,9 @@ const INSTRUCTIONS: &str = "Read-only access to the IPAI integration bus: the au
     event Odoo sent (expenses, asset bookings, finance tasks and BIR filings) and the state of \
     the delivery outbox. Use query_expense_events, query_asset_events and query_finance_events \
     for one domain with a summary, query_events to search across domains, get_event for one \
-    event with its delivery state, and outbox_health for the queue. Nothing here can change \
-    data. Dates are UTC.";
+    event with its delivery state, outbox_health for the queue, list_alerts for the operator \
+    alerts, and replay_preview for what a replay of dead or failed events would do (a dry run \
+    that changes nothing). Nothing here can change data. Dates are UTC.";
 
 /// Every version this endpoint serves, current first.
 pub fn all_versions() -> Vec<&'static str> {
@@ -231,8 +232,7 @@ fn call_tool(
             ));
         }
     };
-    let query = tool.query(&args);
-    match crate::run_query(db, &query) {
+    match tool.fetch(&args, db) {
         Ok(row) => Ok(match tool.shape(&args, row) {
             Ok((text, structured)) => tool_result(era, text, structured, false),
             Err((text, structured)) => tool_result(era, text, structured, true),

@@ -286,7 +286,8 @@ fn modern_tools_list_is_cacheable_typed_and_ordered() {
             "query_finance_events",
             "get_event",
             "outbox_health",
-            "list_alerts"
+            "list_alerts",
+            "replay_preview"
         ]
     );
     for t in res["tools"].as_array().unwrap() {

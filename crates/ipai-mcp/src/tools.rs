@@ -20,6 +20,7 @@ pub(crate) use sql::{containment_candidates, containment_is_exact};
 
 use crate::args::{self, ArgSpec, Args};
 use crate::sql::Query;
+use crate::{Database, DbError};
 use catalog::output_schema;
 use ipai_core::taxonomy::{Domain, ROUTES};
 use serde_json::{Map, Value};
@@ -52,6 +53,8 @@ enum Plan {
     OutboxHealth,
     /// `list_alerts` (issue #19, `crate::alerts_tool`).
     ListAlerts,
+    /// `replay_preview` (issue #38, `crate::replay_tool`): more than one statement.
+    ReplayPreview,
 }
 
 /// A per-domain query tool (`query_expense_events`, …).
@@ -109,6 +112,11 @@ impl ToolDef {
                     problems.push("give exactly one of 'id' and 'idempotency_key'".to_string());
                 }
             }
+            Plan::ReplayPreview => {
+                if let Err(p) = crate::replay_tool::check(&args) {
+                    problems.push(p);
+                }
+            }
             _ => {}
         }
         if problems.is_empty() {
@@ -118,7 +126,7 @@ impl ToolDef {
         }
     }
 
-    /// The query for a validated call.
+    /// The query for a validated call (`replay_preview`: the first of its statements).
     pub(crate) fn query(&self, args: &Args) -> Query {
         match self.plan {
             Plan::Events => events_query(args, None),
@@ -126,6 +134,21 @@ impl ToolDef {
             Plan::GetEvent => get_event_query(args),
             Plan::OutboxHealth => outbox_health_query(args),
             Plan::ListAlerts => crate::alerts_tool::query(args),
+            Plan::ReplayPreview => crate::replay_tool::query(args),
+        }
+    }
+
+    /// Runs a validated call on the database: the row [`ToolDef::shape`] turns into the
+    /// result. One statement for every tool but `replay_preview`, whose dry run reads the
+    /// counts and then pages of events.
+    pub(crate) fn fetch(
+        &self,
+        args: &Args,
+        db: &mut dyn Database,
+    ) -> Result<Option<Value>, DbError> {
+        match self.plan {
+            Plan::ReplayPreview => crate::replay_tool::fetch(db, args),
+            _ => crate::run_query(db, &self.query(args)),
         }
     }
 }

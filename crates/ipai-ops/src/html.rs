@@ -22,7 +22,7 @@ pub fn human_age(seconds: f64) -> String {
 }
 
 /// Cuts `s` to at most `max` characters, marking the cut.
-fn clip(s: &str, max: usize) -> String {
+pub(crate) fn clip(s: &str, max: usize) -> String {
     if s.chars().count() <= max {
         s.to_string()
     } else {
@@ -82,7 +82,8 @@ pub struct PageContext<'a> {
     pub lock_timeout_s: i64,
 }
 
-fn page(title: &str, body: &str) -> String {
+/// A whole page: the shared head and style around `body`.
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
@@ -136,7 +137,8 @@ pub fn dashboard(d: &DashboardData, ctx: &PageContext<'_>) -> String {
         b,
         "<header><h1>IPAI Integration Bus · operations</h1>\
          <p>As of <time id=\"generated-at\">{}</time> · <a href=\"/ops\">refresh</a> · \
-         <a href=\"/metrics\">metrics</a> · <a href=\"/health\">health</a></p></header><main>",
+         <a href=\"/metrics\">metrics</a> · <a href=\"/health\">health</a> · \
+         <a href=\"/ops/replay\" id=\"replay-link\">Replay…</a></p></header><main>",
         escape(&d.now)
     );
     match &ctx.notice {

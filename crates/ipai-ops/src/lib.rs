@@ -1,5 +1,6 @@
 //! Spin-free logic of the ops component (SPEC §9): `/health`, `/metrics`, the `/ops`
-//! dashboard with its requeue form, and `/ops/retention`.
+//! dashboard with its requeue form, the replay page `/ops/replay` (SPEC §12), and
+//! `/ops/retention`.
 //!
 //! The component gathers the request into a [`Request`], reads its variables into a
 //! [`Config`], and lets [`handle`] decide everything; the database is behind the
@@ -23,10 +24,11 @@ mod routes;
 pub use ipai_core::db::{Database, DbError, Param};
 pub use ipai_core::ApiError;
 
-use routes::{dashboard, health, metrics as metrics_route, requeue, retention};
+use routes::{dashboard, health, metrics as metrics_route, replay, requeue, retention};
 use serde_json::Value;
 
-/// Largest request body the component reads (the requeue form is a few hundred bytes).
+/// Largest request body the component reads (the requeue and replay forms are a few
+/// hundred bytes).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// `/ops/retention` runs at most this many purge batches per request.
 pub const RETENTION_MAX_BATCHES: i64 = 50;
@@ -295,6 +297,15 @@ pub fn handle(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
             if path == "/ops" {
                 return only(req, &["GET", "HEAD"])
                     .unwrap_or_else(|| dashboard::dashboard(req, cfg, db));
+            }
+            if path == replay::PATH {
+                return only(req, &["GET", "HEAD", "POST"]).unwrap_or_else(|| {
+                    if req.is("POST") {
+                        replay::execute(req, cfg, db)
+                    } else {
+                        replay::page(req, cfg, db)
+                    }
+                });
             }
             match requeue::requeue_id(path) {
                 Some(id) => {

@@ -1,4 +1,5 @@
-//! Route-level tests of `handle` with a scripted database.
+//! Route-level tests of `handle` with a scripted database (the replay page's in
+//! `tests/replay.rs`).
 
 use super::*;
 use base64::engine::general_purpose::STANDARD;
@@ -23,6 +24,8 @@ struct FakeDb {
     /// `calls`: the routes' statements).
     auth_attempts: Vec<Vec<String>>,
     calls: Vec<(String, Vec<String>)>,
+    /// What the `ipai_replay` statements answer (see `tests/replay.rs`).
+    replay: replay::FakeReplay,
 }
 
 /// A parameter as the text it binds (every ops statement binds text).
@@ -37,6 +40,10 @@ impl Database for FakeDb {
     fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
         if sql == auth::AUTH_ATTEMPT_SQL {
             self.auth_attempts.push(params.iter().map(text).collect());
+        } else if replay::FakeReplay::serves(sql) {
+            // ipai_replay binds numbers and JSON too.
+            self.calls
+                .push((sql.to_string(), params.iter().map(replay::shown).collect()));
         } else {
             self.calls
                 .push((sql.to_string(), params.iter().map(text).collect()));
@@ -54,6 +61,8 @@ impl Database for FakeDb {
             Some(json!(self.throttled_for))
         } else if sql == data::REQUEUE_SQL {
             self.requeue.clone()
+        } else if replay::FakeReplay::serves(sql) {
+            self.replay.answer(sql)
         } else if sql == data::PURGE_LEDGERS_SQL {
             Some(if self.ledger_purges.is_empty() {
                 json!({"deliveries": 0, "report_messages": 0, "id_map": 0, "oauth_tokens": 0})
@@ -655,3 +664,5 @@ fn a_throttled_client_gets_429_with_retry_after_even_with_the_right_password() {
         (503, Some("5"))
     );
 }
+
+mod replay;

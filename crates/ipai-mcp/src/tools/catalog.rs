@@ -92,6 +92,13 @@ pub fn tools() -> Vec<ToolDef> {
         args: crate::alerts_tool::args(),
         plan: Plan::ListAlerts,
     });
+    out.push(ToolDef {
+        name: "replay_preview",
+        title: "Replay preview (dry run)",
+        description: crate::replay_tool::DESCRIPTION.to_string(),
+        args: crate::replay_tool::args(),
+        plan: Plan::ReplayPreview,
+    });
     out
 }
 
@@ -411,5 +418,6 @@ pub(super) fn output_schema(plan: Plan) -> Value {
             })
         }
         Plan::ListAlerts => crate::alerts_tool::output_schema(),
+        Plan::ReplayPreview => crate::replay_tool::output_schema(),
     }
 }

@@ -5,5 +5,7 @@
 pub(crate) mod dashboard;
 pub(crate) mod health;
 pub(crate) mod metrics;
+pub(crate) mod replay;
+mod replay_page;
 pub(crate) mod requeue;
 pub(crate) mod retention;

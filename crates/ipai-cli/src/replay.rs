@@ -1,0 +1,178 @@
+//! `ipai replay` (SPEC §12): select events by filter, print what a replay would do (the
+//! default: a dry run that changes nothing), and with `--execute` replay them in bounded
+//! steps, resumable by running the same command again. The logic is `ipai-replay`'s; this
+//! is the terminal adapter: flags, a blocking database handle, exit codes.
+
+use crate::ops::{connect, DbArgs};
+use anyhow::Result;
+use clap::Args;
+use ipai_core::db::{Database, DbError, Param};
+use ipai_replay::{FilterInput, ReplayError, Via};
+use serde_json::Value;
+
+#[derive(Args, Debug, Clone)]
+pub struct ReplayArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Event type pattern, `*` as wildcard (expense.*).
+    #[arg(long = "type")]
+    pub event_type: Option<String>,
+    /// An aggregate id, or type/id (expense/4011).
+    #[arg(long)]
+    pub aggregate: Option<String>,
+    /// Events stored at or after this time (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Events stored before this time (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// dead, failed or done, or a comma list (default: dead,failed).
+    #[arg(long)]
+    pub status: Option<String>,
+    /// The handler: expense, asset or finance (or its component name).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Replay the events (without it nothing changes).
+    #[arg(long)]
+    pub execute: bool,
+    /// Effect kinds to perform again although recorded: mattermost, email, google_calendar.
+    #[arg(long = "redo-effects")]
+    pub redo_effects: Option<String>,
+    /// Events listed in the text output (every one is planned and counted; --json lists all).
+    #[arg(long, default_value_t = 50)]
+    pub list: usize,
+    /// Who runs the replay, for the audit (default: $USER on this host).
+    #[arg(long, env = "IPAI_OPERATOR")]
+    pub by: Option<String>,
+}
+
+/// `tokio_postgres` as the blocking [`Database`] `ipai-replay` drives: one statement,
+/// one jsonb value.
+struct Blocking<'a>(&'a tokio_postgres::Client);
+
+impl Database for Blocking<'_> {
+    fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
+        let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+            .iter()
+            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+                match p {
+                    Param::Text(s) => Box::new(s.clone()),
+                    Param::Int(n) => Box::new(*n),
+                    Param::Json(v) => Box::new(v.to_string()),
+                }
+            })
+            .collect();
+        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+            .iter()
+            .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+            .collect();
+        let client = self.0;
+        let row = tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(client.query_opt(sql, &refs))
+        })
+        .map_err(|e| match e.code() {
+            Some(c) if c.code().starts_with("40") || c.code() == "55P03" || c.code() == "57014" => {
+                DbError::Busy(e.to_string())
+            }
+            _ if e.is_closed() => DbError::Unavailable(e.to_string()),
+            _ => DbError::Failed(
+                e.as_db_error()
+                    .map(|d| d.message().to_string())
+                    .unwrap_or_else(|| e.to_string()),
+            ),
+        })?;
+        Ok(row.and_then(|r| r.get::<_, Option<Value>>(0)))
+    }
+}
+
+/// The settings a plan needs, from the variables `spin up` would read
+/// (`SPIN_VARIABLE_<NAME>`), where the operator has them.
+fn known_variable(name: &str) -> Option<String> {
+    std::env::var(format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()))
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+}
+
+fn operator(args: &ReplayArgs) -> String {
+    let user = args
+        .by
+        .clone()
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .unwrap_or_else(|| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    if host.is_empty() || user.contains('@') {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+/// Runs `ipai replay`; `Ok(false)` when the filter was refused (exit 2).
+pub async fn run(args: ReplayArgs) -> Result<bool> {
+    let input = FilterInput {
+        event_type: args.event_type.clone(),
+        aggregate: args.aggregate.clone(),
+        since: args.since.clone(),
+        until: args.until.clone(),
+        status: args.status.clone(),
+        target: args.target.clone(),
+    };
+    let checked = input
+        .check()
+        .and_then(|f| Ok((f, ipai_replay::redo_kinds(args.redo_effects.as_deref())?)));
+    let (filter, redo) = match checked {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("ipai replay: {e}");
+            return Ok(false);
+        }
+    };
+    let client = connect(&args.db.database_url).await?;
+    let mut db = Blocking(&client);
+    let settings = ipai_replay::dry_run::settings(&known_variable);
+    // Every event is planned (the counts are of all of them); the text lists `--list`.
+    let preview = ipai_replay::preview(&mut db, &filter, &redo, &settings, None)
+        .map_err(|e| anyhow::anyhow!("replay plan: {e}"))?;
+    let outcome = if args.execute && preview.matched > 0 {
+        let by = operator(&args);
+        let mut progress = |o: &ipai_replay::Outcome| {
+            if !args.json {
+                eprintln!(
+                    "replay #{}: {} requeued, {} left",
+                    o.replay, o.requeued, o.remaining
+                );
+            }
+            true
+        };
+        match ipai_replay::execute(&mut db, &by, Via::Cli, &filter, &redo, &mut progress) {
+            Ok(o) => Some(o),
+            Err(ReplayError::Invalid(e)) => {
+                eprintln!("ipai replay: {e}");
+                return Ok(false);
+            }
+            Err(e) => anyhow::bail!(
+                "replay interrupted: {e}. Nothing stepped is lost; run the same command again to resume."
+            ),
+        }
+    } else {
+        None
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&preview.to_json(outcome.as_ref()))?
+        );
+    } else {
+        print!(
+            "{}",
+            ipai_replay::render_text(&preview, outcome.as_ref(), args.list)
+        );
+    }
+    Ok(true)
+}
