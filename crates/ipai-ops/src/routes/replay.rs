@@ -212,26 +212,8 @@ fn planned(
 /// button's, the filter, then the replay in at most [`MAX_STEPS`] steps, audited as
 /// `ops@<client address>`; a 303 to the page naming the replay, or its outcome as JSON.
 pub(crate) fn execute(req: &Request, cfg: &Config, db: &mut dyn Database) -> Response {
-    let password = cfg.ops_password.as_deref().unwrap_or_default();
-    let checked = csrf::check_origin(
-        req.header("sec-fetch-site"),
-        req.header("origin"),
-        req.own_authority().as_deref(),
-    )
-    .and_then(|_| {
-        csrf::verify_token(
-            password,
-            csrf::session_from_cookie(req.header("cookie")).as_deref(),
-            req.form_field("csrf").as_deref(),
-            req.now_unix,
-        )
-    });
-    if let Err(e) = checked {
-        return if req.wants_json() {
-            ApiError::new(403, "csrf_rejected", e.to_string()).into()
-        } else {
-            Response::html(403, html::message_page("Request refused", &e.to_string()))
-        };
+    if let Some(refusal) = super::refuse_forged_form(req, cfg) {
+        return refusal;
     }
     let form = Form::parse(&req.body);
     let (filter, redo) = match form.check() {

@@ -3,7 +3,7 @@
 //! before any SQL, and the operator's log line live together here.
 
 use crate::data;
-use crate::{csrf, html, value, ApiError, Config, Database, Request, Response};
+use crate::{value, ApiError, Config, Database, Request, Response};
 use ipai_core::log;
 use serde_json::json;
 
@@ -18,26 +18,8 @@ pub(crate) fn requeue_id(path: &str) -> Option<&str> {
 /// `POST /ops/outbox/{id}/requeue` (Basic auth already checked): origin and CSRF token,
 /// then `integration.requeue_outbox`; a 303 back to the dashboard, or JSON when asked.
 pub(crate) fn requeue(req: &Request, cfg: &Config, db: &mut dyn Database, id: &str) -> Response {
-    let password = cfg.ops_password.as_deref().unwrap_or_default();
-    let checked = csrf::check_origin(
-        req.header("sec-fetch-site"),
-        req.header("origin"),
-        req.own_authority().as_deref(),
-    )
-    .and_then(|_| {
-        csrf::verify_token(
-            password,
-            csrf::session_from_cookie(req.header("cookie")).as_deref(),
-            req.form_field("csrf").as_deref(),
-            req.now_unix,
-        )
-    });
-    if let Err(e) = checked {
-        return if req.wants_json() {
-            ApiError::new(403, "csrf_rejected", e.to_string()).into()
-        } else {
-            Response::html(403, html::message_page("Request refused", &e.to_string()))
-        };
+    if let Some(refusal) = super::refuse_forged_form(req, cfg) {
+        return refusal;
     }
     if !data::is_uuid(id) {
         return ApiError::new(404, "not_found", "the event id is not a UUID").into();
