@@ -144,15 +144,7 @@ fn list(v: &Value) -> String {
 
 /// The one-paragraph summary an agent reads first.
 pub(crate) fn text(v: &Value, args: &Args) -> String {
-    let by_status = v["by_status"]
-        .as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(s, n)| format!("{n} {s}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default();
+    let by_status = ipai_replay::status_counts(&v["by_status"]);
     let mut s = format!(
         "Dry run, nothing was changed: {} event(s) match{}; {} later event(s) of their aggregates would follow them.",
         v["matched"],

@@ -15,7 +15,7 @@ mod render;
 
 pub use dry_run::EventPlan;
 pub use filter::{redo_kinds, Filter, FilterError, FilterInput, REDO_KINDS};
-pub use render::render_text;
+pub use render::{render_text, status_counts};
 
 use ipai_core::db::{Database, DbError, Param};
 use ipai_effects::plan::Settings;

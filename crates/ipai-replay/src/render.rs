@@ -4,12 +4,9 @@
 use crate::{Outcome, Preview};
 use std::fmt::Write;
 
-/// `ipai replay`'s text output: the counts, then the first `list` events; `outcome` when
-/// the replay was executed.
-pub fn render_text(p: &Preview, outcome: Option<&Outcome>, list: usize) -> String {
-    let mut out = String::new();
-    let statuses = p
-        .by_status
+/// `{"dead": 3, "done": 1}` as `3 dead, 1 done` (the counts per status every plan opens with).
+pub fn status_counts(by_status: &serde_json::Value) -> String {
+    by_status
         .as_object()
         .map(|m| {
             m.iter()
@@ -17,7 +14,14 @@ pub fn render_text(p: &Preview, outcome: Option<&Outcome>, list: usize) -> Strin
                 .collect::<Vec<_>>()
                 .join(", ")
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
+
+/// `ipai replay`'s text output: the counts, then the first `list` events; `outcome` when
+/// the replay was executed.
+pub fn render_text(p: &Preview, outcome: Option<&Outcome>, list: usize) -> String {
+    let mut out = String::new();
+    let statuses = status_counts(&p.by_status);
     let _ = writeln!(
         out,
         "{} event(s) match{}; {} later event(s) of their aggregates follow them (their effects are recorded: skipped).",
