@@ -10,6 +10,8 @@
 #              baseline
 #   dispatch — diagnostic: kick on, handlers = a trivial loopback handler in the bench process:
 #              pending→done throughput and end-to-end latency at a fixed rate
+#   replay   — `ipai replay` (no runtime: the CLI and PostgreSQL): the dry run of 100,000 done
+#              events, then their execution while ingest keeps storing
 # The merged report is target/bench/report.json. BENCH_ARGS adds flags to every phase;
 # BENCH_PHASES and BENCH_RUNTIMES pick a subset.
 set -euo pipefail
@@ -85,8 +87,22 @@ run_phase() { # runtime phase
   [ $rc -eq 0 ] || { echo "bench $phase under $rt failed (log: target/test-logs/bench-$rt-$phase.log)" >&2; exit $rc; }
 }
 
+run_replay() { # the replay phase: no runtime, the ipai binary against a fresh database
+  local db="ipai_bench_$(date +%s)_replay" rc
+  local url="$SERVER/$db?sslmode=disable"
+  target/release/ipai migrate --database-url "$url" >/dev/null
+  set +e
+  target/release/ipai-bench --phase replay --secret unused --database-url "$url" --out "$REPORT" ${BENCH_ARGS:-}
+  rc=$?
+  set -e
+  psql "$SERVER/postgres" -q -c "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+  [ $rc -eq 0 ] || { echo "bench replay failed" >&2; exit $rc; }
+}
+
+PHASES="${BENCH_PHASES:-shipped shipped-one-call ingest dispatch replay}"
 for rt in $RUNTIMES; do
   echo "== runtime: $rt"
-  for phase in ${BENCH_PHASES:-shipped shipped-one-call ingest dispatch}; do run_phase "$rt" "$phase"; done
+  for phase in $PHASES; do [ "$phase" = replay ] || run_phase "$rt" "$phase"; done
 done
+case " $PHASES " in *" replay "*) echo "== replay (no runtime)"; run_replay ;; esac
 echo; echo "== $REPORT"; cat "$REPORT"

@@ -11,7 +11,9 @@
 //! - the claim made before a look-up (`claim_report_message_and_delivery`) claims the
 //!   delivery only for the event that owns the report's message, and a claim handed back
 //!   (`release_delivery`) leaves the ledger as it was before it: no row for a first claim,
-//!   the earlier failure (detail and attempts) for a claim that took one over.
+//!   the earlier failure (detail and attempts) for a claim that took one over;
+//! - a row a replay reopened (`redo`) is claimed with its redo count, which its retries and a
+//!   released claim keep, so every attempt of one redo uses one provider key.
 //!
 //! Where a lease must expire the test moves `updated_at` back: that simulates the clock and
 //! nothing else.
@@ -279,5 +281,43 @@ async fn a_released_claim_leaves_the_ledger_as_it_was_and_is_claimed_again_at_on
             ("mattermost".to_string(), "sent".to_string(), 1)
         ],
         "the counters follow releases too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reopened_effect_is_claimed_with_its_redo_count_and_keeps_it_through_retries() {
+    let db = TestDb::new().await.unwrap();
+    let c = app(&db).await;
+    assert_eq!(claim(&c, "town-square").await, ("send".into(), "".into()));
+    assert!(finish(&c, "town-square", "sent", 200, "ok").await);
+    // What replay_step does to the rows of the effect kinds named by --redo-effects.
+    let reopen = "UPDATE integration.deliveries SET status = 'redo', redo = redo + 1 \
+                  WHERE event_id = $1::text::uuid";
+    db.client.execute(reopen, &[&EVENT]).await.unwrap();
+    assert_eq!(
+        claim(&c, "town-square").await,
+        ("send".into(), "1".into()),
+        "the first redo"
+    );
+    assert!(finish(&c, "town-square", "failed", 503, "down").await);
+    assert_eq!(
+        claim(&c, "town-square").await,
+        ("send".into(), "1".into()),
+        "its retry: the same redo, the same key"
+    );
+    let released: bool = c
+        .query_one(RELEASE_SQL, &[&EVENT, &"mattermost", &"town-square"])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(released);
+    assert_eq!(claim(&c, "town-square").await.1, "1", "after a release too");
+    assert!(finish(&c, "town-square", "sent", 200, "ok").await);
+    assert_eq!(claim(&c, "town-square").await.0, "done");
+    db.client.execute(reopen, &[&EVENT]).await.unwrap();
+    assert_eq!(
+        claim(&c, "town-square").await,
+        ("send".into(), "2".into()),
+        "a second replay with redo: a second redo"
     );
 }

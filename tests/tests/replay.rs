@@ -298,6 +298,17 @@ async fn an_interrupted_replay_run_again_resumes_and_performs_each_redone_effect
     let mut want: Vec<String> = (1..=20).map(|n| format!("e{n}@example.com")).collect();
     want.sort();
     assert_eq!(sent, want, "every email once more, none twice");
+    // Each redo went to Resend under a key of its own: under the first one Resend would
+    // answer from its record (24 h) and send nothing.
+    let emails = svc.emails();
+    let first_keys: Vec<&String> = emails[..emails_before].iter().map(|(_, k)| k).collect();
+    for (_, key) in &emails[emails_before..] {
+        assert!(key.ends_with("#redo1"), "{key}");
+        assert!(
+            first_keys.contains(&&key.trim_end_matches("#redo1").to_string()),
+            "{key} is the redo of a first key"
+        );
+    }
     assert_eq!(
         calendar_inserts(&svc),
         calendar_before,
@@ -319,6 +330,51 @@ async fn an_interrupted_replay_run_again_resumes_and_performs_each_redone_effect
     assert_eq!(audit["requeued"], 20);
     assert_eq!(audit["redo_effects"], json!(["email"]));
     assert!(!audit["finished_at"].is_null());
+
+    // One booking's calendar event booked again: a new event id, so Google creates it
+    // instead of answering 409 for the first.
+    let (ok, out, err) = replay(
+        &f,
+        &[
+            "--aggregate",
+            "asset_booking/3",
+            "--status",
+            "done",
+            "--redo-effects",
+            "google_calendar",
+            "--execute",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}\n{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while calendar_inserts(&svc) == calendar_before && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let inserts = svc.google_requests("/events");
+    assert_eq!(inserts.len(), calendar_before + 1, "booking 3 once more");
+    let redone_id = inserts[calendar_before].json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let first_ids: Vec<String> = inserts[..calendar_before]
+        .iter()
+        .map(|r| r.json()["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        redone_id.ends_with("r1")
+            && first_ids.contains(&redone_id[..redone_id.len() - 2].to_string()),
+        "{redone_id} is booking 3's first id with r1"
+    );
+    wait_count(&f, "done", 20).await;
+    let ledger: String =
+        f.db.value(
+            "SELECT d.status || ' ' || d.redo FROM integration.deliveries d \
+               JOIN integration.outbox o ON o.id = d.event_id \
+              WHERE o.aggregate_id = '3' AND d.channel = 'google_calendar'",
+        )
+        .await;
+    assert_eq!(ledger, "sent 1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,14 @@
 //! `ipai-bench`: the load benchmark `make bench` runs against a running system
 //! (scripts/bench.sh starts it under each runtime). A benchmark, not a test: it asserts
 //! nothing about speed. Phases: `shipped` and `shipped-one-call` (what users run), `ingest` and
-//! `dispatch`
-//! (diagnostics); each merges its figures into the report file.
+//! `dispatch` (diagnostics), `replay` (`ipai replay` over 100,000 events, no runtime); each
+//! merges its figures into the report file.
 
 mod common;
 mod dispatch;
 mod ingest;
 mod machine;
+mod replay;
 mod shipped;
 
 use anyhow::{bail, Result};
@@ -32,8 +33,9 @@ async fn main() -> Result<()> {
         "dispatch" => dispatch::dispatch_phase(args).await,
         "shipped" => shipped::shipped_phase(args, shipped::ShippedEvent::Submitted).await,
         "shipped-one-call" => shipped::shipped_phase(args, shipped::ShippedEvent::Rejected).await,
-        other => {
-            bail!("unknown phase {other:?}: use shipped, shipped-one-call, ingest or dispatch")
-        }
+        "replay" => replay::replay_phase(args).await,
+        other => bail!(
+            "unknown phase {other:?}: use shipped, shipped-one-call, ingest, dispatch or replay"
+        ),
     }
 }

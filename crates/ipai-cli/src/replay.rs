@@ -7,8 +7,9 @@ use crate::ops::{connect, DbArgs};
 use anyhow::Result;
 use clap::Args;
 use ipai_core::db::{Database, DbError, Param};
-use ipai_replay::{FilterInput, ReplayError, Via};
+use ipai_replay::{Filter, FilterInput, Preview, ReplayError, Via, PAGE_SIZE};
 use serde_json::Value;
+use std::io::Write;
 
 #[derive(Args, Debug, Clone)]
 pub struct ReplayArgs {
@@ -55,24 +56,36 @@ struct Blocking<'a>(&'a tokio_postgres::Client);
 
 impl Database for Blocking<'_> {
     fn query_value(&mut self, sql: &str, params: &[Param]) -> Result<Option<Value>, DbError> {
-        let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
-            .iter()
-            .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
-                match p {
-                    Param::Text(s) => Box::new(s.clone()),
-                    Param::Int(n) => Box::new(*n),
-                    Param::Json(v) => Box::new(v.to_string()),
-                }
-            })
-            .collect();
-        let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
-            .iter()
-            .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
-            .collect();
         let client = self.0;
-        let row = tokio::task::block_in_place(|| {
-            tokio::runtime::Handle::current().block_on(client.query_opt(sql, &refs))
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(query_value(client, sql, params))
         })
+    }
+}
+
+/// One statement's one json(b) value, its failure as the [`DbError`] the crate expects.
+async fn query_value(
+    client: &tokio_postgres::Client,
+    sql: &str,
+    params: &[Param],
+) -> Result<Option<Value>, DbError> {
+    let owned: Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>> = params
+        .iter()
+        .map(|p| -> Box<dyn tokio_postgres::types::ToSql + Sync + Send> {
+            match p {
+                Param::Text(s) => Box::new(s.clone()),
+                Param::Int(n) => Box::new(*n),
+                Param::Json(v) => Box::new(v.to_string()),
+            }
+        })
+        .collect();
+    let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+        .iter()
+        .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+        .collect();
+    let row = client
+        .query_opt(sql, &refs)
+        .await
         .map_err(|e| match e.code() {
             Some(c) if c.code().starts_with("40") || c.code() == "55P03" || c.code() == "57014" => {
                 DbError::Busy(e.to_string())
@@ -84,8 +97,76 @@ impl Database for Blocking<'_> {
                     .unwrap_or_else(|| e.to_string()),
             ),
         })?;
-        Ok(row.and_then(|r| r.get::<_, Option<Value>>(0)))
+    Ok(row.and_then(|r| r.get::<_, Option<Value>>(0)))
+}
+
+/// The dry run of every matching event, pipelined: the counts on one connection, the pages
+/// on a second one (the database builds page n+1 while this process plans page n on a
+/// thread of its own). The same plan as `ipai_replay::preview`, which /ops and MCP use a
+/// statement at a time.
+async fn plan_everything(
+    url: &str,
+    client: std::sync::Arc<tokio_postgres::Client>,
+    filter: &Filter,
+    redo: &[String],
+    settings: ipai_replay::Settings,
+) -> Result<Preview> {
+    let pages = connect(url).await?;
+    let summary = tokio::spawn({
+        let (client, params) = (client.clone(), vec![Param::Json(filter.to_json().clone())]);
+        async move { query_value(&client, ipai_replay::SUMMARY_SQL, &params).await }
+    });
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Value>>(2);
+    let planner = tokio::task::spawn_blocking({
+        let redo = redo.to_vec();
+        move || {
+            let mut preview = Preview::from_summary(&Value::Null);
+            while let Some(rows) = rx.blocking_recv() {
+                preview.plan_page(rows, &redo, &settings);
+            }
+            preview
+        }
+    });
+    let mut summary = Some(summary);
+    let mut counts = Value::Null;
+    // The matched events in seq order, then (when there are any) their followers.
+    for followers in [false, true] {
+        if followers {
+            let answer = match summary.take() {
+                Some(task) => task.await?,
+                None => Ok(None),
+            };
+            counts = answer
+                .map_err(|e| anyhow::anyhow!("replay plan: {e}"))?
+                .unwrap_or_default();
+            if counts["followers"].as_i64().unwrap_or_default() == 0 {
+                break;
+            }
+        }
+        let mut after = 0i64;
+        loop {
+            let params = ipai_replay::page_params(filter, after, PAGE_SIZE, followers);
+            let rows = match query_value(&pages, ipai_replay::PAGE_SQL, &params)
+                .await
+                .map_err(|e| anyhow::anyhow!("replay plan: {e}"))?
+            {
+                Some(Value::Array(rows)) => rows,
+                _ => Vec::new(),
+            };
+            let full = rows.len() as i64 == PAGE_SIZE;
+            after = ipai_replay::last_seq(&rows).unwrap_or(after);
+            if tx.send(rows).await.is_err() || !full {
+                break;
+            }
+        }
     }
+    drop(tx);
+    let mut preview = planner.await?;
+    let counted = Preview::from_summary(&counts);
+    preview.matched = counted.matched;
+    preview.followers = counted.followers;
+    preview.by_status = counted.by_status;
+    Ok(preview)
 }
 
 /// The settings a plan needs, from the variables `spin up` would read
@@ -133,12 +214,18 @@ pub async fn run(args: ReplayArgs) -> Result<bool> {
             return Ok(false);
         }
     };
-    let client = connect(&args.db.database_url).await?;
-    let mut db = Blocking(&client);
+    let client = std::sync::Arc::new(connect(&args.db.database_url).await?);
     let settings = ipai_replay::dry_run::settings(&known_variable);
     // Every event is planned (the counts are of all of them); the text lists `--list`.
-    let preview = ipai_replay::preview(&mut db, &filter, &redo, &settings, None)
-        .map_err(|e| anyhow::anyhow!("replay plan: {e}"))?;
+    let preview = plan_everything(
+        &args.db.database_url,
+        client.clone(),
+        &filter,
+        &redo,
+        settings,
+    )
+    .await?;
+    let mut db = Blocking(&client);
     let outcome = if args.execute && preview.matched > 0 {
         let by = operator(&args);
         let mut progress = |o: &ipai_replay::Outcome| {
@@ -164,10 +251,11 @@ pub async fn run(args: ReplayArgs) -> Result<bool> {
         None
     };
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&preview.to_json(outcome.as_ref()))?
-        );
+        // Streamed: a plan of 100,000 events is never one string in memory.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &preview.json_view(outcome.as_ref()))?;
+        writeln!(out)?;
+        out.flush()?;
     } else {
         print!(
             "{}",

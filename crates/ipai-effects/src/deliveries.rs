@@ -57,8 +57,12 @@ pub const LEASE_S: i32 = 60;
 /// What `claim_delivery` decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// Perform it now.
+    /// Perform it now (the first time).
     Send,
+    /// Perform it again: a replay reopened it (`--redo-effects`) for the `n`th time. Sent
+    /// under a provider key of its own (`email::idempotency_key`, `google::event_id_for`), or the provider would
+    /// answer from its record of the first performance.
+    Redo(u32),
     /// Already performed; the recorded detail.
     Done(String),
     /// Someone else is performing it right now.
@@ -66,12 +70,31 @@ pub enum Claim {
 }
 
 impl Claim {
+    /// `claim_delivery`'s `(decision, detail)`; a `send`'s detail is the row's redo count
+    /// (empty: never reopened).
     pub fn parse(decision: &str, detail: &str) -> Result<Self, String> {
         match decision {
-            "send" => Ok(Claim::Send),
+            "send" if detail.is_empty() || detail == "0" => Ok(Claim::Send),
+            "send" => detail
+                .parse()
+                .map(Claim::Redo)
+                .map_err(|_| format!("claim_delivery returned a redo count of {detail:?}")),
             "done" => Ok(Claim::Done(detail.to_string())),
             "busy" => Ok(Claim::Busy),
             other => Err(format!("claim_delivery returned {other:?}")),
+        }
+    }
+
+    /// Whether the caller performs it now (first time or again).
+    pub fn performs(&self) -> bool {
+        matches!(self, Claim::Send | Claim::Redo(_))
+    }
+
+    /// Which performance this is beyond the first: 0 for the first, `n` for the `n`th redo.
+    pub fn redo(&self) -> u32 {
+        match self {
+            Claim::Redo(n) => *n,
+            _ => 0,
         }
     }
 }
@@ -86,5 +109,15 @@ mod tests {
         assert_eq!(Claim::parse("done", "x").unwrap(), Claim::Done("x".into()));
         assert_eq!(Claim::parse("busy", "").unwrap(), Claim::Busy);
         assert!(Claim::parse("?", "").is_err());
+        assert_eq!(Claim::parse("send", "2").unwrap(), Claim::Redo(2));
+        assert!(Claim::parse("send", "two").is_err());
+    }
+
+    #[test]
+    fn a_redo_counts_which_performance_it_is() {
+        assert_eq!(Claim::Send.redo(), 0);
+        assert_eq!(Claim::Redo(1).redo(), 1);
+        assert!(Claim::Redo(3).performs() && Claim::Send.performs());
+        assert!(!Claim::Busy.performs() && !Claim::Done(String::new()).performs());
     }
 }

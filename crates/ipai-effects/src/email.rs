@@ -32,9 +32,18 @@ impl Email {
 }
 
 /// Resend's idempotency key for the email of `event_id` to `target` (at most 256 chars).
-pub fn idempotency_key(event_id: &str, target: &str) -> String {
+/// `redo` above 0 (a replay performing it again) gives the key of that redo, `…#redo1`:
+/// Resend answers a known key from its record for 24 hours and would send nothing.
+pub fn idempotency_key(event_id: &str, target: &str, redo: u32) -> String {
+    let suffix = match redo {
+        0 => String::new(),
+        n => format!("#redo{n}"),
+    };
     let key = format!("ipai/{event_id}/{target}");
-    key.chars().take(256).collect()
+    key.chars()
+        .take(256 - suffix.len())
+        .chain(suffix.chars())
+        .collect()
 }
 
 /// Who gets an `asset.overdue` email at escalation `level` (1–3): always the employee;
@@ -129,7 +138,10 @@ mod tests {
             ..e
         };
         assert_eq!(with_cc.resend_body("f")["cc"], json!(["c@x.com"]));
-        assert_eq!(idempotency_key("e1", "a@x.com"), "ipai/e1/a@x.com");
-        assert_eq!(idempotency_key("e", &"x".repeat(400)).len(), 256);
+        assert_eq!(idempotency_key("e1", "a@x.com", 0), "ipai/e1/a@x.com");
+        assert_eq!(idempotency_key("e", &"x".repeat(400), 0).len(), 256);
+        assert_eq!(idempotency_key("e1", "a@x.com", 2), "ipai/e1/a@x.com#redo2");
+        let long = idempotency_key("e", &"x".repeat(400), 1);
+        assert_eq!((long.len(), long.ends_with("#redo1")), (256, true));
     }
 }

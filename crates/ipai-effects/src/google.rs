@@ -136,13 +136,18 @@ pub fn parse_token_response(body: &[u8]) -> Result<AccessToken, String> {
 
 /// A client-chosen event id (base32hex characters `0-9a-v`, 5–1024 long) derived from the
 /// bus event id, so inserting it twice answers 409 instead of creating a duplicate.
-pub fn event_id_for(bus_event_id: &str) -> String {
+/// `redo` above 0 (a replay performing it again) gives that redo's own id, `…r1` (`r` is
+/// a base32hex letter): under the first id Google would answer 409 forever.
+pub fn event_id_for(bus_event_id: &str, redo: u32) -> String {
     let hex: String = bus_event_id
         .chars()
         .filter(|c| c.is_ascii_hexdigit())
         .map(|c| c.to_ascii_lowercase())
         .collect();
-    format!("ipai{hex}")
+    match redo {
+        0 => format!("ipai{hex}"),
+        n => format!("ipai{hex}r{n}"),
+    }
 }
 
 /// The `events.insert` URL of `calendar_id` under `api_base`
@@ -172,7 +177,8 @@ pub struct Booking {
 
 /// The `events.insert` body. The employee is named in the description rather than
 /// invited: a service account cannot invite attendees without domain-wide delegation.
-pub fn event_body(b: &Booking) -> Value {
+/// `redo`: which performance beyond the first (its own id, [`event_id_for`]).
+pub fn event_body(b: &Booking, redo: u32) -> Value {
     let asset = match &b.asset_code {
         Some(code) => format!("{} ({code})", b.asset_name),
         None => b.asset_name.clone(),
@@ -188,7 +194,7 @@ pub fn event_body(b: &Booking) -> Value {
         None => asset.clone(),
     };
     let mut body = json!({
-        "id": event_id_for(&b.event_id),
+        "id": event_id_for(&b.event_id, redo),
         "summary": summary,
         "description": format!("Asset booking {}: {asset}\nBooked by: {who}", b.booking_id),
         "start": {"dateTime": b.start},
@@ -298,13 +304,15 @@ mod tests {
             start: "2026-11-27T01:00:00Z".into(),
             end: "2026-11-27T09:00:00Z".into(),
         };
-        let e = event_body(&b);
+        let e = event_body(&b, 0);
         assert_eq!(e["id"], "ipai0b6c3f3e11114a4a9c9c000000000001");
         assert!(e["id"]
             .as_str()
             .unwrap()
             .chars()
             .all(|c| c.is_ascii_digit() || ('a'..='v').contains(&c)));
+        let redone = event_body(&b, 2);
+        assert_eq!(redone["id"], "ipai0b6c3f3e11114a4a9c9c000000000001r2");
         assert_eq!(e["summary"], "Projector (PRJ-12) — Juan");
         assert_eq!(e["start"]["dateTime"], "2026-11-27T01:00:00Z");
         assert_eq!(e["location"], "Makati");

@@ -174,7 +174,7 @@ async fn handle(req: IncomingRequest) -> Result<Value, Failure> {
                 "This report is being approved or refused right now; try again in a minute.",
             ))
         }
-        Claim::Send => {}
+        Claim::Send | Claim::Redo(_) => {}
     }
     let fail = |msg: String| {
         let _ = db::finish(&conn, &ctx.event_id, ODOO, &target, "failed", None, &msg);
@@ -322,7 +322,7 @@ async fn note_self_approval(ctx: &ActionContext, click: &ActionRequest, sheet_id
         let client = outbound::Odoo::configured()?;
         let conn: Connection = db::open()?;
         let target = approval::self_approval_target(ctx);
-        if !matches!(db::claim(&conn, &ctx.event_id, ODOO, &target)?, Claim::Send) {
+        if !db::claim(&conn, &ctx.event_id, ODOO, &target)?.performs() {
             return Ok(());
         }
         let note = approval::self_approval_note(ctx, click);

@@ -80,7 +80,7 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
         Some(EarlyClaim {
             channel,
             target,
-            claim: Claim::Send,
+            claim: Claim::Send | Claim::Redo(_),
             ..
         }) => match (db::release(&conn, &event.id, channel, &target), result) {
             (Ok(()), result) => result,
@@ -122,7 +122,7 @@ async fn process_claimed(
     let mut found = Found::default();
     if let Some(e) = early.as_ref() {
         match &e.claim {
-            Claim::Send => found = look_up(&e.lookup, event).await?,
+            Claim::Send | Claim::Redo(_) => found = look_up(&e.lookup, event).await?,
             Claim::Busy => return Err(busy(e.channel, &e.target)),
             Claim::Done(_) => {}
         }
@@ -305,6 +305,7 @@ async fn prepare(
     conn: &Connection,
     event: &EventEnvelope,
     effect: &Effect,
+    redo: u32,
 ) -> Result<Prepared, HandlerError> {
     Ok(match effect {
         Effect::Mattermost { body, .. } => Prepared::Plain(outbound::mattermost(body)?),
@@ -317,7 +318,7 @@ async fn prepare(
             let from = outbound::required("email_from")?;
             Prepared::Plain(outbound::email(
                 &e.resend_body(&from),
-                &email::idempotency_key(&event.id, target),
+                &email::idempotency_key(&event.id, target, redo),
             )?)
         }
         Effect::Calendar { booking, .. } => {
@@ -325,8 +326,8 @@ async fn prepare(
             outbound::url_within("google_calendar_api_base", "google_calendar_origin")?;
             outbound::required("google_calendar_id")?;
             let token = outbound::google_token(conn).await?;
-            let body = google::event_body(booking);
-            let id = google::event_id_for(&booking.event_id);
+            let body = google::event_body(booking, redo);
+            let id = google::event_id_for(&booking.event_id, redo);
             Prepared::Calendar(outbound::calendar_insert(&token, &body)?, id)
         }
     })
@@ -349,18 +350,18 @@ async fn perform(
         None => db::claim(conn, &event.id, channel, target)?,
     };
     if let (
-        Claim::Send,
+        true,
         Effect::MattermostDirect {
             messages, notice, ..
         },
-    ) = (&claim, effect)
+    ) = (claim.performs(), effect)
     {
         return perform_direct(conn, event, target, messages, notice.as_ref()).await;
     }
     let prepared = match claim {
         Claim::Done(_) => return Ok(format!("{channel} {target}: already done")),
         Claim::Busy => return Err(busy(channel, target)),
-        Claim::Send => match prepare(conn, event, effect).await {
+        Claim::Send | Claim::Redo(_) => match prepare(conn, event, effect, claim.redo()).await {
             Ok(prepared) => prepared,
             Err(e) => {
                 // Not performed: hand the claim back (its lease frees it should this fail).
@@ -455,7 +456,7 @@ async fn perform_direct(
                 failed.push(busy(channel, &part).to_string());
                 continue;
             }
-            Claim::Send => {}
+            Claim::Send | Claim::Redo(_) => {}
         }
         let result = async {
             let id = match &bot_id {
@@ -497,7 +498,7 @@ async fn perform_direct(
         match db::claim(conn, &event.id, channel, &part)? {
             Claim::Done(_) => {}
             Claim::Busy => failed.push(busy(channel, &part).to_string()),
-            Claim::Send => {
+            Claim::Send | Claim::Redo(_) => {
                 let answer = outbound::send(&req).await;
                 let status = if answer.ok() { "sent" } else { "failed" };
                 db::finish(

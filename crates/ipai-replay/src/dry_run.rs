@@ -7,17 +7,19 @@
 
 use ipai_core::dispatch::EventEnvelope;
 use ipai_effects::plan::{self, Found, Settings};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// An effect key as the ledger writes it: `channel:target`.
 fn key(channel: &str, target: &str) -> String {
     format!("{channel}:{target}")
 }
 
-/// What one event of a replay would do.
-#[derive(Debug, Clone, PartialEq)]
+/// What one event of a replay would do; serialized as SPEC §12's per-event JSON.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventPlan {
     pub id: String,
+    #[serde(skip)]
     pub seq: i64,
     pub event_type: String,
     pub aggregate: String,
@@ -30,19 +32,14 @@ pub struct EventPlan {
     /// Not recorded as performed (or asked for again): the handler performs them.
     pub run: Vec<String>,
     /// Why the plan could not be made, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
 
 impl EventPlan {
     /// SPEC §12's per-event JSON.
     pub fn to_json(&self) -> Value {
-        let mut v = json!({"id": self.id, "event_type": self.event_type,
-                           "aggregate": self.aggregate, "status": self.status,
-                           "follower": self.follower, "skip": self.skip, "run": self.run});
-        if let Some(n) = &self.note {
-            v["note"] = json!(n);
-        }
-        v
+        serde_json::to_value(self).unwrap_or_default()
     }
 }
 
@@ -178,6 +175,7 @@ pub fn plan_event(mut row: Value, redo: &[String], settings: &Settings) -> Event
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn row(event_type: &str, payload: Value, recorded: Value, follower: bool) -> Value {
         json!({"id": "6be0c80e-fa6a-4810-9f3b-b7d874e04f65", "seq": 7, "event_type": event_type,

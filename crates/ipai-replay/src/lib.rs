@@ -18,7 +18,8 @@ pub use filter::{redo_kinds, Filter, FilterError, FilterInput, REDO_KINDS};
 pub use render::{render_text, status_counts};
 
 use ipai_core::db::{Database, DbError, Param};
-use ipai_effects::plan::Settings;
+pub use ipai_effects::plan::Settings;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 /// A page of the matching events (or, with `followers` true, of their followers), with
@@ -54,6 +55,29 @@ pub struct Preview {
 }
 
 impl Preview {
+    /// The counts of [`SUMMARY_SQL`]'s answer, before any event is planned.
+    pub fn from_summary(summary: &Value) -> Preview {
+        Preview {
+            matched: summary["matched"].as_i64().unwrap_or_default(),
+            followers: summary["followers"].as_i64().unwrap_or_default(),
+            by_status: summary["by_status"].clone(),
+            events: Vec::new(),
+            runs: 0,
+            skips: 0,
+        }
+    }
+
+    /// Plans one page of [`PAGE_SQL`]'s rows (in seq order) and appends them.
+    pub fn plan_page(&mut self, rows: Vec<Value>, redo: &[String], settings: &Settings) {
+        self.events.reserve(rows.len());
+        for r in rows {
+            let e = dry_run::plan_event(r, redo, settings);
+            self.runs += e.run.len();
+            self.skips += e.skip.len();
+            self.events.push(e);
+        }
+    }
+
     /// Whether every matched and following event is listed.
     pub fn complete(&self) -> bool {
         self.events.len() as i64 >= self.matched + self.followers
@@ -61,22 +85,66 @@ impl Preview {
 
     /// SPEC §12's JSON: `{"matched", "executed", "events": [{"id", "event_type",
     /// "status", "skip", "run"}]}`, with the followers, the counts per status and, when
-    /// executed, what the execution did.
-    pub fn to_json(&self, executed: Option<&Outcome>) -> Value {
-        let mut v = json!({
-            "matched": self.matched,
-            "followers": self.followers,
-            "by_status": self.by_status,
-            "executed": executed.is_some(),
-            "listed": self.events.len(),
-            "effects": {"run": self.runs, "skip": self.skips},
-            "events": self.events.iter().map(EventPlan::to_json).collect::<Vec<_>>(),
-        });
-        if let Some(o) = executed {
-            v["replay"] = o.to_json();
+    /// executed, what the execution did. Serializable as it is (`ipai replay --json`
+    /// streams it), or as a [`Value`] with [`Preview::to_json`].
+    pub fn json_view<'a>(&'a self, executed: Option<&Outcome>) -> PreviewJson<'a> {
+        PreviewJson {
+            matched: self.matched,
+            followers: self.followers,
+            by_status: &self.by_status,
+            executed: executed.is_some(),
+            listed: self.events.len(),
+            effects: EffectCounts {
+                run: self.runs,
+                skip: self.skips,
+            },
+            replay: executed.map(Outcome::to_json),
+            events: &self.events,
         }
-        v
     }
+
+    /// [`Preview::json_view`] as a [`Value`].
+    pub fn to_json(&self, executed: Option<&Outcome>) -> Value {
+        serde_json::to_value(self.json_view(executed)).unwrap_or_default()
+    }
+}
+
+/// The plan's JSON (see [`Preview::json_view`]); the events last, so a reader of the
+/// stream has the counts first.
+#[derive(Debug, Serialize)]
+pub struct PreviewJson<'a> {
+    pub matched: i64,
+    pub followers: i64,
+    pub by_status: &'a Value,
+    pub executed: bool,
+    pub listed: usize,
+    pub effects: EffectCounts,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay: Option<Value>,
+    pub events: &'a [EventPlan],
+}
+
+/// Effects that would run / be skipped.
+#[derive(Debug, Serialize)]
+pub struct EffectCounts {
+    pub run: usize,
+    pub skip: usize,
+}
+
+/// [`PAGE_SQL`]'s parameters: the page of `filter`'s matches (or, with `followers`, of
+/// their followers) after seq `after`, at most `limit` rows.
+pub fn page_params(filter: &Filter, after: i64, limit: i64, followers: bool) -> Vec<Param> {
+    vec![
+        Param::Json(filter.to_json().clone()),
+        Param::Int(after),
+        Param::Int(limit),
+        Param::Text(followers.to_string()),
+    ]
+}
+
+/// The seq after which the next page starts: the last row's.
+pub fn last_seq(rows: &[Value]) -> Option<i64> {
+    rows.last().and_then(|r| r["seq"].as_i64())
 }
 
 /// Why a replay could not be planned or executed.
@@ -125,16 +193,8 @@ pub fn preview(
     settings: &Settings,
     detail: Option<usize>,
 ) -> Result<Preview, ReplayError> {
-    let f = Param::Json(filter.to_json().clone());
-    let summary = query(db, SUMMARY_SQL, std::slice::from_ref(&f))?;
-    let mut p = Preview {
-        matched: summary["matched"].as_i64().unwrap_or_default(),
-        followers: summary["followers"].as_i64().unwrap_or_default(),
-        by_status: summary["by_status"].clone(),
-        events: Vec::new(),
-        runs: 0,
-        skips: 0,
-    };
+    let summary = query(db, SUMMARY_SQL, &[Param::Json(filter.to_json().clone())])?;
+    let mut p = Preview::from_summary(&summary);
     let wanted = detail.unwrap_or(usize::MAX);
     // The matched events in seq order, then their followers in seq order.
     for followers in [false, true] {
@@ -144,28 +204,14 @@ pub fn preview(
         let mut after = 0i64;
         while p.events.len() < wanted {
             let limit = PAGE_SIZE.min((wanted - p.events.len()).min(i64::MAX as usize) as i64);
-            let page = query(
-                db,
-                PAGE_SQL,
-                &[
-                    f.clone(),
-                    Param::Int(after),
-                    Param::Int(limit),
-                    Param::Text(followers.to_string()),
-                ],
-            )?;
+            let page = query(db, PAGE_SQL, &page_params(filter, after, limit, followers))?;
             let rows = match page {
                 Value::Array(rows) => rows,
                 _ => Vec::new(),
             };
             let got = rows.len() as i64;
-            for r in rows {
-                let e = dry_run::plan_event(r, redo, settings);
-                p.runs += e.run.len();
-                p.skips += e.skip.len();
-                after = e.seq;
-                p.events.push(e);
-            }
+            after = last_seq(&rows).unwrap_or(after);
+            p.plan_page(rows, redo, settings);
             if got < limit {
                 break;
             }

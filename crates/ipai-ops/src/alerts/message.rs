@@ -67,7 +67,7 @@ pub fn idempotency_key(a: &Claimed) -> String {
         "reminder" => (a.reminders + 1).to_string(),
         _ => "0".into(),
     };
-    email::idempotency_key(&format!("alert-{}", a.id), &format!("{}-{n}", a.message))
+    email::idempotency_key(&format!("alert-{}", a.id), &format!("{}-{n}", a.message), 0)
 }
 
 /// What the condition is, for people.
