@@ -236,7 +236,7 @@ async fn the_reader_cannot_call_the_outbox_functions() {
     assert_eq!(db.count("outbox").await, 1);
     // Of the schema's functions only the read-only views of state are executable by the
     // reader: outbox_stats() and open_alerts() (MCP's outbox_health and list_alerts), and
-    // the replay plan's (MCP's replay_preview).
+    // the replay plan's (MCP's replay_preview), and reconcile_status (SPEC §11).
     let executable: Vec<String> = db.column("SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
               WHERE n.nspname = 'integration' AND has_function_privilege('integration_reader', p.oid, 'EXECUTE')
               ORDER BY 1", &[]).await;
@@ -246,6 +246,7 @@ async fn the_reader_cannot_call_the_outbox_functions() {
             "open_alerts",
             "outbox_stats",
             "recent_replays",
+            "reconcile_status",
             "replay_followers",
             "replay_matches",
             "replay_page",
@@ -391,6 +392,9 @@ const APP_PRIVILEGES: &[&str] = &[
     "function purge_report_messages(p_older_than interval, p_batch integer)",
     // 20261207000600_replay.sql: the /ops replay page plans, executes and lists.
     "function recent_replays(p_limit integer)",
+    // 20261208000100_reconcile.sql: the digest's handler records, /ops reads (SECURITY DEFINER).
+    "function reconcile_status(p_window_start timestamp with time zone)",
+    "function record_digest(p_event_id uuid, p_source text, p_payload jsonb)",
     "function release_delivery(p_event_id uuid, p_channel text, p_target text)",
     "function replay_begin(p_by text, p_via text, p_filter jsonb, p_redo text[])",
     "function replay_followers(p_filter jsonb)",
@@ -432,6 +436,8 @@ const READER_PRIVILEGES: &[&str] = &[
     "function outbox_stats()",
     // 20261207000600_replay.sql: MCP's replay_preview (read-only functions).
     "function recent_replays(p_limit integer)",
+    // 20261208000100_reconcile.sql: MCP's reconcile_status.
+    "function reconcile_status(p_window_start timestamp with time zone)",
     "function replay_followers(p_filter jsonb)",
     "function replay_matches(p_filter jsonb)",
     "function replay_page(p_filter jsonb, p_after_seq bigint, p_limit integer, p_followers boolean)",
@@ -452,6 +458,7 @@ const READER_PRIVILEGES: &[&str] = &[
     "table outbox: SELECT",
     "table payment_queue: SELECT",
     "table ppm_tasks: SELECT",
+    "table reconcile_windows: SELECT",
     "table replay_items: SELECT",
     "table replays: SELECT",
     "table report_messages: SELECT",

@@ -49,6 +49,9 @@ enum Command {
     /// Replay events by filter: prints what a replay would do (the side effects the
     /// ledger skips and those that would run); --execute replays them.
     Replay(ipai_cli::replay::ReplayArgs),
+    /// Reconciliation: the events Odoo marked sent that the bus never stored, per digested
+    /// window (SPEC §11).
+    Reconcile(ipai_cli::reconcile::ReconcileArgs),
 }
 
 /// mimalloc: `ipai replay` plans each of up to hundreds of thousands of events (many small
@@ -90,6 +93,11 @@ async fn main() -> Result<()> {
         Command::Alerts(args) => ipai_cli::alerts::run(args).await?,
         Command::Replay(args) => {
             if !ipai_cli::replay::run(args).await? {
+                std::process::exit(2);
+            }
+        }
+        Command::Reconcile(args) => {
+            if !ipai_cli::reconcile::run(args).await? {
                 std::process::exit(2);
             }
         }
