@@ -1,6 +1,6 @@
 # IPAI integration bus. `make up` runs it, `make test` tests it. See README.md.
 SHELL := /bin/bash
-COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler mcp ops approvals
+COMPONENTS := ingest dispatcher dispatch-cron expense-handler asset-handler finance-handler reconcile-handler mcp ops approvals
 # Components only the tests run (tests/fixtures/).
 TEST_FIXTURES := echo-headers outbound-probe timer-probe
 CARGO ?= cargo

@@ -24,6 +24,7 @@ SERVER_TESTS = [
     os.path.join(ADDON, "tests", "test_bridge_models.py"),
     os.path.join(ADDON, "tests", "test_odoo18_contract.py"),
     os.path.join(ADDON, "tests", "test_access_over_rpc.py"),
+    os.path.join(ADDON, "tests", "test_reconciliation.py"),
 ]
 
 

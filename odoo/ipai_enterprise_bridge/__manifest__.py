@@ -1,6 +1,6 @@
 {
     "name": "IPAI Enterprise Bridge",
-    "version": "18.0.1.2.0",
+    "version": "18.0.1.3.0",
     "category": "Technical",
     "summary": "Durable, HMAC-signed business events from Odoo to the IPAI integration bus",
     "description": """
@@ -14,6 +14,10 @@ integration bus (ingest: ``POST /odoo-webhook``).
 * Requests are signed as the bus expects: ``x-ipai-timestamp`` (ms),
   ``x-ipai-signature`` (hex HMAC-SHA256 over ``"{timestamp}.{body}"``),
   ``x-idempotency-key``.
+* Reconciliation: every hour a ``bus.digest`` event lists, per hour of the queue, the
+  idempotency keys Odoo marked sent, so the bus can prove nothing was lost; the bus's
+  integration user (group "IPAI: the bus's integration user") may ask Odoo to send the
+  missing ones again.
 * Configure in Settings > Technical > System Parameters: ``ipai.webhook.url`` and
   ``ipai.webhook.secret``.
 """,

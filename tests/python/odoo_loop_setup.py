@@ -16,7 +16,9 @@ Makes the people of the loop, as real users (password = login):
   the expense officer right ``hr_expense.group_hr_expense_user`` without which she cannot
   read a report to post it; a project user for the month-end close tasks);
 * the bus (``bus@example.com``), an expense administrator with an API key, the one the
-  bus's approvals and handlers call Odoo as;
+  bus's approvals and handlers call Odoo as, and the addon's bus integration user
+  (``ipai_enterprise_bridge.group_ipai_bus``: it may ask Odoo to resend the events
+  reconciliation found missing, ``ipai.event.queue.ipai_resend_keys``);
 * the administrator ``admin`` (password ``admin``) is the install's own;
 
 and a bookable projector and a finance project ("Month-end close") whose stages emit
@@ -56,7 +58,7 @@ ana = user(
     "Ana Reyes",
     ["account.group_account_manager", "hr_expense.group_hr_expense_user", "project.group_project_user"],
 )
-bus = user("bus@example.com", "IPAI Bus", ["hr_expense.group_hr_expense_manager"])
+bus = user("bus@example.com", "IPAI Bus", ["hr_expense.group_hr_expense_manager", "ipai_enterprise_bridge.group_ipai_bus"])
 
 Employees = env["hr.employee"]  # noqa: F821
 maria_emp = Employees.create({"name": "Maria Santos", "user_id": maria.id, "work_email": maria.email})

@@ -400,6 +400,9 @@ enum FrontMode {
     Forward(String),
     /// Accept and never answer (a hung bus): whoever waits on it waits its whole timeout.
     Hang,
+    /// Read each request and answer `202 Accepted` without forwarding it: a proxy or load
+    /// balancer that loses what it acknowledges (what reconciliation exists to find).
+    Swallow,
 }
 
 /// A TCP front for the bus on a port of its own: Odoo's `ipai.webhook.url` points here, so
@@ -434,6 +437,7 @@ impl BusFront {
                             tokio::time::sleep(Duration::from_secs(600)).await;
                             drop(inbound);
                         }
+                        FrontMode::Swallow => swallow(&mut inbound).await,
                     }
                 });
             }
@@ -456,6 +460,50 @@ impl BusFront {
     pub fn hang(&self) {
         *self.mode.lock().expect("front mode") = FrontMode::Hang;
     }
+
+    /// New connections are answered `202 Accepted` and forwarded nowhere.
+    pub fn swallow(&self) {
+        *self.mode.lock().expect("front mode") = FrontMode::Swallow;
+    }
+}
+
+/// Reads one HTTP/1.1 request (headers, then `content-length` bytes) and answers 202 with
+/// an ingest-like body, closing the connection.
+async fn swallow(inbound: &mut tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let body_end = loop {
+        let Ok(n) = inbound.read(&mut chunk).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..at]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            break at + 4 + length;
+        }
+    };
+    while buf.len() < body_end {
+        match inbound.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let body = format!(r#"{{"id":"{}","status":"accepted"}}"#, uuid::Uuid::new_v4());
+    let answer = format!(
+        "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = inbound.write_all(answer.as_bytes()).await;
+    let _ = inbound.shutdown().await;
 }
 
 impl Drop for BusFront {

@@ -257,6 +257,8 @@ struct OdooBehaviour {
     sheet_submitted_at: BTreeMap<i64, String>,
     /// Every call answered `502 Bad Gateway`, as a proxy in front of a stopped Odoo does.
     down: bool,
+    /// Keys `ipai_resend_keys` answers as unknown (Odoo has no row with them).
+    resend_unknown: Vec<String>,
 }
 
 /// All fakes, started together.
@@ -371,6 +373,29 @@ fn odoo_answer(r: &Recorded, behaviour: &OdooBehaviour) -> (u16, String) {
                         rpc_error("builtins.ValueError", "Expected singleton or bad note")
                     }
                 }
+                // The addon's healing method (SPEC §11): a list of string keys, no kwargs.
+                (Some("ipai.event.queue"), Some("ipai_resend_keys")) => {
+                    let keys: Option<Vec<&str>> = args[5]
+                        .as_array()
+                        .filter(|a| a.len() == 1)
+                        .and_then(|a| a[0].as_array())
+                        .and_then(|k| k.iter().map(Value::as_str).collect());
+                    match (keys, &behaviour.writes) {
+                        (None, _) => {
+                            rpc_error("builtins.TypeError", "keys must be a list of strings")
+                        }
+                        (Some(_), _) if args[6] != json!({}) => {
+                            rpc_error("builtins.TypeError", "unexpected keyword arguments")
+                        }
+                        (Some(_), OdooWrites::Fail(m)) => rpc_error("odoo.exceptions.UserError", m),
+                        (Some(keys), OdooWrites::Succeed) => {
+                            let (unknown, requeued): (Vec<&str>, Vec<&str>) = keys
+                                .into_iter()
+                                .partition(|k| behaviour.resend_unknown.iter().any(|u| u == k));
+                            ok(json!({"requeued": requeued, "unknown": unknown}))
+                        }
+                    }
+                }
                 _ => rpc_error(
                     "odoo.exceptions.MissingError",
                     &format!("unexpected call {model:?}.{method:?}"),
@@ -442,6 +467,7 @@ impl Services {
             sheet_states: BTreeMap::new(),
             sheet_submitted_at: BTreeMap::new(),
             down: false,
+            resend_unknown: Vec::new(),
         }));
         let b = odoo_behaviour.clone();
         let odoo = ScriptedServer::start_scripted(move |r| {
@@ -471,6 +497,14 @@ impl Services {
             .expect("odoo behaviour")
             .sheet_submitted_at
             .insert(sheet_id, at.to_string());
+    }
+
+    /// Keys the fake Odoo's `ipai_resend_keys` answers as unknown from now on.
+    pub fn odoo_resend_unknown(&self, keys: &[&str]) {
+        self.odoo_behaviour
+            .lock()
+            .expect("odoo behaviour")
+            .resend_unknown = keys.iter().map(|k| k.to_string()).collect();
     }
 
     /// From now on Odoo is down (every call answered 502) or back.

@@ -391,6 +391,7 @@ async fn the_current_python_sdk_discovers_lists_and_calls_every_tool() {
             "get_event",
             "outbox_health",
             "list_alerts",
+            "reconcile_status",
             "replay_preview"
         ]
     );
@@ -594,8 +595,8 @@ async fn clients_of_each_2025_revision_negotiate_and_call_every_tool() {
         assert_eq!(sdk["ping"], json!({}), "{rev}");
         assert_eq!(
             sdk["tools"].as_array().unwrap().len(),
-            8,
-            "six query tools, list_alerts and replay_preview"
+            9,
+            "six query tools, list_alerts, reconcile_status and replay_preview"
         );
         assert_eq!(
             sdk["tools"][0].get("outputSchema").is_some(),
@@ -642,7 +643,7 @@ async fn clients_of_each_2025_revision_negotiate_and_call_every_tool() {
         );
         assert_eq!(raw["ping"]["body"]["result"], json!({}));
         let listed = &raw["tools_list"]["body"]["result"]["tools"];
-        assert_eq!(listed.as_array().unwrap().len(), 8);
+        assert_eq!(listed.as_array().unwrap().len(), 9);
         for c in raw["calls"].as_array().unwrap() {
             assert_eq!(c["status"], 200);
             assert_eq!(c["body"]["result"]["isError"], false, "{rev}: {c}");

@@ -926,3 +926,186 @@ async fn finance_stage_moves_fill_ppm_tasks_and_bir_compliance_and_ask_the_revie
     );
     l.nothing_lost().await;
 }
+
+/// `POST /ops/alerts/evaluate` (what dispatch-cron does every tick), on demand.
+async fn evaluate_alerts(f: &Fixture) {
+    let resp = f
+        .http
+        .post(f.sys.url("/ops/alerts/evaluate"))
+        .bearer_auth(ipai_tests::runtime::TEST_OPS_TOKEN)
+        .send()
+        .await
+        .expect("POST /ops/alerts/evaluate");
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+/// The open `events_missing` alert's event count, if open.
+async fn events_missing_alert(f: &Fixture) -> Option<i64> {
+    f.db.client
+        .query(
+            "SELECT events FROM integration.alerts WHERE condition = 'events_missing' AND resolved_at IS NULL",
+            &[],
+        )
+        .await
+        .expect("alerts")
+        .first()
+        .map(|r| r.get(0))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_proxy_swallowed_is_found_by_the_digest_resent_by_odoo_and_the_alert_resolves() {
+    let Some(l) = Loop::start().await else {
+        return;
+    };
+    let admin = l.odoo.admin();
+    // The bus's user starts without the addon's group: Odoo refuses its resend until the
+    // operator grants it (docs/deploy.md, Reconciliation), which keeps the gap open long
+    // enough to be seen.
+    let group = l
+        .odoo
+        .ok(
+            &admin,
+            "ir.model.data",
+            "search_read",
+            json!([[
+                ["module", "=", "ipai_enterprise_bridge"],
+                ["name", "=", "group_ipai_bus"]
+            ]]),
+            json!({"fields": ["res_id"]}),
+        )
+        .await[0]["res_id"]
+        .as_i64()
+        .expect("the addon's bus group");
+    let bus_uid = l.odoo.people.id("bus_uid");
+    let set_group = |op: i64| {
+        l.odoo.ok(
+            &admin,
+            "res.users",
+            "write",
+            json!([[bus_uid], {"groups_id": [[op, group]]}]),
+            json!({}),
+        )
+    };
+    set_group(3).await;
+
+    let (first, _, _) = l.submit("Hotel Cebu", 3200.0).await;
+    l.handled("expense.submitted", first, FLOW).await;
+
+    // A proxy in front of the bus answers 202 and forwards nothing.
+    l.front.swallow();
+    let (lost, _, _) = l.submit("Team dinner", 1800.0).await;
+    let swallowed: Vec<String> = poll(FLOW, || async {
+        let keys: Vec<String> = l
+            .odoo
+            .pg
+            .query(
+                "SELECT idempotency_key FROM ipai_event_queue
+                  WHERE aggregate_id = $1 AND state = 'sent' ORDER BY idempotency_key",
+                &[&lost.to_string()],
+            )
+            .await
+            .expect("queue")
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        (!keys.is_empty()).then_some(keys)
+    })
+    .await
+    .unwrap_or_else(|| panic!("Odoo never marked the swallowed row sent"));
+    l.front.forward_to(&l.f.sys.base_url);
+    let stored: i64 =
+        l.f.db
+            .value(&format!(
+                "SELECT count(*) FROM integration.outbox WHERE aggregate_id = '{lost}'"
+            ))
+            .await;
+    assert_eq!(stored, 0, "the proxy lost it");
+
+    // The administrator sends the digest now: it finds exactly the swallowed keys.
+    l.odoo
+        .ok(
+            &admin,
+            "ipai.event.queue",
+            "action_send_digest_now",
+            json!([[]]),
+            json!({}),
+        )
+        .await;
+    let missing: Vec<String> = poll(FLOW, || async {
+        let rows =
+            l.f.db
+                .client
+                .query(
+                    "SELECT m FROM integration.reconcile_windows, unnest(missing) AS m ORDER BY m",
+                    &[],
+                )
+                .await
+                .expect("windows");
+        (!rows.is_empty()).then(|| rows.iter().map(|r| r.get(0)).collect())
+    })
+    .await
+    .unwrap_or_else(|| panic!("no window recorded"));
+    assert_eq!(missing, swallowed);
+    evaluate_alerts(&l.f).await;
+    assert_eq!(
+        events_missing_alert(&l.f).await,
+        Some(swallowed.len() as i64),
+        "the alert opens"
+    );
+    // The resend was refused (the group is missing): the digest waits to be retried.
+    let digest_error: String = poll(FLOW, || async {
+        let error: String = l
+            .f
+            .db
+            .value(
+                "SELECT coalesce(max(last_error), '') FROM integration.outbox WHERE event_type = 'bus.digest' AND status = 'failed'",
+            )
+            .await;
+        (!error.is_empty()).then_some(error)
+    })
+    .await
+    .unwrap_or_default();
+    assert!(
+        digest_error.contains("AccessError"),
+        "{digest_error}\n{}",
+        l.report().await
+    );
+    evaluate_alerts(&l.f).await;
+    let rejected: i64 = l
+        .f
+        .db
+        .value("SELECT count(*) FROM integration.alerts WHERE condition = 'credentials_rejected:odoo' AND resolved_at IS NULL")
+        .await;
+    assert_eq!(rejected, 1, "the missing right is named to the operator");
+
+    // The operator grants the group; the digest's retry asks again, Odoo resends the rows
+    // under their own keys and the gap closes.
+    set_group(4).await;
+    l.f.db
+        .client
+        .execute(
+            "UPDATE integration.outbox SET next_attempt_at = now() WHERE event_type = 'bus.digest' AND status = 'failed'",
+            &[],
+        )
+        .await
+        .expect("the digest due now");
+    l.f.dispatch().await;
+    l.handled("expense.submitted", lost, FLOW).await;
+    let closed = poll(FLOW, || async {
+        evaluate_alerts(&l.f).await;
+        events_missing_alert(&l.f).await.is_none().then_some(())
+    })
+    .await;
+    assert!(
+        closed.is_some(),
+        "the alert resolves:\n{}",
+        l.report().await
+    );
+    let resolved: i64 = l
+        .f
+        .db
+        .value("SELECT count(*) FROM integration.alerts WHERE condition = 'events_missing' AND resolved_at IS NOT NULL")
+        .await;
+    assert_eq!(resolved, 1);
+    l.nothing_lost().await;
+}

@@ -10,8 +10,8 @@
 //! - a window of 10,000 keys is reconciled in one call;
 //! - the read-only role sees the status and cannot record.
 //!
-//! What does not exist yet (issue #37): the addon's hourly digest, the digest's handler
-//! (the dispatcher does not route `bus.digest`), metrics, alerts, MCP, /ops, the healing.
+//! The digest's way through the running bus (handler, healing, metrics, alerts, MCP, /ops) is
+//! `reconcile.rs`; with the real Odoo, `odoo_loop.rs`.
 
 use ipai_reconcile::{RECORD_DIGEST_SQL, STATUS_SQL};
 use ipai_tests::ipai_bin::{ipai, text};

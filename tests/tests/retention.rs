@@ -89,7 +89,7 @@ async fn retention_deletes_old_done_rows_in_bounded_batches_and_keeps_everything
         body,
         json!({"deleted": 5, "batches": 3, "more": false, "older_than_days": 7, "batch_size": 2,
                "ledgers": {"deleted": {"deliveries": 0, "report_messages": 0, "id_map": 0,
-                                       "oauth_tokens": 0},
+                                       "oauth_tokens": 0, "reconcile_windows": 0},
                            "more": false, "older_than_days": 30}})
     );
     let left: Vec<String> =
@@ -157,7 +157,12 @@ const LEDGER_ROWS: &str = "\
       ('ipai.asset.booking', '2', 'google_calendar', 'ipaiyoung', now() - interval '10 days'); \
     INSERT INTO integration.oauth_tokens (name, access_token, expires_at) VALUES \
       ('expired', 'ya29.old', now() - interval '1 minute'), \
-      ('google_calendar', 'ya29.valid', now() + interval '50 minutes');";
+      ('google_calendar', 'ya29.valid', now() + interval '50 minutes'); \
+    INSERT INTO integration.reconcile_windows \
+      (source, window_start, window_end, expected, keys_sha256, missing, digest_event, received_at) VALUES \
+      ('arrived', '2026-10-01T10:00Z', '2026-10-01T11:00Z', 1, 'x', '{lx-done}', gen_random_uuid(), now() - interval '40 days'), \
+      ('missing', '2026-10-01T10:00Z', '2026-10-01T11:00Z', 1, 'x', '{never-came}', gen_random_uuid(), now() - interval '40 days'), \
+      ('young', '2026-11-28T10:00Z', '2026-11-28T11:00Z', 1, 'x', '{}', gen_random_uuid(), now() - interval '10 days');";
 
 /// What is left of `LEDGER_ROWS`, one text per row, sorted.
 async fn ledger_rows_left(c: &tokio_postgres::Client) -> Vec<String> {
@@ -166,11 +171,13 @@ async fn ledger_rows_left(c: &tokio_postgres::Client) -> Vec<String> {
              FROM integration.deliveries AS d LEFT JOIN integration.outbox AS o ON o.id = d.event_id \
            UNION ALL SELECT 'message ' || message_key FROM integration.report_messages \
            UNION ALL SELECT 'id_map ' || external_id FROM integration.id_map \
-           UNION ALL SELECT 'token ' || name FROM integration.oauth_tokens) AS r ORDER BY x", &[]).await
+           UNION ALL SELECT 'token ' || name FROM integration.oauth_tokens \
+           UNION ALL SELECT 'window ' || source FROM integration.reconcile_windows) AS r ORDER BY x", &[]).await
 }
 
-/// Every row younger than its window, and every row an event still waiting could need.
-const LEDGER_ROWS_KEPT: [&str; 7] = [
+/// Every row younger than its window, every row an event still waiting could need, and every
+/// reconciliation window still missing a key.
+const LEDGER_ROWS_KEPT: [&str; 9] = [
     "delivery @old of lx-dead",
     "delivery @young of lx-dead",
     "delivery @young of lx-done",
@@ -178,6 +185,8 @@ const LEDGER_ROWS_KEPT: [&str; 7] = [
     "message hr.expense.sheet/1@b",
     "message hr.expense.sheet/2/paid@a",
     "token google_calendar",
+    "window missing",
+    "window young",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -189,7 +198,8 @@ async fn retention_purges_every_ledger_past_its_window_and_keeps_the_rest() {
     let body = call().await;
     assert_eq!(
         body["ledgers"],
-        json!({"deleted": {"deliveries": 2, "report_messages": 1, "id_map": 1, "oauth_tokens": 1},
+        json!({"deleted": {"deliveries": 2, "report_messages": 1, "id_map": 1, "oauth_tokens": 1,
+                           "reconcile_windows": 1},
                "more": false, "older_than_days": 30}),
         "{body}"
     );
@@ -197,7 +207,8 @@ async fn retention_purges_every_ledger_past_its_window_and_keeps_the_rest() {
     // Idempotent once caught up.
     assert_eq!(
         call().await["ledgers"]["deleted"],
-        json!({"deliveries": 0, "report_messages": 0, "id_map": 0, "oauth_tokens": 0})
+        json!({"deliveries": 0, "report_messages": 0, "id_map": 0, "oauth_tokens": 0,
+               "reconcile_windows": 0})
     );
     assert_eq!(f.db.count("event_log").await, 2, "the audit log is kept");
 }
@@ -300,7 +311,8 @@ async fn ledger_purges_are_bounded_skip_locked_rows_keep_younger_ones_and_reappl
         .get(0);
     assert_eq!(
         all,
-        json!({"deliveries": 1, "report_messages": 1, "id_map": 0, "oauth_tokens": 0})
+        json!({"deliveries": 1, "report_messages": 1, "id_map": 0, "oauth_tokens": 0,
+               "reconcile_windows": 1})
     );
 
     // The migration file applies again without error; its functions are the service

@@ -374,6 +374,8 @@ const APP_PRIVILEGES: &[&str] = &[
     "function claim_report_message(p_message_key text, p_event_id uuid)",
     "function claim_report_message_and_delivery(p_message_key text, p_event_id uuid, p_channel text, p_target text, p_lease_s integer)",
     "function current_alert_conditions(p_stalled_after_s integer, p_health_max_pending_age_s integer)",
+    // 20261208000200_reconcile_watch.sql: the events_missing / digest_late conditions.
+    "function digest_late_after()",
     "function end_dispatch_run(p_worker text)",
     "function evaluate_alerts(p_stalled_after_s integer, p_health_max_pending_age_s integer, p_reminder_interval_s integer, p_targets text[], p_send_lease_s integer)",
     "function fail_outbox(p_id uuid, p_error text)",
@@ -389,10 +391,12 @@ const APP_PRIVILEGES: &[&str] = &[
     "function purge_expired_signatures(p_batch integer)",
     "function purge_id_map(p_older_than interval, p_batch integer)",
     "function purge_ledgers(p_older_than interval, p_batch integer)",
+    "function purge_reconcile_windows(p_older_than interval, p_batch integer)",
     "function purge_report_messages(p_older_than interval, p_batch integer)",
     // 20261207000600_replay.sql: the /ops replay page plans, executes and lists.
     "function recent_replays(p_limit integer)",
     // 20261208000100_reconcile.sql: the digest's handler records, /ops reads (SECURITY DEFINER).
+    "function reconcile_gaps()",
     "function reconcile_status(p_window_start timestamp with time zone)",
     "function record_digest(p_event_id uuid, p_source text, p_payload jsonb)",
     "function release_delivery(p_event_id uuid, p_channel text, p_target text)",

@@ -53,12 +53,26 @@ pub const ROUTES: &[Domain] = &[
     },
 ];
 
-/// The domain an event type belongs to, or `None` for an unknown event type.
+/// The bus's own events: sent by the addon like any event (signed, queued, dispatched), about
+/// the bus rather than the business, so they are kept out of [`ROUTES`] (no dashboards, no
+/// samples, no plans). `bus.digest` is the reconciliation's digest (SPEC §11).
+pub const BUS_ROUTES: &[Domain] = &[Domain {
+    name: "reconcile",
+    aggregate_type: "digest",
+    handler: "reconcile-handler",
+    event_types: &["bus.digest"],
+}];
+
+/// The domain an event type belongs to (a business domain or the bus's own), or `None` for
+/// an unknown event type.
 pub fn domain_of(event_type: &str) -> Option<&'static Domain> {
-    ROUTES.iter().find(|d| d.event_types.contains(&event_type))
+    ROUTES
+        .iter()
+        .chain(BUS_ROUTES)
+        .find(|d| d.event_types.contains(&event_type))
 }
 
-/// Every known event type, in taxonomy order.
+/// Every business event type, in taxonomy order (the bus's own are in [`BUS_ROUTES`]).
 pub fn all_event_types() -> impl Iterator<Item = &'static str> {
     ROUTES.iter().flat_map(|d| d.event_types.iter().copied())
 }
@@ -82,6 +96,16 @@ mod tests {
             domain_of("finance_task.filed").map(|d| d.handler),
             Some("finance-handler")
         );
+    }
+
+    #[test]
+    fn the_digest_routes_to_the_reconcile_handler_but_is_no_business_event() {
+        let d = domain_of("bus.digest").expect("bus.digest routes");
+        assert_eq!(
+            (d.name, d.aggregate_type, d.handler),
+            ("reconcile", "digest", "reconcile-handler")
+        );
+        assert!(!all_event_types().any(|t| t == "bus.digest"));
     }
 
     #[test]

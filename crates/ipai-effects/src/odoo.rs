@@ -141,6 +141,33 @@ pub fn sheet_note(s: &Session, sheet_id: i64, body: &str) -> Value {
     )
 }
 
+/// The model and method of the addon the bus asks to send rows again (SPEC §11's healing):
+/// `ipai.event.queue.ipai_resend_keys(keys)`, callable only by a user of the addon's group
+/// `ipai_enterprise_bridge.group_ipai_bus` (the bus's own Odoo user).
+pub const RESEND_MODEL: &str = "ipai.event.queue";
+pub const RESEND_METHOD: &str = "ipai_resend_keys";
+
+/// Asks Odoo to send the rows with these idempotency keys again, under their own keys.
+pub fn resend_keys(s: &Session, keys: &[String]) -> Value {
+    execute_kw(s, RESEND_MODEL, RESEND_METHOD, json!([keys]), json!({}))
+}
+
+/// What Odoo did with a resend: `(requeued, unknown)` keys.
+pub fn parse_resend(result: &Value) -> Result<(Vec<String>, Vec<String>), String> {
+    let list = |name: &str| -> Result<Vec<String>, String> {
+        result[name]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(String::from)
+                    .collect()
+            })
+            .ok_or_else(|| format!("Odoo's {RESEND_METHOD} answered without \"{name}\": {result}"))
+    };
+    Ok((list("requeued")?, list("unknown")?))
+}
+
 /// A JSON-RPC answer: `result`, or the server's error message (Odoo answers HTTP 200
 /// with `{"error": {"message", "data": {"name", "message"}}}` for exceptions).
 /// A method that returns `None` (18.0's `action_approve_expense_sheets` when the report has
@@ -285,6 +312,34 @@ pub fn record_url(odoo_url: &str, model: &str, id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_resend_asks_the_addon_for_the_keys_and_reads_what_it_requeued() {
+        let s = Session {
+            db: "odoo".into(),
+            uid: 7,
+            api_key: "k".into(),
+        };
+        let body = resend_keys(&s, &["a:1".to_string(), "b:2".to_string()]);
+        assert_eq!(
+            body["params"]["args"],
+            json!([
+                "odoo",
+                7,
+                "k",
+                "ipai.event.queue",
+                "ipai_resend_keys",
+                [["a:1", "b:2"]],
+                {}
+            ])
+        );
+        let answer = json!({"requeued": ["a:1"], "unknown": ["b:2"]});
+        assert_eq!(
+            parse_resend(&answer),
+            Ok((vec!["a:1".to_string()], vec!["b:2".to_string()]))
+        );
+        assert!(parse_resend(&json!(true)).unwrap_err().contains("requeued"));
+    }
 
     fn s() -> Session {
         Session {

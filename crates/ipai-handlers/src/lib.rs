@@ -10,6 +10,7 @@
 pub mod approvals;
 pub mod db;
 pub mod outbound;
+pub mod reconcile;
 
 use ipai_core::dispatch::EventEnvelope;
 use ipai_core::handler_request::HandlerError;

@@ -13,6 +13,7 @@ pub mod alerts_tool;
 pub mod args;
 pub mod http;
 pub mod jsonrpc;
+pub mod reconcile_tool;
 pub mod replay_tool;
 pub mod server;
 pub mod sql;

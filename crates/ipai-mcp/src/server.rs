@@ -33,7 +33,8 @@ const INSTRUCTIONS: &str = "Read-only access to the IPAI integration bus: the au
     the delivery outbox. Use query_expense_events, query_asset_events and query_finance_events \
     for one domain with a summary, query_events to search across domains, get_event for one \
     event with its delivery state, outbox_health for the queue, list_alerts for the operator \
-    alerts, and replay_preview for what a replay of dead or failed events would do (a dry run \
+    alerts, reconcile_status for the proof that every event Odoo sent reached the bus, and \
+    replay_preview for what a replay of dead or failed events would do (a dry run \
     that changes nothing). Nothing here can change data. Dates are UTC.";
 
 /// Every version this endpoint serves, current first.

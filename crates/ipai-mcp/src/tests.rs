@@ -287,6 +287,7 @@ fn modern_tools_list_is_cacheable_typed_and_ordered() {
             "get_event",
             "outbox_health",
             "list_alerts",
+            "reconcile_status",
             "replay_preview"
         ]
     );

@@ -53,6 +53,8 @@ enum Plan {
     OutboxHealth,
     /// `list_alerts` (issue #19, `crate::alerts_tool`).
     ListAlerts,
+    /// `reconcile_status` (issue #37, `crate::reconcile_tool`).
+    ReconcileStatus,
     /// `replay_preview` (issue #38, `crate::replay_tool`): more than one statement.
     ReplayPreview,
 }
@@ -134,6 +136,7 @@ impl ToolDef {
             Plan::GetEvent => get_event_query(args),
             Plan::OutboxHealth => outbox_health_query(args),
             Plan::ListAlerts => crate::alerts_tool::query(args),
+            Plan::ReconcileStatus => crate::reconcile_tool::query(args),
             Plan::ReplayPreview => crate::replay_tool::query(args),
         }
     }

@@ -168,6 +168,17 @@ pub struct MetricsData {
     pub ingested: BTreeMap<String, i64>,
     #[serde(default)]
     pub deliveries: Vec<DeliveryRow>,
+    /// Reconciliation (SPEC §11): keys Odoo marked sent that the bus still lacks, and the
+    /// age of the newest digest (`None`: no digest ever came).
+    #[serde(default)]
+    pub reconcile: ReconcileData,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+pub struct ReconcileData {
+    #[serde(default)]
+    pub missing: i64,
+    pub last_digest_age_s: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

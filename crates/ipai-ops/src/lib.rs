@@ -19,6 +19,7 @@ pub mod csrf;
 pub mod data;
 pub mod html;
 pub mod metrics;
+pub mod reconcile_panel;
 mod routes;
 
 pub use ipai_core::db::{Database, DbError, Param};

@@ -188,6 +188,25 @@ pub fn render(data: Option<&MetricsData>) -> String {
             r.count as f64,
         );
     }
+
+    x.family(
+        "ipai_reconcile_missing_events",
+        "gauge",
+        "Events Odoo's digests list as sent that the bus never stored (SPEC 11; `ipai reconcile`).",
+    )
+    .sample(
+        "ipai_reconcile_missing_events",
+        &[],
+        d.reconcile.missing as f64,
+    );
+    x.family(
+        "ipai_reconcile_last_digest_age_seconds",
+        "gauge",
+        "Seconds since the newest digest from Odoo arrived (no sample until the first one).",
+    );
+    if let Some(age) = d.reconcile.last_digest_age_s {
+        x.sample("ipai_reconcile_last_digest_age_seconds", &[], age);
+    }
     x.finish()
 }
 
@@ -223,7 +242,27 @@ mod tests {
                 status: "sent".into(),
                 count: 3,
             }],
+            reconcile: crate::data::ReconcileData {
+                missing: 2,
+                last_digest_age_s: Some(61.5),
+            },
         }
+    }
+
+    #[test]
+    fn the_reconciliation_shows_its_missing_events_and_the_digest_age() {
+        let text = render(Some(&sample()));
+        assert!(
+            text.contains("\nipai_reconcile_missing_events 2\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nipai_reconcile_last_digest_age_seconds 61.5\n"));
+        let mut never = sample();
+        never.reconcile = Default::default();
+        let text = render(Some(&never));
+        assert!(text.contains("\nipai_reconcile_missing_events 0\n"));
+        assert!(text.contains("# TYPE ipai_reconcile_last_digest_age_seconds gauge\n"));
+        assert!(!text.contains("\nipai_reconcile_last_digest_age_seconds "));
     }
 
     #[test]

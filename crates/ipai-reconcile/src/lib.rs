@@ -54,6 +54,37 @@ pub fn record(
     .ok_or_else(|| DbError::Failed("record_digest answered nothing".into()))
 }
 
+/// What a recorded digest says: `(expected, found, missing keys)`.
+pub fn recorded(result: &Value) -> (i64, i64, Vec<String>) {
+    let missing = result["missing"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        result["expected"].as_i64().unwrap_or_default(),
+        result["found"].as_i64().unwrap_or_default(),
+        missing,
+    )
+}
+
+/// The reason `record_digest` refused a digest (its `digest: …` message), or `None` when the
+/// call failed for another reason (the database, which a retry may fix). A refused digest
+/// stays refused however often it is retried: the sender must fix it.
+pub fn refusal(e: &DbError) -> Option<String> {
+    let DbError::Failed(text) = e else {
+        return None;
+    };
+    let start = text.find("digest: ")?;
+    let rest = &text[start..];
+    let end = rest.find('"').unwrap_or(rest.len());
+    Some(rest[..end].to_string())
+}
+
 /// The reconciliation's state: every window with a key still missing and those received in
 /// the last 7 days, or (with `window_start`) the windows starting then.
 pub fn status(db: &mut dyn Database, window_start: Option<&str>) -> Result<Value, DbError> {
@@ -125,6 +156,25 @@ pub fn render_text(status: &Value) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_refusal_is_the_digest_message_and_nothing_else_is() {
+        let e = DbError::Failed(
+            "QueryFailed(DbError(DbError { code: \"22023\", message: \"digest: count 3 does not match the 2 keys\" }))".into(),
+        );
+        assert_eq!(
+            refusal(&e).as_deref(),
+            Some("digest: count 3 does not match the 2 keys")
+        );
+        assert_eq!(refusal(&DbError::Unavailable("digest: x".into())), None);
+        assert_eq!(refusal(&DbError::Failed("permission denied".into())), None);
+    }
+
+    #[test]
+    fn a_recorded_digest_reads_as_expected_found_and_missing() {
+        let r = json!({"expected": 3, "found": 1, "missing": ["a", "b"]});
+        assert_eq!(recorded(&r), (3, 1, vec!["a".to_string(), "b".to_string()]));
+    }
 
     #[test]
     fn the_source_is_the_database_before_the_first_colon() {

@@ -8,15 +8,20 @@ a POST there would make every click wait on the bus. The cron worker wakes on th
 right after the commit and sends the row; the same cron also runs every minute as a
 safety net. The state machine and the loop live in ``utils/outbox.py`` and
 ``utils/sender.py`` (pure, tested without Odoo); this model is their storage.
+
+Reconciliation (SPEC §11, ``utils/digest.py``): an hourly cron (and the administrators'
+"Send digest now") queues a ``bus.digest`` per hour of the queue whose rows are all final,
+listing the keys it sent; the bus's integration user may ask for rows to be sent again
+(``ipai_resend_keys``).
 """
 
 import logging
 import time
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError, ValidationError
 
-from ..utils import idempotency, outbox, sender
+from ..utils import digest, idempotency, outbox, sender
 from ..utils.events import make_event
 from ..utils.ipai_webhook import canonical_body, send_ipai_event
 from ..utils.payloads import build_payload
@@ -29,8 +34,13 @@ PARAM_TIMEOUT = "ipai.webhook.timeout"
 PARAM_CONNECT_TIMEOUT = "ipai.webhook.connect_timeout"
 PARAM_BATCH = "ipai.webhook.batch_size"
 PARAM_NAMESPACE = "ipai.webhook.key_namespace"
+PARAM_DIGEST_HORIZON = "ipai.digest.horizon_days"
 
 SENDER_CRON = "ipai_enterprise_bridge.ir_cron_ipai_send_events"
+# The bus's integration user: the only one who may ask Odoo to send events again.
+BUS_GROUP = "ipai_enterprise_bridge.group_ipai_bus"
+# One digest run at a time (transaction-scoped advisory lock; any constant of our own).
+_DIGEST_LOCK = 0x1BA1D16E57
 _TRIGGERED_KEY = "ipai_enterprise_bridge.sender_triggered"
 # One cron run stops starting new attempts after this long (Odoo's cron timeout is longer).
 _CRON_BUDGET_SECONDS = 50.0
@@ -113,6 +123,10 @@ class IpaiEventQueue(models.Model):
                    ON ipai_event_queue (aggregate_type, aggregate_id, id)
                 WHERE state IN ('pending', 'failed')"""
         )
+        # The digest's windows: rows by creation time (utils/digest.py HOURS_SQL).
+        self.env.cr.execute(
+            "CREATE INDEX IF NOT EXISTS ipai_event_queue_create_date_idx ON ipai_event_queue (create_date)"
+        )
 
     @api.depends("state", "attempts")
     def _compute_needs_attention(self):
@@ -192,6 +206,12 @@ class IpaiEventQueue(models.Model):
             discriminator,
             namespace=self._ipai_param(PARAM_NAMESPACE) or None,
         )
+        return self._ipai_queue_event(event, key, record)
+
+    @api.model
+    def _ipai_queue_event(self, event, key, record=None):
+        """The queue row of ``event`` (an envelope from ``make_event``) under ``key``: the
+        existing one, or a new one (and the sender woken after the commit)."""
         # mail.thread is here for the admins' activities and notes only: no creation
         # message, follower or tracking per event row.
         queue = self.sudo().with_context(_QUIET)
@@ -200,7 +220,7 @@ class IpaiEventQueue(models.Model):
             return existing
         row = queue.create(
             {
-                "event_type": event_type,
+                "event_type": event["event_type"],
                 "aggregate_type": event["aggregate_type"],
                 "aggregate_id": event["aggregate_id"],
                 "idempotency_key": key,
@@ -353,6 +373,161 @@ class IpaiEventQueue(models.Model):
         due._ipai_check_button().write({"next_attempt_at": fields.Datetime.now()})
         self._ipai_wake_sender()
         return True
+
+    # ----------------------------------------------------------- reconciliation (§11)
+
+    @api.model
+    def _ipai_horizon_days(self):
+        try:
+            days = int(self._ipai_param(PARAM_DIGEST_HORIZON, digest.DEFAULT_HORIZON_DAYS))
+        except (TypeError, ValueError):
+            days = digest.DEFAULT_HORIZON_DAYS
+        return max(1, days)
+
+    @api.model
+    def _ipai_send_digests(self, include_open_hour=False, now=None):
+        """Queues the ``bus.digest`` of every window that is due (``utils/digest.py``): each
+        closed hour of the last ``ipai.digest.horizon_days`` (7) days whose rows are all
+        final, and, with ``include_open_hour``, the current hour up to now. A window whose
+        digest was queued already with the same content is not queued again. Returns the
+        digest rows queued (empty when the webhook is not configured), or None when another
+        digest run holds the lock.
+
+        Private: only the cron and the administrators' button run it."""
+        if not self._ipai_enabled():
+            return self.browse()
+        cr = self.env.cr
+        cr.execute("SELECT pg_try_advisory_xact_lock(%s)", [_DIGEST_LOCK])
+        if not cr.fetchone()[0]:
+            return None
+        now = now or fields.Datetime.now()
+        since, until = digest.span(now, self._ipai_horizon_days(), include_open_hour)
+        database = cr.dbname
+        namespace = self._ipai_param(PARAM_NAMESPACE) or None
+        tracker = self.env["ipai.bus.digest"].sudo()
+        self.flush_model()
+        cr.execute(digest.HOURS_SQL, [since, until])
+        queued = self.browse()
+        for hour, unfinished, _sent, hour_sha in cr.fetchall():
+            end = digest.window_end(hour, until)
+            if unfinished or end is None or tracker._ipai_hour_unchanged(hour, end, hour_sha):
+                continue
+            cr.execute(digest.WINDOW_ROWS_SQL, [hour, end])
+            rows = [dict(zip(("create_date", "state", "idempotency_key", "event_type"), r)) for r in cr.fetchall()]
+            try:
+                digests = digest.hour_digests(rows, hour, end)
+            except ValueError as e:
+                _logger.error("IPAI digest: the hour %s cannot be digested: %s", digest.rfc3339(hour), e)
+                continue
+            if digests is None:
+                continue
+            hour_vals = {"hour_start": hour, "hour_end": end, "hour_sha256": hour_sha}
+            last = tracker._ipai_last_keys([d.aggregate_id(database) for d in digests])
+            due = digest.to_send(digests, last, database, namespace)
+            for d in due:
+                row = self._ipai_enqueue_digest(d, database, namespace, now)
+                tracker.create(dict(
+                    hour_vals,
+                    aggregate_id=d.aggregate_id(database),
+                    window_start=d.window_start,
+                    window_end=d.window_end,
+                    key_count=d.count,
+                    keys_sha256=d.keys_sha256,
+                    idempotency_key=row.idempotency_key,
+                    queue_id=row.id,
+                ))
+                queued |= row
+            if not due:
+                # Same digests as last time (the hour's summary moved, its digests did not):
+                # remember this summary so the next run skips the hour at once.
+                tracker.search([("idempotency_key", "in", [d.idempotency_key(database, namespace) for d in digests])]) \
+                    .write(hour_vals)
+        if queued:
+            _logger.info("IPAI digest: %d digest(s) queued", len(queued))
+        return queued
+
+    @api.model
+    def _ipai_enqueue_digest(self, d, database, namespace, now):
+        """Queues one digest (a ``utils.digest.Digest``) like any event: signed and sent by
+        the sender, retried under its key."""
+        event = make_event(digest.DIGEST_EVENT_TYPE, d.aggregate_id(database), d.payload(), occurred_at=now)
+        return self._ipai_queue_event(event, d.idempotency_key(database, namespace))
+
+    @api.model
+    def _cron_send_digest(self):
+        """Cron (hourly): the digests of the closed hours. Never raises (see
+        ``_cron_send_pending``)."""
+        try:
+            if self._ipai_send_digests() is None:
+                _logger.info("IPAI digest: another digest run is under way; skipped")
+        except Exception:  # noqa: BLE001
+            _logger.exception("IPAI digest: unexpected error; the windows are digested on the next run")
+            if self.env.context.get("cron_id"):
+                self.env.cr.rollback()
+
+    def action_send_digest_now(self):
+        """Button "Send digest now" (the queue's list, administrators): the digests the cron
+        would queue, plus the current hour up to now when all its rows are final. Works on
+        the model: the selected rows, if any, do not matter (over RPC: ``[[]]``)."""
+        if not self.env.user.has_group("base.group_system"):
+            raise AccessError(_("Only the administrators may send the reconciliation digest."))
+        if not self._ipai_enabled():
+            raise UserError(_("Set ipai.webhook.url (Settings > Technical > System Parameters) first."))
+        queued = self.browse()._ipai_send_digests(include_open_hour=True)
+        if queued is None:
+            raise UserError(_("A digest is being prepared right now; try again in a moment."))
+        message = (_("%s reconciliation digest(s) queued; the sender sends them now.", len(queued)) if queued
+                   else _("Nothing new to digest: every final window was sent with the same content."))
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "message": message,
+                "type": "success" if queued else "info",
+                "sticky": False,
+                "next": {"type": "ir.actions.client", "tag": "soft_reload"},
+            },
+        }
+
+    @api.model
+    def ipai_resend_keys(self, keys):
+        """Healing (SPEC §11), called by the bus over JSON-RPC::
+
+            execute_kw(db, uid, key, "ipai.event.queue", "ipai_resend_keys", [keys])
+
+        ``keys``: the idempotency keys a digest listed that the bus never stored (at most
+        10,000). Their rows go back to pending, due now, attempts from 0, and the sender
+        sends them again with their original body and key. Returns ``{"requeued": [keys],
+        "unknown": [keys], "cancelled": [keys]}`` (unknown: no row has the key; cancelled: an
+        administrator cancelled the row, it stays so). Only the bus's integration user
+        (group ``ipai_enterprise_bridge.group_ipai_bus``) may call it: administrators,
+        employees, portal and public users get an AccessError."""
+        if not self.env.user.has_group(BUS_GROUP):
+            raise AccessError(_("Only the IPAI bus's integration user may ask Odoo to send events again."))
+        try:
+            keys = digest.check_resend_keys(keys)
+        except ValueError as e:
+            raise ValidationError(_("ipai_resend_keys: %s", e)) from None
+        queue = self.sudo().with_context(_QUIET)
+        rows = queue.search([("idempotency_key", "in", keys)]) if keys else queue.browse()
+        by_key = {row.idempotency_key: row for row in rows}
+        cancelled = rows.filtered(lambda r: r.state not in outbox.RESENDABLE)
+        resend = rows - cancelled
+        failed = resend.filtered(lambda r: r.state == outbox.FAILED)
+        if resend:
+            now = fields.Datetime.now()
+            # The same change for every row (utils/outbox.py resend): one UPDATE.
+            resend.write(outbox.resend(resend[0]._ipai_row(), now))
+            failed._ipai_close_alerts(_("Requeued at the bus's request (reconciliation)"))
+            self._ipai_wake_sender()
+        result = {
+            "requeued": [k for k in keys if k in by_key and by_key[k] in resend],
+            "unknown": [k for k in keys if k not in by_key],
+            "cancelled": [k for k in keys if k in by_key and by_key[k] in cancelled],
+        }
+        _logger.info("IPAI: the bus asked for %d event(s) again: %d requeued, %d unknown, %d cancelled",
+                     len(keys), len(result["requeued"]), len(result["unknown"]), len(result["cancelled"]))
+        return result
 
 
 class _QueueStore:

@@ -4,3 +4,4 @@
 from . import test_bridge_models
 from . import test_odoo18_contract
 from . import test_access_over_rpc
+from . import test_reconciliation

@@ -19,6 +19,7 @@ MAIL_FIELDS = {"message_ids", "message_follower_ids", "activity_ids"}
 # XML ids of models the addon's data refers to -> model name.
 MODEL_REFS = {
     "model_ipai_event_queue": "ipai.event.queue",
+    "model_ipai_bus_digest": "ipai.bus.digest",
     "model_ipai_asset_booking": "ipai.asset.booking",
     "hr_expense.model_hr_expense_sheet": "hr.expense.sheet",
     "project.model_project_task": "project.task",
@@ -115,7 +116,7 @@ def test_view_fields_and_buttons_exist_on_the_model(model, arch, inherited):
 
 def test_crons_call_methods_the_model_has():
     crons = list(_records("ir.cron"))
-    assert len(crons) == 4
+    assert len(crons) == 5
     for _path, rec in crons:
         model = MODEL_REFS[_field(rec, "model_id").get("ref")]
         method = re.fullmatch(r"model\.(\w+)\(\)", _field(rec, "code").text.strip()).group(1)

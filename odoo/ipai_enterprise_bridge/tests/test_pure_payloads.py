@@ -233,13 +233,41 @@ def test_make_event_builds_the_envelope_ingest_expects():
 
 
 def test_the_python_taxonomy_matches_the_bus(repo_root):
-    """utils/events.py mirrors crates/ipai-core/src/taxonomy.rs: same 14 types, same
-    aggregate types, same order."""
+    """utils/events.py mirrors crates/ipai-core/src/taxonomy.rs: the same 14 business types
+    (ROUTES), same aggregate types, same order; and the bus's own event, the reconciliation
+    digest (BUS_ROUTES there, RECONCILIATION here)."""
     path = os.path.join(repo_root, "crates", "ipai-core", "src", "taxonomy.rs")
     rust = open(path, encoding="utf-8").read()
-    domains = re.findall(r'aggregate_type:\s*"([^"]+)".*?event_types:\s*&\[(.*?)\]', rust, re.S)
-    assert domains, "taxonomy.rs changed shape"
-    rust_pairs = [(agg, t) for agg, block in domains for t in re.findall(r'"([^"]+)"', block)]
+    business, _, bus = rust.partition("pub const BUS_ROUTES")
+
+    def pairs(text):
+        domains = re.findall(r'aggregate_type:\s*"([^"]+)".*?event_types:\s*&\[(.*?)\]', text, re.S)
+        return [(agg, t) for agg, block in domains for t in re.findall(r'"([^"]+)"', block)]
+
+    rust_pairs = pairs(business)
+    assert rust_pairs, "taxonomy.rs changed shape"
     py_pairs = [(agg, t) for agg, types in events.TAXONOMY.values() for t in types]
     assert py_pairs == rust_pairs
     assert len(events.ALL_EVENT_TYPES) == 14
+    py_bus = [(agg, t) for agg, types in events.RECONCILIATION.values() for t in types]
+    assert py_bus == [("digest", "bus.digest")]
+    if bus:  # the bus knows its digest
+        assert pairs(bus) == py_bus
+    assert events.aggregate_type_of("bus.digest") == "digest"
+    assert "bus.digest" not in events.ALL_EVENT_TYPES
+
+
+def test_the_digest_names_match_the_bus(repo_root):
+    """utils/digest.py's event and aggregate types are those crates/ipai-reconcile reads."""
+    from odoo.addons.ipai_enterprise_bridge.utils import digest
+
+    path = os.path.join(repo_root, "crates", "ipai-reconcile", "src", "lib.rs")
+    rust = open(path, encoding="utf-8").read()
+    assert 'DIGEST_EVENT_TYPE: &str = "%s"' % digest.DIGEST_EVENT_TYPE in rust
+    assert 'DIGEST_AGGREGATE_TYPE: &str = "%s"' % digest.DIGEST_AGGREGATE_TYPE in rust
+    assert events.aggregate_type_of(digest.DIGEST_EVENT_TYPE) == digest.DIGEST_AGGREGATE_TYPE
+
+
+def test_the_digest_has_no_business_payload():
+    with pytest.raises(payloads.PayloadError):
+        payloads.build_payload("bus.digest", {})

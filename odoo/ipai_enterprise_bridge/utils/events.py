@@ -1,5 +1,9 @@
 """The event taxonomy (SPEC §4) and the envelope, mirrored from the bus
-(``crates/ipai-core/src/taxonomy.rs``; a test checks that the two agree)."""
+(``crates/ipai-core/src/taxonomy.rs``; a test checks that the two agree).
+
+``TAXONOMY`` holds the business domains (each routed to a handler on the bus);
+``RECONCILIATION`` the bus's own event, the hourly digest of what Odoo sent (SPEC §11,
+``utils/digest.py``), which only the addon's digest job queues."""
 
 import datetime as _dt
 
@@ -28,10 +32,13 @@ TAXONOMY = {
 
 ALL_EVENT_TYPES = tuple(t for _agg, types in TAXONOMY.values() for t in types)
 
+# domain -> (aggregate_type, event types): SPEC §4's "reconciliation" row.
+RECONCILIATION = {"reconciliation": ("digest", ("bus.digest",))}
+
 
 def aggregate_type_of(event_type):
     """The aggregate type an event type must carry; ValueError for an unknown type."""
-    for agg, types in TAXONOMY.values():
+    for agg, types in list(TAXONOMY.values()) + list(RECONCILIATION.values()):
         if event_type in types:
             return agg
     raise ValueError("unknown IPAI event type %r" % (event_type,))

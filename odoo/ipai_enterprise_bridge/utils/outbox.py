@@ -13,6 +13,8 @@ idempotency key every time, until the bus accepts it. States::
     pending --409 (same key, other body) | other 4xx (400, 413, 422)-> failed (the reason kept
                                                                        for a human)
     failed  --requeue (a human, after fixing the cause)--------------> pending (attempts 0)
+    sent | failed | pending --resend (the bus's healing: it never
+                               stored this key, SPEC §11)----------> pending (attempts 0, due now)
     pending | failed --cancel (a human: the event will never be sent)> cancelled
 
 Order: the bus sees one record's events in the order they were queued. Only the oldest
@@ -183,6 +185,19 @@ def requeue(row, now):
     """A human's retry of a failed row (after fixing the secret, the mapping, ...)."""
     if row.get("state") != FAILED:
         raise ValueError("only a failed row is requeued (row %s is %s)" % (row.get("id"), row.get("state")))
+    return {"state": PENDING, "attempts": 0, "next_attempt_at": now}
+
+
+# States a row may be resent from at the bus's request (a cancelled row stays cancelled:
+# an administrator decided it is never sent).
+RESENDABLE = (SENT, FAILED, PENDING)
+
+
+def resend(row, now):
+    """The bus's request to send a row again under its key (reconciliation found the key
+    missing on the bus): back to pending, due now, attempts from 0, the same body and key."""
+    if row.get("state") not in RESENDABLE:
+        raise ValueError("a %s row is not resent (row %s)" % (row.get("state"), row.get("id")))
     return {"state": PENDING, "attempts": 0, "next_attempt_at": now}
 
 

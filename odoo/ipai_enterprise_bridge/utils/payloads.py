@@ -276,4 +276,7 @@ def build_payload(event_type, facts, extra=None):
         "asset_booking": asset_payload,
         "finance_task": finance_task_payload,
     }
-    return builders[aggregate_type_of(event_type)](event_type, facts, extra)
+    builder = builders.get(aggregate_type_of(event_type))
+    if builder is None:
+        raise PayloadError("%s has no business payload (the digest is built by utils/digest.py)" % event_type)
+    return builder(event_type, facts, extra)

@@ -93,6 +93,13 @@ pub fn tools() -> Vec<ToolDef> {
         plan: Plan::ListAlerts,
     });
     out.push(ToolDef {
+        name: "reconcile_status",
+        title: "Reconciliation status",
+        description: crate::reconcile_tool::DESCRIPTION.to_string(),
+        args: crate::reconcile_tool::args(),
+        plan: Plan::ReconcileStatus,
+    });
+    out.push(ToolDef {
         name: "replay_preview",
         title: "Replay preview (dry run)",
         description: crate::replay_tool::DESCRIPTION.to_string(),
@@ -418,6 +425,7 @@ pub(super) fn output_schema(plan: Plan) -> Value {
             })
         }
         Plan::ListAlerts => crate::alerts_tool::output_schema(),
+        Plan::ReconcileStatus => crate::reconcile_tool::output_schema(),
         Plan::ReplayPreview => crate::replay_tool::output_schema(),
     }
 }

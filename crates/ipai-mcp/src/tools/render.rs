@@ -41,6 +41,7 @@ impl ToolDef {
                 Ok((outbox_health_text(&v), v))
             }
             Plan::ListAlerts => Ok((crate::alerts_tool::text(&v), v)),
+            Plan::ReconcileStatus => Ok((crate::reconcile_tool::text(&v), v)),
             Plan::ReplayPreview => Ok((crate::replay_tool::text(&v, args), v)),
         }
     }

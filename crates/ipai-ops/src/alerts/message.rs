@@ -81,6 +81,10 @@ pub fn what(condition: &str) -> String {
         "health_degraded" => "/health is degraded: pending events are not being dispatched".into(),
         "handler_misconfigured" => format!("The {arg} handler is misconfigured"),
         "credentials_rejected" => format!("{} rejected the bus's credentials", service_name(arg)),
+        "events_missing" => {
+            "Events Odoo marked sent never reached the bus (its digest lists them)".into()
+        }
+        "digest_late" => "No digest from Odoo for 2 hours: reconciliation has stopped".into(),
         _ => format!("Alert {condition}"),
     }
 }
@@ -120,6 +124,10 @@ pub fn fix(condition: &str, base: &str) -> String {
                 "Renew {vars} and restart; failed events retry by themselves, dead ones: `ipai dlq requeue --all` ({base}/ops)"
             )
         }
+        "events_missing" => format!(
+            "The bus has asked Odoo to send them again; they close the gap as they arrive. `ipai reconcile` lists the keys ({base}/ops); if they stay missing, check what answers Odoo at the webhook URL (a proxy answering 2xx without forwarding) and that the bus's Odoo user is in the group \"IPAI: the bus's integration user\" (docs/deploy.md, Reconciliation)"
+        ),
+        "digest_late" => "In Odoo, check the cron \"IPAI: send the reconciliation digest\" and the event queue (Settings → Technical → IPAI Event Queue: rows failing or dead); \"Send digest now\" there sends one at once (docs/deploy.md, Reconciliation)".to_string(),
         _ => format!("See {base}/ops"),
     }
 }

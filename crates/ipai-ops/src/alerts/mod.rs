@@ -45,7 +45,13 @@ pub const SENT_SQL: &str = "SELECT integration.alert_sent($1::text::bigint, $2::
 pub const OPEN_SQL: &str = "SELECT integration.open_alerts()";
 
 /// The fixed conditions, always present in `/metrics` (0 when not open).
-pub const FIXED_CONDITIONS: [&str; 3] = ["dead_letters", "queue_stalled", "health_degraded"];
+pub const FIXED_CONDITIONS: [&str; 5] = [
+    "dead_letters",
+    "queue_stalled",
+    "health_degraded",
+    "events_missing",
+    "digest_late",
+];
 
 /// Seconds a claimed message is not claimed again (a send takes at most 5 s per
 /// destination; this covers a slow evaluation without letting a dead one hold it long).

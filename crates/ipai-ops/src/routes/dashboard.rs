@@ -46,6 +46,14 @@ pub(crate) fn dashboard(req: &Request, cfg: &Config, db: &mut dyn Database) -> R
                 }
                 Err(e) => log::error("ops", None, format_args!("/ops: alerts: {e}")),
             }
+            // Reconciliation with Odoo (issue #37), after the queue's sections.
+            match ipai_reconcile::status(db, None) {
+                Ok(status) => {
+                    let panel = crate::reconcile_panel::render(&status);
+                    page = page.replacen("</main>", &format!("{panel}</main>"), 1);
+                }
+                Err(e) => log::error("ops", None, format_args!("/ops: reconcile: {e}")),
+            }
             Response::html(200, page)
         }
     };
