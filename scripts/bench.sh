@@ -10,6 +10,8 @@
 #              baseline
 #   dispatch — diagnostic: kick on, handlers = a trivial loopback handler in the bench process:
 #              pending→done throughput and end-to-end latency at a fixed rate
+#   reconcile — what shipped does with one hour of 10,000 sent rows digested (SPEC §11): the
+#              digests (split under 256 KiB) posted signed, bus time until all are handled
 #   replay   — `ipai replay` (no runtime: the CLI and PostgreSQL): the dry run of 100,000 done
 #              events, then their execution while ingest keeps storing
 # The merged report is target/bench/report.json. BENCH_ARGS adds flags to every phase;
@@ -58,7 +60,7 @@ run_phase() { # runtime phase
     # The Standard Webhooks secret, so the stuffed-signature probe reaches the entry limit.
     env+=(SPIN_VARIABLE_DISPATCH_KICK=off
           SPIN_VARIABLE_STANDARD_WEBHOOKS_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw)
-  elif [ "${phase#shipped}" != "$phase" ]; then
+  elif [ "${phase#shipped}" != "$phase" ] || [ "$phase" = reconcile ]; then
     env+=(SPIN_VARIABLE_ODOO_URL="http://127.0.0.1:$oport" SPIN_VARIABLE_ODOO_DB=bench
           SPIN_VARIABLE_ODOO_USER=bench SPIN_VARIABLE_ODOO_API_KEY=bench-key
           SPIN_VARIABLE_MATTERMOST_ORIGIN="http://127.0.0.1:$mport"
@@ -99,7 +101,7 @@ run_replay() { # the replay phase: no runtime, the ipai binary against a fresh d
   [ $rc -eq 0 ] || { echo "bench replay failed" >&2; exit $rc; }
 }
 
-PHASES="${BENCH_PHASES:-shipped shipped-one-call ingest dispatch replay}"
+PHASES="${BENCH_PHASES:-shipped shipped-one-call ingest dispatch reconcile replay}"
 for rt in $RUNTIMES; do
   echo "== runtime: $rt"
   for phase in $PHASES; do [ "$phase" = replay ] || run_phase "$rt" "$phase"; done

@@ -1,13 +1,15 @@
 //! `ipai-bench`: the load benchmark `make bench` runs against a running system
 //! (scripts/bench.sh starts it under each runtime). A benchmark, not a test: it asserts
 //! nothing about speed. Phases: `shipped` and `shipped-one-call` (what users run), `ingest` and
-//! `dispatch` (diagnostics), `replay` (`ipai replay` over 100,000 events, no runtime); each
+//! `dispatch` (diagnostics), `reconcile` (a window of 10,000 keys digested through the running
+//! bus), `replay` (`ipai replay` over 100,000 events, no runtime); each
 //! merges its figures into the report file.
 
 mod common;
 mod dispatch;
 mod ingest;
 mod machine;
+mod reconcile;
 mod replay;
 mod shipped;
 
@@ -34,8 +36,9 @@ async fn main() -> Result<()> {
         "shipped" => shipped::shipped_phase(args, shipped::ShippedEvent::Submitted).await,
         "shipped-one-call" => shipped::shipped_phase(args, shipped::ShippedEvent::Rejected).await,
         "replay" => replay::replay_phase(args).await,
+        "reconcile" => reconcile::reconcile_phase(args).await,
         other => bail!(
-            "unknown phase {other:?}: use shipped, shipped-one-call, ingest, dispatch or replay"
+            "unknown phase {other:?}: use shipped, shipped-one-call, ingest, dispatch, reconcile or replay"
         ),
     }
 }

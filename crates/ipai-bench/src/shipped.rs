@@ -44,8 +44,11 @@ pub const BENCH_APPROVER_EMAIL: &str = "approver@bench.example.com";
 #[cfg(test)]
 const BENCH_USER_MAP: &str = "approver@bench.example.com=approver:benchapproverid00000000000";
 
+/// Keys the Odoo stand-in was asked to resend (`ipai_resend_keys`, the reconcile phase).
+pub static RESEND_ASKED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
 /// Answers an Odoo JSON-RPC call: `authenticate` → uid 2; the expense look-up → a report
-/// of its own with the bench approver; anything else → `true`.
+/// of its own with the bench approver; a resend → every key requeued; anything else → `true`.
 fn odoo_answer(body: &[u8]) -> String {
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
     let p = &req["params"];
@@ -59,6 +62,12 @@ fn odoo_answer(body: &[u8]) -> String {
                 "user_id": {"id": 5, "name": "Bench Approver", "login": "approver",
                             "email": BENCH_APPROVER_EMAIL}}}])
         }
+        (Some("execute_kw"), Some("ipai.event.queue")) => {
+            let keys = p["args"][5][0].clone();
+            let n = keys.as_array().map_or(0, Vec::len);
+            RESEND_ASKED.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            json!({"requeued": keys, "unknown": []})
+        }
         _ => json!(true),
     };
     json!({"jsonrpc": "2.0", "id": req["id"], "result": result}).to_string()
@@ -66,7 +75,7 @@ fn odoo_answer(body: &[u8]) -> String {
 
 /// Serves Odoo and Mattermost stand-ins on `odoo_port` / `mattermost_port` on a thread of
 /// their own; returns once both listen.
-fn start_standins(odoo_port: u16, mattermost_port: u16) -> Result<()> {
+pub(crate) fn start_standins(odoo_port: u16, mattermost_port: u16) -> Result<()> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     std::thread::Builder::new()
         .name(STANDIN_THREAD.into())
