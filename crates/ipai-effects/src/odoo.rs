@@ -152,8 +152,19 @@ pub fn resend_keys(s: &Session, keys: &[String]) -> Value {
     execute_kw(s, RESEND_MODEL, RESEND_METHOD, json!([keys]), json!({}))
 }
 
-/// What Odoo did with a resend: `(requeued, unknown)` keys.
-pub fn parse_resend(result: &Value) -> Result<(Vec<String>, Vec<String>), String> {
+/// What Odoo did with a resend.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resent {
+    /// Rows sent again, under their own keys.
+    pub requeued: Vec<String>,
+    /// Keys no row has (deleted in Odoo): they stay missing.
+    pub unknown: Vec<String>,
+    /// Rows an administrator cancelled: Odoo does not send them (they stay missing).
+    pub cancelled: Vec<String>,
+}
+
+/// Reads `ipai_resend_keys`' answer (`cancelled` may be absent: an older addon).
+pub fn parse_resend(result: &Value) -> Result<Resent, String> {
     let list = |name: &str| -> Result<Vec<String>, String> {
         result[name]
             .as_array()
@@ -165,7 +176,15 @@ pub fn parse_resend(result: &Value) -> Result<(Vec<String>, Vec<String>), String
             })
             .ok_or_else(|| format!("Odoo's {RESEND_METHOD} answered without \"{name}\": {result}"))
     };
-    Ok((list("requeued")?, list("unknown")?))
+    Ok(Resent {
+        requeued: list("requeued")?,
+        unknown: list("unknown")?,
+        cancelled: if result.get("cancelled").is_some() {
+            list("cancelled")?
+        } else {
+            Vec::new()
+        },
+    })
 }
 
 /// A JSON-RPC answer: `result`, or the server's error message (Odoo answers HTTP 200
@@ -333,11 +352,17 @@ mod tests {
                 {}
             ])
         );
-        let answer = json!({"requeued": ["a:1"], "unknown": ["b:2"]});
+        let answer = json!({"requeued": ["a:1"], "unknown": ["b:2"], "cancelled": ["c:3"]});
         assert_eq!(
             parse_resend(&answer),
-            Ok((vec!["a:1".to_string()], vec!["b:2".to_string()]))
+            Ok(Resent {
+                requeued: vec!["a:1".to_string()],
+                unknown: vec!["b:2".to_string()],
+                cancelled: vec!["c:3".to_string()],
+            })
         );
+        let older = json!({"requeued": [], "unknown": []});
+        assert_eq!(parse_resend(&older), Ok(Resent::default()));
         assert!(parse_resend(&json!(true)).unwrap_err().contains("requeued"));
     }
 

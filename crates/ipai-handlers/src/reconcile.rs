@@ -47,22 +47,27 @@ pub async fn process(event: &EventEnvelope) -> Result<Handled, HandlerError> {
     let answer = odoo_api
         .execute(&odoo::resend_keys(&session, &missing))
         .await?;
-    let (requeued, unknown) = odoo::parse_resend(&answer).map_err(HandlerError::Upstream)?;
-    if !unknown.is_empty() {
-        ipai_core::log::warn(
-            "reconcile-handler",
-            Some(&event.id),
-            format!(
-                "{window}: Odoo has no row for {} missing key(s) (first: {}); they stay missing",
-                unknown.len(),
-                unknown[0]
-            ),
-        );
+    let resent = odoo::parse_resend(&answer).map_err(HandlerError::Upstream)?;
+    for (keys, why) in [
+        (&resent.unknown, "Odoo has no row for"),
+        (&resent.cancelled, "an administrator cancelled in Odoo"),
+    ] {
+        if let Some(first) = keys.first() {
+            ipai_core::log::warn(
+                "reconcile-handler",
+                Some(&event.id),
+                format!(
+                    "{window}: {why} {} missing key(s) (first: {first}); they stay missing",
+                    keys.len()
+                ),
+            );
+        }
     }
     done.push(format!(
-        "resend: Odoo requeued {}, has no row for {}",
-        requeued.len(),
-        unknown.len()
+        "resend: Odoo requeued {}, has no row for {}, cancelled {}",
+        resent.requeued.len(),
+        resent.unknown.len(),
+        resent.cancelled.len()
     ));
     Ok(Handled::Done(done))
 }
