@@ -148,6 +148,36 @@ impl Fixture {
         }
     }
 
+    /// Calls MCP tool `name` with `arguments` (the current protocol revision, the test's MCP
+    /// token); checks the call succeeded and returns its `structuredContent`.
+    pub async fn mcp_tool(&self, name: &str, arguments: serde_json::Value) -> serde_json::Value {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+            "name": name, "arguments": arguments,
+            "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                      "io.modelcontextprotocol/clientCapabilities": {},
+                      "io.modelcontextprotocol/clientInfo": {"name": "ipai-tests", "version": "1"}}}});
+        let resp = self
+            .http
+            .post(self.sys.url("/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header(
+                "authorization",
+                format!("Bearer {}", runtime::TEST_MCP_TOKEN),
+            )
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", name)
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("POST /mcp");
+        assert_eq!(resp.status().as_u16(), 200);
+        let v: serde_json::Value = resp.json().await.expect("json");
+        assert_ne!(v["result"]["isError"], true, "{v}");
+        v["result"]["structuredContent"].clone()
+    }
+
     /// Posts a correctly signed event; returns its outbox id.
     pub async fn ingest(&self, key: &str, event: &serde_json::Value) -> String {
         let secret = runtime::TEST_SECRET.split(',').nth(1).unwrap_or_default();

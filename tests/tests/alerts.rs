@@ -11,7 +11,7 @@
 //! quick, from `POST /ops/alerts/evaluate` on demand; both may overlap, as in production.
 
 use ipai_tests::fake_http::{FakeServer, Recorded};
-use ipai_tests::runtime::{TEST_MCP_TOKEN, TEST_OPS_PASSWORD, TEST_OPS_TOKEN};
+use ipai_tests::runtime::{TEST_OPS_PASSWORD, TEST_OPS_TOKEN};
 use ipai_tests::services::{self, Services};
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
@@ -267,31 +267,6 @@ async fn ipai(args: &[&str]) -> String {
     stdout
 }
 
-async fn mcp_list_alerts(f: &Fixture, arguments: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "list_alerts", "arguments": arguments,
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {},
-                  "io.modelcontextprotocol/clientInfo": {"name": "alerts-test", "version": "1"}}}});
-    let resp = f
-        .http
-        .post(f.sys.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {TEST_MCP_TOKEN}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "list_alerts")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /mcp");
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = resp.json().await.expect("json");
-    assert_ne!(v["result"]["isError"], true, "{v}");
-    v["result"]["structuredContent"].clone()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_restart_and_resolve_once(
 ) {
@@ -418,7 +393,7 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     let queue_at = page.find("id=\"queue\"").expect("queue section");
     assert!(alerts_at < queue_at, "alerts come first");
     assert!(page.contains("data-condition=\"dead_letters\""));
-    let listed = mcp_list_alerts(&w.f, json!({})).await;
+    let listed = w.f.mcp_tool("list_alerts", json!({})).await;
     let conditions: Vec<&str> = listed["open"]
         .as_array()
         .expect("open")
@@ -526,7 +501,9 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     );
     assert_eq!(metric(&w.f, "dead_letters").await.as_deref(), Some("0"));
     assert_eq!(metric(&w.f, cond).await, None);
-    let listed = mcp_list_alerts(&w.f, json!({"include_resolved": true})).await;
+    let listed =
+        w.f.mcp_tool("list_alerts", json!({"include_resolved": true}))
+            .await;
     assert_eq!(listed["open"], json!([]));
     assert!(
         listed["resolved"].as_array().is_some_and(|r| r.len() == 2),

@@ -4,6 +4,9 @@
 //! user with an API key). Only Mattermost, the email API and Google are loopback stand-ins
 //! (tests/support/services.rs). Users act over Odoo's JSON-RPC as themselves: Juan (the
 //! employee), Maria (his manager, the approver), Ana (an accountant), the administrator.
+//! Reconciliation (SPEC §11): a proxy in front of the bus swallows a minute of events; the
+//! addon's digest finds exactly those keys, the `events_missing` alert opens, Odoo resends
+//! them at the bus's request (once the bus's user has the addon's group) and it resolves.
 //!
 //! Needs the template `scripts/test-odoo.sh` keeps (tests/support/odoo.rs): without it the
 //! suite fails when the Odoo archive is in ../shared/odoo18, else says it is skipped.
@@ -1130,5 +1133,11 @@ async fn what_a_proxy_swallowed_is_found_by_the_digest_resent_by_odoo_and_the_al
         .value("SELECT count(*) FROM integration.alerts WHERE condition = 'events_missing' AND resolved_at IS NOT NULL")
         .await;
     assert_eq!(resolved, 1);
+    // What `ipai reconcile` and MCP read: every digested key stored now.
+    let status: Value =
+        l.f.db
+            .value("SELECT integration.reconcile_status(NULL)")
+            .await;
+    assert_eq!(status["missing_total"], 0, "{status}");
     l.nothing_lost().await;
 }

@@ -13,12 +13,11 @@
 //!   retried like any failure, and records nothing.
 //! - Odoo failing the resend fails the attempt (retried); keys Odoo does not know are said.
 
-use ipai_tests::runtime::{TEST_MCP_TOKEN, TEST_OPS_PASSWORD, TEST_OPS_TOKEN, TEST_SECRET};
+use ipai_tests::runtime::{TEST_OPS_PASSWORD, TEST_OPS_TOKEN, TEST_SECRET};
 use ipai_tests::services::{OdooWrites, Services};
 use ipai_tests::signing::signed_request;
 use ipai_tests::Fixture;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 const SOURCE: &str = "odoo_prod";
@@ -36,14 +35,8 @@ async fn world() -> (Fixture, Services) {
 
 /// The digest event of `keys`, as the addon builds it (SPEC §11).
 fn digest(keys: &[&str]) -> Value {
-    let mut sorted: Vec<&str> = keys.to_vec();
-    sorted.sort();
-    let sha = hex::encode(Sha256::digest(sorted.join("\n").as_bytes()));
-    json!({"event_type": "bus.digest", "aggregate_type": "digest",
-           "aggregate_id": format!("{SOURCE}:{START}"),
-           "payload": {"window_start": START, "window_end": END, "count": keys.len(),
-                       "keys": sorted, "keys_sha256": sha},
-           "occurred_at": END, "source": "odoo"})
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    ipai_reconcile::digest_event(SOURCE, START, END, &keys)
 }
 
 /// A business event that needs no outside service (a dashboard row only).
@@ -116,31 +109,6 @@ async fn open_alert(f: &Fixture, condition: &str) -> Option<(i64, String)> {
     rows.first().map(|r| (r.get(0), r.get(1)))
 }
 
-async fn mcp_reconcile_status(f: &Fixture) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
-        "name": "reconcile_status", "arguments": {},
-        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                  "io.modelcontextprotocol/clientCapabilities": {},
-                  "io.modelcontextprotocol/clientInfo": {"name": "reconcile-test", "version": "1"}}}});
-    let resp = f
-        .http
-        .post(f.sys.url("/mcp"))
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .header("authorization", format!("Bearer {TEST_MCP_TOKEN}"))
-        .header("mcp-protocol-version", "2026-07-28")
-        .header("mcp-method", "tools/call")
-        .header("mcp-name", "reconcile_status")
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /mcp");
-    assert_eq!(resp.status().as_u16(), 200);
-    let v: Value = resp.json().await.expect("json");
-    assert_ne!(v["result"]["isError"], true, "{v}");
-    v["result"]["structuredContent"].clone()
-}
-
 async fn ops_page(f: &Fixture) -> String {
     f.http
         .get(f.sys.url("/ops"))
@@ -198,7 +166,7 @@ async fn lost_events_are_found_shown_asked_for_again_and_the_alert_resolves_when
         .as_deref(),
         Some("1")
     );
-    let status = mcp_reconcile_status(&f).await;
+    let status = f.mcp_tool("reconcile_status", json!({})).await;
     assert_eq!(status["missing_total"], 2, "{status}");
     assert_eq!(status["windows"][0]["source"], SOURCE);
     assert_eq!(status["windows"][0]["expected"], 5);
@@ -228,7 +196,10 @@ async fn lost_events_are_found_shown_asked_for_again_and_the_alert_resolves_when
         .value("SELECT count(*) FROM integration.alerts WHERE condition = 'events_missing' AND resolved_at IS NOT NULL")
         .await;
     assert_eq!(resolved, 1);
-    assert_eq!(mcp_reconcile_status(&f).await["missing_total"], 0);
+    assert_eq!(
+        f.mcp_tool("reconcile_status", json!({})).await["missing_total"],
+        0
+    );
     assert!(ops_page(&f)
         .await
         .contains("<span data-testid=\"reconcile-missing\">0</span>"));
@@ -253,7 +224,7 @@ async fn a_digest_whose_keys_all_exist_reports_zero_and_asks_odoo_nothing() {
     let id = f.ingest("digest/odoo_prod/2", &digest(&keys)).await;
     assert_eq!(digest_delivered(&f, &id).await, "done");
     assert_eq!(resend_calls(&svc), Vec::<Value>::new());
-    let status = mcp_reconcile_status(&f).await;
+    let status = f.mcp_tool("reconcile_status", json!({})).await;
     assert_eq!(status["missing_total"], 0);
     assert_eq!(status["windows"][0]["found"], 2);
     evaluate(&f).await;

@@ -17,7 +17,6 @@ use ipai_reconcile::{RECORD_DIGEST_SQL, STATUS_SQL};
 use ipai_tests::ipai_bin::{ipai, text};
 use ipai_tests::TestDb;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use std::time::Instant;
 use tokio_postgres::Client;
 
@@ -26,11 +25,7 @@ const END: &str = "2026-12-07T11:00:00Z";
 
 /// The digest payload of `keys` as the addon builds it.
 fn digest(keys: &[String]) -> Value {
-    let mut sorted = keys.to_vec();
-    sorted.sort();
-    let sha = hex::encode(Sha256::digest(sorted.join("\n").as_bytes()));
-    json!({"window_start": START, "window_end": END, "count": keys.len(),
-           "keys": keys, "keys_sha256": sha})
+    ipai_reconcile::digest_event("odoo", START, END, keys)["payload"].clone()
 }
 
 fn keys(prefix: &str, n: usize) -> Vec<String> {

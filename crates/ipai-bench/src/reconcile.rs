@@ -8,8 +8,7 @@
 
 use crate::common::{merge_report, send_signed, BenchArgs};
 use anyhow::{bail, Context, Result};
-use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
+use serde_json::Value;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -30,18 +29,6 @@ fn key(i: usize) -> String {
     )
 }
 
-/// The digest event of `keys` for the sub-window `[start, end)`.
-fn digest(keys: &[String], start: &str, end: &str) -> Value {
-    let mut sorted = keys.to_vec();
-    sorted.sort();
-    let sha = hex::encode(Sha256::digest(sorted.join("\n").as_bytes()));
-    json!({"event_type": "bus.digest", "aggregate_type": "digest",
-           "aggregate_id": format!("{SOURCE}:{start}"),
-           "payload": {"window_start": start, "window_end": end, "count": sorted.len(),
-                       "keys": sorted, "keys_sha256": sha},
-           "occurred_at": end, "source": "odoo"})
-}
-
 /// The hour split into equal sub-windows, as few as keep every body under `MAX_BODY`
 /// (keys are spread in order; the addon splits by creation time, which is the same here).
 fn digests(keys: &[String]) -> Vec<Value> {
@@ -58,7 +45,7 @@ fn digests(keys: &[String]) -> Vec<Value> {
                     (hour + chrono::Duration::minutes(n * minutes))
                         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
                 };
-                digest(chunk, &at(i as i64), &at(i as i64 + 1))
+                ipai_reconcile::digest_event(SOURCE, &at(i as i64), &at(i as i64 + 1), chunk)
             })
             .collect();
         if all.iter().all(|d| d.to_string().len() <= MAX_BODY) {

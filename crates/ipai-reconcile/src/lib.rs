@@ -9,6 +9,7 @@
 
 use ipai_core::db::{Database, DbError, Param};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use std::fmt::Write;
 
 /// The digest's event type and aggregate type.
@@ -24,6 +25,21 @@ pub const RECORD_DIGEST_SQL: &str =
 /// `(window_start or '')` → `{"missing_total", "last_digest_at", "windows": [...]}`.
 pub const STATUS_SQL: &str =
     "SELECT integration.reconcile_status(nullif($1::text, '')::timestamptz)";
+
+/// The `bus.digest` event of `keys` for the window `[start, end)` of source `source`, as the
+/// addon builds it (SPEC §11): the keys sorted by their bytes, their count and the hex SHA-256
+/// of them joined by `\n`. The bus never builds one (`record_digest` checks what arrives);
+/// the tests and the benchmark send what the addon sends.
+pub fn digest_event(source: &str, start: &str, end: &str, keys: &[String]) -> Value {
+    let mut sorted = keys.to_vec();
+    sorted.sort();
+    let sha = hex::encode(Sha256::digest(sorted.join("\n").as_bytes()));
+    serde_json::json!({"event_type": DIGEST_EVENT_TYPE, "aggregate_type": DIGEST_AGGREGATE_TYPE,
+        "aggregate_id": format!("{source}:{start}"),
+        "payload": {"window_start": start, "window_end": end, "count": sorted.len(),
+                    "keys": sorted, "keys_sha256": sha},
+        "occurred_at": end, "source": "odoo"})
+}
 
 /// The source (Odoo database) of a digest's aggregate id `"<database>:<window_start>"`.
 pub fn digest_source(aggregate_id: &str) -> Result<&str, String> {
@@ -174,6 +190,19 @@ mod tests {
     fn a_recorded_digest_reads_as_expected_found_and_missing() {
         let r = json!({"expected": 3, "found": 1, "missing": ["a", "b"]});
         assert_eq!(recorded(&r), (3, 1, vec!["a".to_string(), "b".to_string()]));
+    }
+
+    #[test]
+    fn a_digest_lists_its_keys_sorted_by_bytes_with_their_count_and_sha256() {
+        let d = digest_event("odoo", "s", "e", &["b".to_string(), "B".to_string()]);
+        assert_eq!(d["aggregate_id"], "odoo:s");
+        assert_eq!(d["payload"]["keys"], json!(["B", "b"]));
+        assert_eq!(d["payload"]["count"], 2);
+        // printf 'B\nb' | sha256sum
+        assert_eq!(
+            d["payload"]["keys_sha256"],
+            hex::encode(Sha256::digest(b"B\nb"))
+        );
     }
 
     #[test]
