@@ -238,7 +238,12 @@ async fn ledger_purges_are_bounded_skip_locked_rows_keep_younger_ones_and_reappl
             .unwrap()
             .get::<_, i32>(0)
     };
-    let windowed = ["purge_deliveries", "purge_report_messages", "purge_id_map"];
+    let windowed = [
+        "purge_deliveries",
+        "purge_report_messages",
+        "purge_id_map",
+        "purge_reconcile_windows",
+    ];
     // Nothing for a zero, NULL or negative batch, a NULL or negative age, or young rows.
     for function in windowed {
         assert_eq!(purge(function, Some("30 days"), Some(0)).await, 0);
@@ -289,6 +294,11 @@ async fn ledger_purges_are_bounded_skip_locked_rows_keep_younger_ones_and_reappl
         1
     );
     assert_eq!(purge("purge_expired_oauth_tokens", None, Some(5)).await, 1);
+    // The window whose key arrived since; never the one still missing a key.
+    assert_eq!(
+        purge("purge_reconcile_windows", Some("30 days"), Some(1)).await,
+        1
+    );
     for function in windowed {
         assert_eq!(
             purge(function, Some("30 days"), Some(10)).await,
@@ -312,7 +322,7 @@ async fn ledger_purges_are_bounded_skip_locked_rows_keep_younger_ones_and_reappl
     assert_eq!(
         all,
         json!({"deliveries": 1, "report_messages": 1, "id_map": 0, "oauth_tokens": 0,
-               "reconcile_windows": 1})
+               "reconcile_windows": 0})
     );
 
     // The migration file applies again without error; its functions are the service
