@@ -21,6 +21,10 @@ use spin_sdk::http_component;
 #[http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     let response = serve(req).await;
+    if let Some(hold) = response.hold {
+        // A probe refused for lack of connections waits before its 503 (ipai_ops::PROBE_HOLD).
+        std::thread::sleep(hold);
+    }
     write(out, response).await;
 }
 

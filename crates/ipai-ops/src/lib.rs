@@ -116,6 +116,23 @@ pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When set, the adapter answers no sooner than this: a probe refused because its
+    /// role's connections are all in use is held ([`PROBE_HOLD`]), so a flood of anonymous
+    /// probes waits instead of turning into a storm of refused PostgreSQL connections.
+    pub hold: Option<std::time::Duration>,
+}
+
+/// How long a probe refused for lack of connections is held before its 503 (issue #34:
+/// under real Spin, whose pool opens a new connection for every probe beyond the probe
+/// role's four, each refusal costs PostgreSQL a backend fork; a client looping on `/health`
+/// would otherwise cause hundreds a second).
+pub const PROBE_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a failed statement means the role's connection budget is spent (PostgreSQL's
+/// "too many connections", SQLSTATE 53300), not that the database is down.
+pub fn budget_spent(e: &DbError) -> bool {
+    matches!(e, DbError::Unavailable(m) | DbError::Failed(m)
+        if m.contains("too many connections") || m.contains("53300"))
 }
 
 impl Response {
@@ -128,6 +145,7 @@ impl Response {
                 ("x-content-type-options".into(), "nosniff".into()),
             ],
             body: body.into(),
+            hold: None,
         }
     }
 
@@ -144,6 +162,11 @@ impl Response {
             )
             .with("x-frame-options", "DENY")
             .with("referrer-policy", "same-origin")
+    }
+
+    fn held(mut self, hold: Option<std::time::Duration>) -> Self {
+        self.hold = hold;
+        self
     }
 
     fn with(mut self, name: &str, value: impl Into<String>) -> Self {

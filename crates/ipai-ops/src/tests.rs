@@ -18,6 +18,8 @@ struct FakeDb {
     /// What each `purge_ledgers` call answers, in order (then nothing deleted).
     ledger_purges: Vec<Value>,
     down: bool,
+    /// Every statement refused as PostgreSQL refuses a role past its connection limit.
+    budget_spent: bool,
     /// What `ops_auth_attempt` answers: 0 (go on) unless set.
     throttled_for: i64,
     /// The parameters of each `ops_auth_attempt` (the login throttle, kept apart from
@@ -50,6 +52,11 @@ impl Database for FakeDb {
         }
         if self.down {
             return Err(DbError::Unavailable("connection refused".into()));
+        }
+        if self.budget_spent {
+            return Err(DbError::Unavailable(
+                "FATAL: too many connections for role \"ipai_probe\"".into(),
+            ));
         }
         let pick = if sql == data::health_sql() {
             self.health.clone()
@@ -170,6 +177,30 @@ fn health_is_503_when_the_database_is_unreachable() {
     assert_eq!((r.status, r.body.len()), (503, 0));
     let r = handle(&req("POST", "/health"), &cfg(), &mut db);
     assert_eq!((r.status, r.header("allow")), (405, Some("GET, HEAD")));
+}
+
+#[test]
+fn a_probe_refused_for_lack_of_connections_is_held_and_tries_once() {
+    let mut db = FakeDb {
+        budget_spent: true,
+        ..Default::default()
+    };
+    let r = handle(&req("GET", "/health"), &cfg(), &mut db);
+    assert_eq!((r.status, r.hold), (503, Some(crate::PROBE_HOLD)));
+    let r = handle(&req("GET", "/metrics"), &cfg(), &mut db);
+    assert_eq!((r.status, r.hold), (200, Some(crate::PROBE_HOLD)));
+    assert!(r.text().contains("ipai_database_up 0"));
+    assert_eq!(db.calls.len(), 2, "one statement each: {:?}", db.calls);
+    // A database that is down is answered at once (nothing to protect).
+    let mut down = FakeDb {
+        down: true,
+        ..Default::default()
+    };
+    assert_eq!(handle(&req("GET", "/health"), &cfg(), &mut down).hold, None);
+    assert_eq!(
+        handle(&req("GET", "/metrics"), &cfg(), &mut down).hold,
+        None
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ pub(crate) fn health(req: &Request, cfg: &Config, db: &mut dyn Database) -> Resp
     let r = match result {
         Err(e) => {
             log::error("ops", None, format_args!("/health: {e}"));
+            let hold = crate::budget_spent(&e).then_some(crate::PROBE_HOLD);
             // A busy database (a statement timeout) answered: "error", as before Busy
             // was told apart from other failures.
             let db_state = match e {
@@ -27,6 +28,7 @@ pub(crate) fn health(req: &Request, cfg: &Config, db: &mut dyn Database) -> Resp
                         "problems": [format!("database {db_state}")]}),
             )
             .with("retry-after", "5")
+            .held(hold)
         }
         Ok(h) => {
             let mut problems = Vec::new();

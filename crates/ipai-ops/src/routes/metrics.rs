@@ -19,18 +19,25 @@ pub(crate) fn metrics(req: &Request, cfg: &Config, db: &mut dyn Database) -> Res
         }
     }
     let lock = cfg.lock_timeout_s.to_string();
-    let data = match value(db, &data::metrics_sql(), &[lock]).and_then(decode::<MetricsData>) {
-        Ok(d) => Some(d),
-        Err(e) => {
-            log::error("ops", None, format_args!("/metrics: {e}"));
-            None
-        }
-    };
+    let (data, hold) =
+        match value(db, &data::metrics_sql(), &[lock]).and_then(decode::<MetricsData>) {
+            Ok(d) => (Some(d), None),
+            Err(e) => {
+                log::error("ops", None, format_args!("/metrics: {e}"));
+                (None, crate::budget_spent(&e).then_some(crate::PROBE_HOLD))
+            }
+        };
     let mut text = crate::metrics::render(data.as_ref());
-    // Open alerts (issue #19): one indexed read of integration.alerts.
-    match alerts::open_alerts(db) {
-        Ok(open) => text.push_str(&alerts::render_metrics(&open)),
-        Err(e) => log::error("ops", None, format_args!("/metrics: alerts: {e}")),
+    // Open alerts (issue #19): one indexed read of integration.alerts — not after the
+    // database refused a connection (a second attempt would be refused too).
+    if data.is_some() {
+        match alerts::open_alerts(db) {
+            Ok(open) => text.push_str(&alerts::render_metrics(&open)),
+            Err(e) => log::error("ops", None, format_args!("/metrics: alerts: {e}")),
+        }
     }
-    head_strip(req, Response::new(200, crate::metrics::CONTENT_TYPE, text))
+    head_strip(
+        req,
+        Response::new(200, crate::metrics::CONTENT_TYPE, text).held(hold),
+    )
 }
