@@ -148,6 +148,22 @@ impl Fixture {
         }
     }
 
+    /// `POST /ops/alerts/evaluate` with the test's ops token (what dispatch-cron does after
+    /// every run), on demand; checks it answered 200 and returns its summary.
+    pub async fn evaluate_alerts(&self) -> serde_json::Value {
+        let resp = self
+            .http
+            .post(self.sys.url("/ops/alerts/evaluate"))
+            .bearer_auth(runtime::TEST_OPS_TOKEN)
+            .send()
+            .await
+            .expect("POST /ops/alerts/evaluate");
+        let status = resp.status().as_u16();
+        let body: serde_json::Value = resp.json().await.unwrap_or(serde_json::Value::Null);
+        assert_eq!(status, 200, "evaluate: {body}");
+        body
+    }
+
     /// Calls MCP tool `name` with `arguments` (the current protocol revision, the test's MCP
     /// token); checks the call succeeded and returns its `structuredContent`.
     pub async fn mcp_tool(&self, name: &str, arguments: serde_json::Value) -> serde_json::Value {

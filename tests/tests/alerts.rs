@@ -60,21 +60,6 @@ fn booking(event_type: &str, id: &str) -> Value {
     e
 }
 
-/// `POST /ops/alerts/evaluate` on demand.
-async fn evaluate(f: &Fixture) -> Value {
-    let resp = f
-        .http
-        .post(f.sys.url("/ops/alerts/evaluate"))
-        .bearer_auth(TEST_OPS_TOKEN)
-        .send()
-        .await
-        .expect("POST /ops/alerts/evaluate");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
-    assert_eq!(status, 200, "evaluate: {body}");
-    body
-}
-
 /// Checks the exact shape of one alert post at the channel; returns its body.
 fn channel_post(r: &Recorded) -> Value {
     assert_eq!((r.method.as_str(), r.path.as_str()), ("POST", ALERT_HOOK));
@@ -201,7 +186,7 @@ async fn wait_posts(w: &World, condition: &str, n: usize) -> Vec<(String, Value)
 /// Lets at least one cron tick (every 5 s: dispatch, then alerts) run.
 async fn a_tick_passes(w: &World) {
     tokio::time::sleep(Duration::from_secs(6)).await;
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
 }
 
 /// (id, pending_message, last_send_error, reminders, events) of the open alert.
@@ -290,7 +275,7 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     );
 
     let cond = "handler_misconfigured:asset";
-    let first = evaluate(&w.f).await;
+    let first = w.f.evaluate_alerts().await;
     assert!(first["open"].as_i64().unwrap_or(0) >= 1, "{first}");
     let posts = wait_posts(&w, cond, 1).await;
     assert_eq!(kinds(&posts), ["Alert"], "{}", w.channel.received());
@@ -351,8 +336,8 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     assert!(field(&dead[0].1, "Fix").contains("ipai dlq requeue --all"));
 
     // Repeats (on demand and a cron tick) neither open another row nor send again.
-    evaluate(&w.f).await;
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
+    w.f.evaluate_alerts().await;
     a_tick_passes(&w).await;
     assert_eq!(
         kinds(&posts_about(&w, cond)),
@@ -436,7 +421,7 @@ async fn a_misconfigured_handler_and_dead_letters_open_one_alert_each_survive_a_
     })
     .await
     .expect("restart");
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
     assert_eq!(open_row(&w.f, cond).await.expect("still open").0, before);
     assert_eq!(
         kinds(&posts_about(&w, cond)),
@@ -544,7 +529,7 @@ async fn a_stalled_queue_and_degraded_health_open_one_alert_each() {
             .expect("health");
     assert_eq!(health.status().as_u16(), 503);
 
-    let e = evaluate(&w.f).await;
+    let e = w.f.evaluate_alerts().await;
     let opened: Vec<&str> = e["opened"]
         .as_array()
         .map(|a| a.iter().filter_map(Value::as_str).collect())
@@ -601,7 +586,7 @@ async fn rejected_credentials_are_one_alert_per_class_not_per_event() {
             "failed"
         );
     }
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
     let cond = "credentials_rejected:email";
     let posts = wait_posts(&w, cond, 1).await;
     assert_eq!(
@@ -637,11 +622,11 @@ async fn a_reminder_comes_after_the_interval_while_the_alert_stays_open() {
             .await,
         "failed"
     );
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
     let cond = "handler_misconfigured:asset";
     wait_posts(&w, cond, 1).await;
     // Right after the message nothing more comes before the interval has passed.
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
     assert_eq!(
         kinds(&posts_about(&w, cond)),
         ["Alert"],
@@ -693,7 +678,7 @@ async fn a_down_alert_channel_does_not_disturb_delivery_and_the_send_is_retried(
         "failed"
     );
     let cond = "handler_misconfigured:asset";
-    evaluate(&w.f).await;
+    w.f.evaluate_alerts().await;
     // The failed send is recorded and retried on the next tick(s).
     wait_until(
         "two attempts at the channel",

@@ -930,18 +930,6 @@ async fn finance_stage_moves_fill_ppm_tasks_and_bir_compliance_and_ask_the_revie
     l.nothing_lost().await;
 }
 
-/// `POST /ops/alerts/evaluate` (what dispatch-cron does every tick), on demand.
-async fn evaluate_alerts(f: &Fixture) {
-    let resp = f
-        .http
-        .post(f.sys.url("/ops/alerts/evaluate"))
-        .bearer_auth(ipai_tests::runtime::TEST_OPS_TOKEN)
-        .send()
-        .await
-        .expect("POST /ops/alerts/evaluate");
-    assert_eq!(resp.status().as_u16(), 200);
-}
-
 /// The open `events_missing` alert's event count, if open.
 async fn events_missing_alert(f: &Fixture) -> Option<i64> {
     f.db.client
@@ -1070,7 +1058,7 @@ async fn what_a_proxy_swallowed_is_found_by_the_digest_resent_by_odoo_and_the_al
     .await
     .unwrap_or_else(|| panic!("no window recorded"));
     assert_eq!(missing, swallowed);
-    evaluate_alerts(&l.f).await;
+    l.f.evaluate_alerts().await;
     assert_eq!(
         events_missing_alert(&l.f).await,
         Some(swallowed.len() as i64),
@@ -1094,7 +1082,7 @@ async fn what_a_proxy_swallowed_is_found_by_the_digest_resent_by_odoo_and_the_al
         "{digest_error}\n{}",
         l.report().await
     );
-    evaluate_alerts(&l.f).await;
+    l.f.evaluate_alerts().await;
     let rejected: i64 = l
         .f
         .db
@@ -1118,7 +1106,7 @@ async fn what_a_proxy_swallowed_is_found_by_the_digest_resent_by_odoo_and_the_al
     l.handled("expense.approved", first, FLOW).await;
     l.payment_row(first, "queued").await;
     let closed = poll(FLOW, || async {
-        evaluate_alerts(&l.f).await;
+        l.f.evaluate_alerts().await;
         events_missing_alert(&l.f).await.is_none().then_some(())
     })
     .await;

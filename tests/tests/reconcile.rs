@@ -13,7 +13,7 @@
 //!   retried like any failure, and records nothing.
 //! - Odoo failing the resend fails the attempt (retried); keys Odoo does not know are said.
 
-use ipai_tests::runtime::{TEST_OPS_PASSWORD, TEST_OPS_TOKEN, TEST_SECRET};
+use ipai_tests::runtime::{TEST_OPS_PASSWORD, TEST_SECRET};
 use ipai_tests::services::{OdooWrites, Services};
 use ipai_tests::signing::signed_request;
 use ipai_tests::Fixture;
@@ -83,18 +83,6 @@ fn sample(text: &str, name: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
 }
 
-async fn evaluate(f: &Fixture) -> Value {
-    let resp = f
-        .http
-        .post(f.sys.url("/ops/alerts/evaluate"))
-        .bearer_auth(TEST_OPS_TOKEN)
-        .send()
-        .await
-        .expect("POST /ops/alerts/evaluate");
-    assert_eq!(resp.status().as_u16(), 200);
-    resp.json().await.expect("json")
-}
-
 /// The open alert of `condition`: (events, detail), if open.
 async fn open_alert(f: &Fixture, condition: &str) -> Option<(i64, String)> {
     let rows = f
@@ -154,7 +142,7 @@ async fn lost_events_are_found_shown_asked_for_again_and_the_alert_resolves_when
         .parse()
         .expect("a number");
     assert!((0.0..60.0).contains(&age), "{age}");
-    evaluate(&f).await;
+    f.evaluate_alerts().await;
     let (events, detail) = open_alert(&f, "events_missing").await.expect("alert open");
     assert_eq!(events, 2);
     assert!(detail.contains(SOURCE), "{detail}");
@@ -186,7 +174,7 @@ async fn lost_events_are_found_shown_asked_for_again_and_the_alert_resolves_when
         sample(&m, "ipai_reconcile_missing_events").as_deref(),
         Some("0")
     );
-    let summary = evaluate(&f).await;
+    let summary = f.evaluate_alerts().await;
     assert!(
         open_alert(&f, "events_missing").await.is_none(),
         "{summary}"
@@ -227,7 +215,7 @@ async fn a_digest_whose_keys_all_exist_reports_zero_and_asks_odoo_nothing() {
     let status = f.mcp_tool("reconcile_status", json!({})).await;
     assert_eq!(status["missing_total"], 0);
     assert_eq!(status["windows"][0]["found"], 2);
-    evaluate(&f).await;
+    f.evaluate_alerts().await;
     assert!(open_alert(&f, "events_missing").await.is_none());
     assert!(open_alert(&f, "digest_late").await.is_none());
 
@@ -239,7 +227,7 @@ async fn a_digest_whose_keys_all_exist_reports_zero_and_asks_odoo_nothing() {
         )
         .await
         .expect("move the digest back");
-    evaluate(&f).await;
+    f.evaluate_alerts().await;
     let (_, detail) = open_alert(&f, "digest_late")
         .await
         .expect("digest_late open");
@@ -247,7 +235,7 @@ async fn a_digest_whose_keys_all_exist_reports_zero_and_asks_odoo_nothing() {
     // The next digest resolves it.
     let id = f.ingest("digest/odoo_prod/3", &digest(&keys[..1])).await;
     assert_eq!(digest_delivered(&f, &id).await, "done");
-    evaluate(&f).await;
+    f.evaluate_alerts().await;
     assert!(open_alert(&f, "digest_late").await.is_none());
 }
 

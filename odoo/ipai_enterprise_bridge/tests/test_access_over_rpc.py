@@ -15,12 +15,10 @@ the one thing below: the HTTP server answering on the test transaction (test mod
 import datetime as dt
 import json
 
-import odoo
 from odoo import fields
-from odoo.tests import TransactionCase, new_test_user, tagged
-from odoo.tests.common import Opener
+from odoo.tests import new_test_user, tagged
 
-ACCESS_ERROR = "odoo.exceptions.AccessError"
+from . import rpc_case
 FORGED = {
     "event_type": "expense.paid",
     "aggregate_id": 42,
@@ -29,15 +27,10 @@ FORGED = {
 
 
 @tagged("post_install", "-at_install")
-class TestOnlyTheAddonQueuesEvents(TransactionCase):
+class TestOnlyTheAddonQueuesEvents(rpc_case.RpcCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        # Requests to the server run on this test's transaction (and are rolled back with it).
-        cls.registry.enter_test_mode(cls.cr)
-        cls.addClassCleanup(cls.registry.leave_test_mode)
-        cls.opener = Opener(cls.cr)
-        cls.jsonrpc_url = "http://127.0.0.1:%d/jsonrpc" % odoo.service.server.server.httpd.server_port
         icp = cls.env["ir.config_parameter"].sudo()
         icp.set_param("ipai.webhook.url", "http://127.0.0.1:9/odoo-webhook")
         icp.set_param("ipai.webhook.secret", "test-secret")
@@ -55,31 +48,6 @@ class TestOnlyTheAddonQueuesEvents(TransactionCase):
         )
 
     # ----------------------------------------------------------------------- helpers
-
-    def rpc(self, user, model, method, *args, **kwargs):
-        """``execute_kw`` as ``user`` (password = login, as new_test_user sets it): the result,
-        or the error's ``data`` (``name`` is the exception's class)."""
-        body = {
-            "jsonrpc": "2.0",
-            "method": "call",
-            "id": 1,
-            "params": {
-                "service": "object",
-                "method": "execute_kw",
-                "args": [self.env.cr.dbname, user.id, user.login, model, method, list(args), kwargs],
-            },
-        }
-        response = self.opener.post(self.jsonrpc_url, data=json.dumps(body),
-                                    headers={"Content-Type": "application/json"}, timeout=30)
-        self.assertEqual(response.status_code, 200)
-        answer = response.json()
-        if "error" in answer:
-            return {"refused": answer["error"]["data"]}
-        return {"result": answer["result"]}
-
-    def assertRefused(self, outcome, error=ACCESS_ERROR):
-        self.assertIn("refused", outcome, "expected a refusal, got %r" % (outcome,))
-        self.assertEqual(outcome["refused"]["name"], error, outcome["refused"].get("message"))
 
     def overdue_booking(self, days_late):
         now = fields.Datetime.now()

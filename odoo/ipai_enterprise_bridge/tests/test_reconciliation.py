@@ -17,19 +17,17 @@ from unittest.mock import patch
 
 from freezegun import freeze_time
 
-import odoo
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import TransactionCase, new_test_user, tagged
-from odoo.tests.common import Opener
 
 from ..utils.ipai_webhook import IpaiResponse
+from . import rpc_case
 
 SEND = "odoo.addons.ipai_enterprise_bridge.models.ipai_event_queue.send_ipai_event"
 SENDER_CRON = "ipai_enterprise_bridge.ir_cron_ipai_send_events"
 DIGEST_CRON = "ipai_enterprise_bridge.ir_cron_ipai_send_digest"
 BUS_GROUP = "ipai_enterprise_bridge.group_ipai_bus"
-ACCESS_ERROR = "odoo.exceptions.AccessError"
 VALIDATION_ERROR = "odoo.exceptions.ValidationError"
 QUIET = {"mail_create_nolog": True, "mail_create_nosubscribe": True, "tracking_disable": True}
 
@@ -225,17 +223,13 @@ class TestDigest(TransactionCase, QueueRows):
 
 
 @tagged("post_install", "-at_install")
-class TestHealingOverRpc(TransactionCase, QueueRows):
+class TestHealingOverRpc(rpc_case.RpcCase, QueueRows):
     """``ipai_resend_keys`` and "Send digest now" through ``/jsonrpc`` as each user (see
     test_access_over_rpc.py for why this is not an HttpCase)."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.registry.enter_test_mode(cls.cr)
-        cls.addClassCleanup(cls.registry.leave_test_mode)
-        cls.opener = Opener(cls.cr)
-        cls.jsonrpc_url = "http://127.0.0.1:%d/jsonrpc" % odoo.service.server.server.httpd.server_port
         icp = cls.env["ir.config_parameter"].sudo()
         icp.set_param("ipai.webhook.url", "http://127.0.0.1:9/odoo-webhook")
         icp.set_param("ipai.webhook.secret", "test-secret")
@@ -243,24 +237,6 @@ class TestHealingOverRpc(TransactionCase, QueueRows):
         cls.admin = new_test_user(cls.env, login="heal_admin", groups="base.group_user,base.group_system")
         cls.internal = new_test_user(cls.env, login="heal_internal", groups="base.group_user")
         cls.portal = new_test_user(cls.env, login="heal_portal", groups="base.group_portal")
-
-    def rpc(self, user, model, method, *args, **kwargs):
-        body = {
-            "jsonrpc": "2.0", "method": "call", "id": 1,
-            "params": {"service": "object", "method": "execute_kw",
-                       "args": [self.env.cr.dbname, user.id, user.login, model, method, list(args), kwargs]},
-        }
-        response = self.opener.post(self.jsonrpc_url, data=json.dumps(body),
-                                    headers={"Content-Type": "application/json"}, timeout=30)
-        self.assertEqual(response.status_code, 200)
-        answer = response.json()
-        if "error" in answer:
-            return {"refused": answer["error"]["data"]}
-        return {"result": answer["result"]}
-
-    def assertRefused(self, outcome, error=ACCESS_ERROR):
-        self.assertIn("refused", outcome, "expected a refusal, got %r" % (outcome,))
-        self.assertEqual(outcome["refused"]["name"], error, outcome["refused"].get("message"))
 
     def test_only_the_bus_user_may_have_rows_sent_again(self):
         now = fields.Datetime.now()
